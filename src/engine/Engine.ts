@@ -1,0 +1,157 @@
+/**
+ * The library surface: run many calls to slow, flaky upstreams in parallel under a `Policy`, and get
+ * one `ItemResult` per input — as an array in input order (`run`), as a stream in completion order
+ * (`stream`), or as a stream of progress events (`events`).
+ *
+ * @example
+ * const results = yield* Engine.run(articleIds, (id) => fetchInteractions(id), {
+ *   maxConcurrent: 3,
+ *   attemptTimeout: "30 seconds"
+ * })
+ */
+import { Clock, Effect, Exit, Mailbox, Stream } from "effect"
+import type { ItemResult } from "./ItemResult.js"
+import * as Policy from "./Policy.js"
+import type { ProgressEvent, RunSummary } from "./Progress.js"
+import type { RunControl } from "./RunControl.js"
+import { isAdjustable } from "./Adjustable.js"
+import * as Pool from "./internal/pool.js"
+import * as Source from "./internal/source.js"
+
+export type { AttemptContext, Task } from "./internal/pool.js"
+
+export interface RunOptions<I, A> {
+  /** A stable id for each item, carried on its result and events (e.g. the article id). */
+  readonly idOf?: (item: I, index: number) => string
+  /** Called for every progress event, in order. Back-pressures the run if it is slow. */
+  readonly onEvent?: (event: ProgressEvent<A>) => Effect.Effect<void>
+  /** Lets another fiber cancel the run. */
+  readonly control?: RunControl
+  /** Correlates logs, events and metrics; generated when absent. */
+  readonly runId?: string
+}
+
+/** Items, or a stream of items pulled with back-pressure. */
+export type Items<I, E, R> = Iterable<I> | Stream.Stream<I, E, R>
+
+const newRunId = Effect.sync(() => globalThis.crypto.randomUUID())
+
+const executeOptions = <I, A>(
+  runId: string,
+  options: RunOptions<I, A>,
+  onResult: Pool.ExecuteOptions<I, A>["onResult"],
+  onEvent: Pool.ExecuteOptions<I, A>["onEvent"]
+): Pool.ExecuteOptions<I, A> => ({
+  runId,
+  idOf: options.idOf,
+  onResult,
+  onEvent,
+  cancelled: options.control?.cancelled
+})
+
+const annotate = (runId: string, policy: Policy.Policy) =>
+  Effect.annotateLogs({ run: runId, processor: policy.name })
+
+/**
+ * Run every item through `task` and return one result per item, in input order, plus the summary.
+ * Never fails because items failed.
+ */
+export const runWithSummary = <I, A, R>(
+  items: Iterable<I>,
+  task: Pool.Task<I, A, R>,
+  policy: Partial<Policy.Policy> = {},
+  options: RunOptions<I, A> = {}
+): Effect.Effect<{ readonly results: ReadonlyArray<ItemResult<A>>; readonly summary: RunSummary }, never, R> =>
+  Effect.flatMap(options.runId === undefined ? newRunId : Effect.succeed(options.runId), (runId) => {
+    const full = Policy.make(policy)
+    const results: Array<ItemResult<A>> = []
+    const collect = (result: ItemResult<A>) => {
+      results[result.index] = result
+      return Effect.void
+    }
+    return Pool.execute(
+      Source.fromIterable(items),
+      task,
+      full,
+      executeOptions(runId, options, collect, options.onEvent)
+    ).pipe(
+      Effect.map((summary) => ({ results, summary })),
+      annotate(runId, full)
+    )
+  })
+
+/** Run every item through `task`; one result per item, in input order. Never fails because items failed. */
+export const run = <I, A, R>(
+  items: Iterable<I>,
+  task: Pool.Task<I, A, R>,
+  policy: Partial<Policy.Policy> = {},
+  options: RunOptions<I, A> = {}
+): Effect.Effect<ReadonlyArray<ItemResult<A>>, never, R> =>
+  Effect.map(runWithSummary(items, task, policy, options), (r) => r.results)
+
+const bufferFor = (policy: Policy.Policy) =>
+  Math.max(16, 2 * (isAdjustable(policy.maxConcurrent) ? 16 : policy.maxConcurrent))
+
+const isStream = <I, E, R>(items: Items<I, E, R>): items is Stream.Stream<I, E, R> => Stream.StreamTypeId in items
+
+/**
+ * Results as they complete (completion order; each carries its input `index`). Items are pulled only
+ * as fast as the consumer takes results, so memory is bounded by concurrency, not by input size.
+ * Fails only if the input stream fails.
+ */
+export const stream = <I, A, E, R, R2>(
+  items: Items<I, E, R2>,
+  task: Pool.Task<I, A, R>,
+  policy: Partial<Policy.Policy> = {},
+  options: RunOptions<I, A> = {}
+): Stream.Stream<ItemResult<A>, E, R | R2> =>
+  Stream.unwrapScoped(
+    Effect.gen(function* () {
+      const full = Policy.make(policy)
+      const runId = options.runId ?? (yield* newRunId)
+      const mailbox = yield* Mailbox.make<ItemResult<A>, E>(bufferFor(full))
+      const source = isStream(items) ? yield* Source.fromStream(items) : Source.fromIterable(items)
+      yield* Pool.execute(
+        source,
+        task,
+        full,
+        executeOptions(runId, options, (result) => mailbox.offer(result), options.onEvent)
+      ).pipe(annotate(runId, full), Effect.exit, Effect.flatMap((exit) => mailbox.done(Exit.asVoid(exit))), Effect.forkScoped)
+      return Mailbox.toStream(mailbox)
+    })
+  )
+
+/**
+ * Every progress event of the run, ending with `RunCompleted`. Item results arrive inside
+ * `ItemFinished` events. Fails only if the input stream fails.
+ */
+export const events = <I, A, E, R, R2>(
+  items: Items<I, E, R2>,
+  task: Pool.Task<I, A, R>,
+  policy: Partial<Policy.Policy> = {},
+  options: Omit<RunOptions<I, A>, "onEvent"> = {}
+): Stream.Stream<ProgressEvent<A>, E, R | R2> =>
+  Stream.unwrapScoped(
+    Effect.gen(function* () {
+      const full = Policy.make(policy)
+      const runId = options.runId ?? (yield* newRunId)
+      const mailbox = yield* Mailbox.make<ProgressEvent<A>, E>(bufferFor(full))
+      const source = isStream(items) ? yield* Source.fromStream(items) : Source.fromIterable(items)
+      const onEvent = (event: ProgressEvent<A>) => Effect.asVoid(mailbox.offer(event))
+      const onResult: Pool.ExecuteOptions<I, A>["onResult"] = (result, counts, etaMs) =>
+        Effect.flatMap(Clock.currentTimeMillis, (at) =>
+          onEvent(
+            etaMs === undefined
+              ? { _tag: "ItemFinished", runId, result, at, counts }
+              : { _tag: "ItemFinished", runId, result, at, counts, etaMs }
+          )
+        )
+      yield* Pool.execute(source, task, full, executeOptions(runId, options, onResult, onEvent)).pipe(
+        annotate(runId, full),
+        Effect.exit,
+        Effect.flatMap((exit) => mailbox.done(Exit.asVoid(exit))),
+        Effect.forkScoped
+      )
+      return Mailbox.toStream(mailbox)
+    })
+  )

@@ -1,0 +1,90 @@
+/**
+ * The outcome of one input item: what the engine returns for every item of a run, whatever happened
+ * to it. A run never fails as a whole because an item failed; each item carries its own status.
+ */
+import { Schema } from "effect"
+import { errorTypes, type ErrorType } from "./Errors.js"
+
+export type ItemStatus = "succeeded" | "failed" | "cancelled" | "skipped"
+
+export interface ItemError {
+  readonly type: ErrorType
+  readonly message: string
+  /** Whether submitting the item again later could succeed. */
+  readonly retryable: boolean
+  /** For rate limits and open breakers: how long the upstream asked us to wait. */
+  readonly retryAfterMs?: number
+}
+
+interface Common {
+  /** Position of the item in the input (0-based). */
+  readonly index: number
+  readonly id?: string
+  /** Calls actually started for this item (0 when it never ran). */
+  readonly attempts: number
+  /** From the first attempt's start to the final outcome, including retry waits. */
+  readonly durationMs: number
+}
+
+export interface Succeeded<A> extends Common {
+  readonly status: "succeeded"
+  readonly value: A
+}
+
+export interface Unsuccessful extends Common {
+  readonly status: "failed" | "cancelled" | "skipped"
+  readonly error: ItemError
+}
+
+export type ItemResult<A> = Succeeded<A> | Unsuccessful
+
+export const isSucceeded = <A>(result: ItemResult<A>): result is Succeeded<A> => result.status === "succeeded"
+
+export interface Summary {
+  readonly total: number
+  readonly succeeded: number
+  readonly failed: number
+  readonly cancelled: number
+  readonly skipped: number
+}
+
+export const summarize = <A>(results: Iterable<ItemResult<A>>): Summary => {
+  let total = 0
+  let succeeded = 0
+  let failed = 0
+  let cancelled = 0
+  let skipped = 0
+  for (const r of results) {
+    total++
+    if (r.status === "succeeded") succeeded++
+    else if (r.status === "failed") failed++
+    else if (r.status === "cancelled") cancelled++
+    else skipped++
+  }
+  return { total, succeeded, failed, cancelled, skipped }
+}
+
+export const ItemErrorSchema = Schema.Struct({
+  type: Schema.Literal(...errorTypes),
+  message: Schema.String,
+  retryable: Schema.Boolean,
+  retryAfterMs: Schema.optionalWith(Schema.Number, { exact: true })
+})
+
+const common = {
+  index: Schema.Number,
+  id: Schema.optionalWith(Schema.String, { exact: true }),
+  attempts: Schema.Number,
+  durationMs: Schema.Number
+}
+
+/** Wire schema of an `ItemResult` whose success value is described by `value`. */
+export const schema = <A, I, R>(value: Schema.Schema<A, I, R>) =>
+  Schema.Union(
+    Schema.Struct({ ...common, status: Schema.Literal("succeeded"), value }),
+    Schema.Struct({
+      ...common,
+      status: Schema.Literal("failed", "cancelled", "skipped"),
+      error: ItemErrorSchema
+    })
+  )

@@ -1,0 +1,61 @@
+/**
+ * Where a run's items come from: pulled one at a time by whichever worker is free, so memory stays
+ * bounded by concurrency rather than by the number of items.
+ */
+import { Chunk, Effect, Option, Stream, type Scope } from "effect"
+
+export interface Source<I, E, R> {
+  /** The next item, or `None` once the input is exhausted (and forever after). Safe to call concurrently. */
+  readonly pull: Effect.Effect<Option.Option<I>, E, R>
+  /** Known up front for arrays. */
+  readonly total: number | undefined
+}
+
+export const fromIterable = <I>(items: Iterable<I>): Source<I, never, never> => {
+  const iterator = items[Symbol.iterator]()
+  let ended = false
+  return {
+    pull: Effect.sync(() => {
+      if (ended) return Option.none()
+      const next = iterator.next()
+      if (next.done === true) {
+        ended = true
+        return Option.none()
+      }
+      return Option.some(next.value)
+    }),
+    total: Array.isArray(items) ? items.length : undefined
+  }
+}
+
+/** Pulls the stream chunk by chunk; concurrent pulls are serialized so no element is lost or doubled. */
+export const fromStream = <I, E, R>(stream: Stream.Stream<I, E, R>): Effect.Effect<Source<I, E, R>, never, R | Scope.Scope> =>
+  Effect.gen(function* () {
+    const pullChunk = yield* Stream.toPull(stream)
+    const lock = yield* Effect.makeSemaphore(1)
+    let buffer: ReadonlyArray<I> = []
+    let position = 0
+    let ended = false
+    const next: Effect.Effect<Option.Option<I>, E, R> = Effect.suspend(() => {
+      if (position < buffer.length) {
+        const item = buffer[position++]
+        return item === undefined ? Effect.succeedNone : Effect.succeedSome(item)
+      }
+      if (ended) return Effect.succeedNone
+      return Effect.matchEffect(pullChunk, {
+        onFailure: Option.match({
+          onNone: () => {
+            ended = true
+            return Effect.succeedNone
+          },
+          onSome: (error) => Effect.fail(error)
+        }),
+        onSuccess: (chunk) => {
+          buffer = Chunk.toReadonlyArray(chunk)
+          position = 0
+          return next
+        }
+      })
+    })
+    return { pull: lock.withPermits(1)(next), total: undefined }
+  })
