@@ -30,13 +30,27 @@ export interface OpenRule {
   readonly initial: (now: number) => RuleState
 }
 
+// Rule states are small classes rather than object literals of closures: they are created on
+// every recorded outcome, and methods on a prototype cost nothing to create.
+
+class Consecutive implements RuleState {
+  constructor(
+    readonly failures: number,
+    readonly threshold: number,
+    readonly zero: Consecutive | undefined
+  ) {}
+  onSuccess(): RuleState {
+    return this.zero ?? this
+  }
+  onFailure() {
+    const failures = this.failures + 1
+    return { state: new Consecutive(failures, this.threshold, this.zero ?? this), open: failures >= this.threshold }
+  }
+}
+
 /** Open after `threshold` failures in a row; a success resets the count. */
 export const consecutiveFailures = (threshold: number): OpenRule => {
-  const at = (failures: number): RuleState => ({
-    onSuccess: () => zero,
-    onFailure: () => ({ state: at(failures + 1), open: failures + 1 >= threshold })
-  })
-  const zero = at(0)
+  const zero = new Consecutive(0, threshold, undefined)
   return { description: `${threshold} consecutive failures`, initial: () => zero }
 }
 
@@ -44,6 +58,45 @@ interface Bucket {
   readonly slot: number
   readonly calls: number
   readonly failures: number
+}
+
+interface RateSettings {
+  readonly threshold: number
+  readonly minimumCalls: number
+  readonly buckets: number
+  readonly bucketMs: number
+}
+
+// The current bucket is kept apart from the older ones so that recording an outcome in it
+// allocates one small object instead of copying the window.
+class Rate implements RuleState {
+  constructor(
+    readonly settings: RateSettings,
+    readonly current: Bucket,
+    readonly older: ReadonlyArray<Bucket>
+  ) {}
+  private advance(now: number, failed: boolean): Rate {
+    const { bucketMs, buckets } = this.settings
+    const slot = Math.floor(now / bucketMs)
+    const add = failed ? 1 : 0
+    const c = this.current
+    if (slot === c.slot) return new Rate(this.settings, { slot, calls: c.calls + 1, failures: c.failures + add }, this.older)
+    const kept = [...this.older, c].filter((b) => b.slot > slot - buckets && b.calls > 0)
+    return new Rate(this.settings, { slot, calls: 1, failures: add }, kept)
+  }
+  onSuccess(now: number): RuleState {
+    return this.advance(now, false)
+  }
+  onFailure(now: number) {
+    const next = this.advance(now, true)
+    let calls = next.current.calls
+    let failures = next.current.failures
+    for (const b of next.older) {
+      calls += b.calls
+      failures += b.failures
+    }
+    return { state: next, open: calls >= this.settings.minimumCalls && failures / calls >= this.settings.threshold }
+  }
 }
 
 /**
@@ -57,52 +110,40 @@ export const failureRate = (options: {
   readonly buckets?: number
 }): OpenRule => {
   const buckets = Math.max(1, options.buckets ?? 10)
-  const bucketMs = Math.max(1, Duration.toMillis(options.window) / buckets)
-  const record = (state: ReadonlyArray<Bucket>, now: number, failed: boolean): Array<Bucket> => {
-    const slot = Math.floor(now / bucketMs)
-    const kept = state.filter((b) => b.slot > slot - buckets)
-    const last = kept[kept.length - 1]
-    if (last !== undefined && last.slot === slot) {
-      kept[kept.length - 1] = { slot, calls: last.calls + 1, failures: last.failures + (failed ? 1 : 0) }
-    } else {
-      kept.push({ slot, calls: 1, failures: failed ? 1 : 0 })
-    }
-    return kept
+  const settings: RateSettings = {
+    threshold: options.threshold,
+    minimumCalls: options.minimumCalls,
+    buckets,
+    bucketMs: Math.max(1, Duration.toMillis(options.window) / buckets)
   }
-  const of = (window: ReadonlyArray<Bucket>): RuleState => ({
-    onSuccess: (now) => of(record(window, now, false)),
-    onFailure: (now) => {
-      const next = record(window, now, true)
-      let calls = 0
-      let failures = 0
-      for (const b of next) {
-        calls += b.calls
-        failures += b.failures
-      }
-      return { state: of(next), open: calls >= options.minimumCalls && failures / calls >= options.threshold }
-    }
-  })
   return {
     description: `failure rate >= ${options.threshold} over ${Duration.format(options.window)} (min ${options.minimumCalls} calls)`,
-    initial: () => of([])
+    initial: (now) => new Rate(settings, { slot: Math.floor(now / settings.bucketMs), calls: 0, failures: 0 }, [])
+  }
+}
+
+class Either implements RuleState {
+  constructor(
+    readonly a: RuleState,
+    readonly b: RuleState
+  ) {}
+  onSuccess(now: number): RuleState {
+    const a = this.a.onSuccess(now)
+    const b = this.b.onSuccess(now)
+    return a === this.a && b === this.b ? this : new Either(a, b)
+  }
+  onFailure(now: number) {
+    const ra = this.a.onFailure(now)
+    const rb = this.b.onFailure(now)
+    return { state: new Either(ra.state, rb.state), open: ra.open || rb.open }
   }
 }
 
 /** Open when either rule says so. */
-export const either = (a: OpenRule, b: OpenRule): OpenRule => {
-  const pair = (sa: RuleState, sb: RuleState): RuleState => ({
-    onSuccess: (now) => pair(sa.onSuccess(now), sb.onSuccess(now)),
-    onFailure: (now) => {
-      const ra = sa.onFailure(now)
-      const rb = sb.onFailure(now)
-      return { state: pair(ra.state, rb.state), open: ra.open || rb.open }
-    }
-  })
-  return {
-    description: `${a.description} or ${b.description}`,
-    initial: (now) => pair(a.initial(now), b.initial(now))
-  }
-}
+export const either = (a: OpenRule, b: OpenRule): OpenRule => ({
+  description: `${a.description} or ${b.description}`,
+  initial: (now) => new Either(a.initial(now), b.initial(now))
+})
 
 // ---------------------------------------------------------------------------------------------
 // State
@@ -176,7 +217,10 @@ const statusOf = (tag: BreakerState["_tag"]): BreakerStatus =>
 
 const statusGauge = (status: BreakerStatus): number => (status === "closed" ? 0 : status === "half_open" ? 1 : 2)
 
-type Decision = { readonly permit: Permit } | { readonly rejectMs: number }
+type Decision =
+  | Permit
+  | { readonly rejectMs: number }
+  | { readonly permit: Permit; readonly from: BreakerStatus; readonly at: number }
 
 /**
  * Build a breaker that publishes its transitions to `transitions`. The registry shares one PubSub
@@ -194,9 +238,8 @@ export const makeWith = (
     const maxProbes = Math.max(1, settings.halfOpenProbes)
     const now0 = yield* Clock.currentTimeMillis
     const ref = yield* Ref.make<BreakerState>({ _tag: "Closed", generation: 0, since: now0, rule: rule.initial(now0) })
-    const gauge = EngineMetrics.breakerState.pipe(Metric.tagged("key", key))
-    const transitionCounter = (to: BreakerStatus) =>
-      EngineMetrics.breakerTransitions.pipe(Metric.tagged("key", key), Metric.tagged("to", to))
+    const gauge = EngineMetrics.breakerState(key)
+    const transitionCounter = (to: BreakerStatus) => EngineMetrics.breakerTransitions(key, to)
     yield* Metric.set(gauge, 0)
 
     const announce = (from: BreakerStatus, to: BreakerStatus, at: number): Effect.Effect<void> =>
@@ -212,77 +255,93 @@ export const makeWith = (
         { discard: true }
       ).pipe(Effect.annotateLogs({ breaker: key, from, to }))
 
-    const acquire: Effect.Effect<Permit, CircuitOpen> = Effect.flatMap(Clock.currentTimeMillis, (now) =>
-      Effect.flatMap(
-        Ref.modify(ref, (s): readonly [readonly [Decision, BreakerStatus | undefined], BreakerState] => {
-          switch (s._tag) {
-            case "Closed":
-              return [[{ permit: { probe: false, generation: s.generation } }, undefined], s]
-            case "Open":
-              if (now < s.until) return [[{ rejectMs: s.until - now }, undefined], s]
-              return [
-                [{ permit: { probe: true, generation: s.generation + 1 } }, "open"],
-                { _tag: "HalfOpen", generation: s.generation + 1, since: now, probes: 1 }
-              ]
-            case "HalfOpen":
-              if (s.probes >= maxProbes) return [[{ rejectMs: halfOpenRetryMs }, undefined], s]
-              return [[{ permit: { probe: true, generation: s.generation } }, undefined], { ...s, probes: s.probes + 1 }]
+    // The clock is captured once: acquire/release run on every attempt, and looking the clock up
+    // in the fiber's context each time cost more than the state change itself.
+    const clock = yield* Effect.clock
+    const closedPermits = new Map<number, Permit>()
+    const closedPermit = (generation: number): Permit => {
+      let permit = closedPermits.get(generation)
+      if (permit === undefined) {
+        closedPermits.clear()
+        permit = { probe: false, generation }
+        closedPermits.set(generation, permit)
+      }
+      return permit
+    }
+
+    const reject = (ms: number) =>
+      new CircuitOpen({
+        key,
+        retryAfter: Duration.millis(ms),
+        message: `circuit breaker for ${key} is open; retry in ${Math.ceil(ms / 1000)} s`
+      })
+
+    const acquire: Effect.Effect<Permit, CircuitOpen> = Effect.flatMap(
+      Ref.modify(ref, (s): readonly [Decision, BreakerState] => {
+        switch (s._tag) {
+          case "Closed":
+            return [closedPermit(s.generation), s]
+          case "Open": {
+            const now = clock.unsafeCurrentTimeMillis()
+            if (now < s.until) return [{ rejectMs: s.until - now }, s]
+            const permit = { probe: true, generation: s.generation + 1 }
+            return [{ permit, from: "open", at: now }, { _tag: "HalfOpen", generation: permit.generation, since: now, probes: 1 }]
           }
-        }),
-        ([decision, from]) => {
-          if ("permit" in decision) {
-            return from === undefined
-              ? Effect.succeed(decision.permit)
-              : Effect.as(announce(from, "half_open", now), decision.permit)
-          }
-          return Effect.fail(
-            new CircuitOpen({
-              key,
-              retryAfter: Duration.millis(decision.rejectMs),
-              message: `circuit breaker for ${key} is open; retry in ${Math.ceil(decision.rejectMs / 1000)} s`
-            })
-          )
+          case "HalfOpen":
+            if (s.probes >= maxProbes) return [{ rejectMs: halfOpenRetryMs }, s]
+            return [{ probe: true, generation: s.generation }, { ...s, probes: s.probes + 1 }]
         }
-      )
+      }),
+      (decision) => {
+        if ("generation" in decision) return Effect.succeed(decision)
+        if ("rejectMs" in decision) return Effect.fail(reject(decision.rejectMs))
+        return Effect.as(announce(decision.from, "half_open", decision.at), decision.permit)
+      }
     )
 
     const release = (permit: Permit, outcome: Outcome): Effect.Effect<void> =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) =>
-        Effect.flatMap(
-          Ref.modify(ref, (s): readonly [BreakerStatus | undefined, BreakerState] => {
-            if (s.generation !== permit.generation) return [undefined, s]
-            switch (s._tag) {
-              case "Closed": {
-                if (outcome === "neutral") return [undefined, s]
-                if (outcome === "success") return [undefined, { ...s, rule: s.rule.onSuccess(now) }]
-                const r = s.rule.onFailure(now)
-                if (!r.open) return [undefined, { ...s, rule: r.state }]
-                return ["closed", { _tag: "Open", generation: s.generation + 1, since: now, until: now + recoveryMs }]
+      Effect.flatMap(
+        Ref.modify(ref, (s): readonly [Transition | undefined, BreakerState] => {
+          if (s.generation !== permit.generation) return [undefined, s]
+          switch (s._tag) {
+            case "Closed": {
+              if (outcome === "neutral") return [undefined, s]
+              const now = clock.unsafeCurrentTimeMillis()
+              if (outcome === "success") {
+                const rule = s.rule.onSuccess(now)
+                return [undefined, rule === s.rule ? s : { ...s, rule }]
               }
-              case "HalfOpen": {
-                if (!permit.probe) return [undefined, s]
-                if (outcome === "neutral") return [undefined, { ...s, probes: Math.max(0, s.probes - 1) }]
-                if (outcome === "success") {
-                  return [
-                    "half_open",
-                    { _tag: "Closed", generation: s.generation + 1, since: now, rule: rule.initial(now) }
-                  ]
-                }
-                return ["half_open", { _tag: "Open", generation: s.generation + 1, since: now, until: now + recoveryMs }]
-              }
-              case "Open":
-                return [undefined, s]
+              const r = s.rule.onFailure(now)
+              if (!r.open) return [undefined, { ...s, rule: r.state }]
+              return [
+                { key, from: "closed", to: "open", at: now },
+                { _tag: "Open", generation: s.generation + 1, since: now, until: now + recoveryMs }
+              ]
             }
-          }),
-          (from) => {
-            if (from === undefined) return Effect.void
-            return Effect.flatMap(Ref.get(ref), (s) => announce(from, statusOf(s._tag), now))
+            case "HalfOpen": {
+              if (!permit.probe) return [undefined, s]
+              if (outcome === "neutral") return [undefined, { ...s, probes: Math.max(0, s.probes - 1) }]
+              const now = clock.unsafeCurrentTimeMillis()
+              if (outcome === "success") {
+                return [
+                  { key, from: "half_open", to: "closed", at: now },
+                  { _tag: "Closed", generation: s.generation + 1, since: now, rule: rule.initial(now) }
+                ]
+              }
+              return [
+                { key, from: "half_open", to: "open", at: now },
+                { _tag: "Open", generation: s.generation + 1, since: now, until: now + recoveryMs }
+              ]
+            }
+            case "Open":
+              return [undefined, s]
           }
-        )
+        }),
+        (transition) => (transition === undefined ? Effect.void : announce(transition.from, transition.to, transition.at))
       )
 
-    const snapshot: Effect.Effect<Snapshot> = Effect.flatMap(Clock.currentTimeMillis, (now) =>
-      Effect.map(Ref.get(ref), (s): Snapshot => {
+    const snapshot: Effect.Effect<Snapshot> = Effect.map(Ref.get(ref), (s): Snapshot => {
+        const now = clock.unsafeCurrentTimeMillis()
         const base = { key, status: statusOf(s._tag), since: s.since }
         switch (s._tag) {
           case "Closed":
@@ -293,7 +352,6 @@ export const makeWith = (
             return { ...base, probesInFlight: s.probes }
         }
       })
-    )
 
     return {
       key,

@@ -9,7 +9,7 @@
  *   attemptTimeout: "30 seconds"
  * })
  */
-import { Clock, Effect, Exit, Mailbox, Stream } from "effect"
+import { Effect, Exit, Mailbox, Stream } from "effect"
 import type { ItemResult } from "./ItemResult.js"
 import * as Policy from "./Policy.js"
 import type { ProgressEvent, RunSummary } from "./Progress.js"
@@ -67,14 +67,11 @@ export const runWithSummary = <I, A, R>(
     const results: Array<ItemResult<A>> = []
     const collect = (result: ItemResult<A>) => {
       results[result.index] = result
-      return Effect.void
     }
-    return Pool.execute(
-      Source.fromIterable(items),
-      task,
-      full,
-      executeOptions(runId, options, collect, options.onEvent)
-    ).pipe(
+    return Pool.execute(Source.fromIterable(items), task, full, {
+      ...executeOptions(runId, options, (result) => Effect.sync(() => collect(result)), options.onEvent),
+      collect
+    }).pipe(
       Effect.map((summary) => ({ results, summary })),
       annotate(runId, full)
     )
@@ -115,7 +112,7 @@ export const stream = <I, A, E, R, R2>(
         source,
         task,
         full,
-        executeOptions(runId, options, (result) => mailbox.offer(result), options.onEvent)
+        executeOptions(runId, options, (result) => Effect.asVoid(mailbox.offer(result)), options.onEvent)
       ).pipe(annotate(runId, full), Effect.exit, Effect.flatMap((exit) => mailbox.done(Exit.asVoid(exit))), Effect.forkScoped)
       return Mailbox.toStream(mailbox)
     })
@@ -138,15 +135,7 @@ export const events = <I, A, E, R, R2>(
       const mailbox = yield* Mailbox.make<ProgressEvent<A>, E>(bufferFor(full))
       const source = isStream(items) ? yield* Source.fromStream(items) : Source.fromIterable(items)
       const onEvent = (event: ProgressEvent<A>) => Effect.asVoid(mailbox.offer(event))
-      const onResult: Pool.ExecuteOptions<I, A>["onResult"] = (result, counts, etaMs) =>
-        Effect.flatMap(Clock.currentTimeMillis, (at) =>
-          onEvent(
-            etaMs === undefined
-              ? { _tag: "ItemFinished", runId, result, at, counts }
-              : { _tag: "ItemFinished", runId, result, at, counts, etaMs }
-          )
-        )
-      yield* Pool.execute(source, task, full, executeOptions(runId, options, onResult, onEvent)).pipe(
+      yield* Pool.execute(source, task, full, executeOptions(runId, options, () => Effect.void, onEvent)).pipe(
         annotate(runId, full),
         Effect.exit,
         Effect.flatMap((exit) => mailbox.done(Exit.asVoid(exit))),

@@ -1,62 +1,79 @@
 /**
- * The engine's metrics, as Effect `Metric`s (exported to Prometheus by the service). Tagged
- * instances are built once per run or per breaker, never per item, because tagging allocates.
+ * The engine's metrics, as Effect `Metric`s (exported to Prometheus by the service).
+ *
+ * Tags are baked into each metric's key once per run or per breaker: a metric tagged with
+ * `Metric.tagged` rebuilds and hashes its key on every update, which cost more than the rest of an
+ * attempt on the hot path. The pool updates these with `unsafeUpdate` inside its synchronous
+ * bookkeeping for the same reason.
  */
-import { Metric, MetricBoundaries } from "effect"
+import { Metric, MetricBoundaries, MetricKey, MetricLabel } from "effect"
 import type { ErrorType } from "./Errors.js"
-import type { RetryClass } from "./RetryPolicy.js"
 import type { ItemStatus } from "./ItemResult.js"
+import type { RetryClass } from "./RetryPolicy.js"
 
-export const attempts = Metric.counter("pp_attempts_total", {
+const attemptsKey = MetricKey.counter("pp_attempts_total", {
   description: "Attempts started, by processor and outcome (success or error type)",
   incremental: true
 })
-
-export const retries = Metric.counter("pp_retries_total", {
+const retriesKey = MetricKey.counter("pp_retries_total", {
   description: "Retries scheduled, by processor and failure class",
   incremental: true
 })
-
-export const timeouts = Metric.counter("pp_attempt_timeouts_total", {
-  description: "Attempts cut by their per-attempt timeout",
+const timeoutsKey = MetricKey.counter("pp_attempt_timeouts_total", {
+  description: "Attempts cut by their per-attempt timeout, by processor",
   incremental: true
 })
-
-export const items = Metric.counter("pp_items_total", {
+const itemsKey = MetricKey.counter("pp_items_total", {
   description: "Items finished, by processor and final status",
   incremental: true
 })
-
-export const attemptDuration = Metric.histogram(
+const attemptDurationKey = MetricKey.histogram(
   "pp_attempt_duration_seconds",
   MetricBoundaries.exponential({ start: 0.005, factor: 2, count: 16 }),
   "Duration of one attempt (one upstream call), in seconds"
 )
-
-export const inFlight = Metric.gauge("pp_in_flight", {
-  description: "Attempts running right now, by processor"
-})
-
-export const breakerState = Metric.gauge("pp_breaker_state", {
+const inFlightKey = MetricKey.gauge("pp_in_flight", { description: "Attempts running right now, by processor" })
+const breakerStateKey = MetricKey.gauge("pp_breaker_state", {
   description: "Circuit breaker state by key: 0 closed, 1 half-open, 2 open"
 })
-
-export const breakerTransitions = Metric.counter("pp_breaker_transitions_total", {
+const breakerTransitionsKey = MetricKey.counter("pp_breaker_transitions_total", {
   description: "Circuit breaker state changes, by key and new state",
   incremental: true
 })
 
+type Labels = ReadonlyArray<readonly [string, string]>
+
+const labelsOf = (labels: Labels) => labels.map(([k, v]) => MetricLabel.make(k, v))
+const counterWith = (key: MetricKey.MetricKey.Counter<number>, labels: Labels) =>
+  Metric.fromMetricKey(MetricKey.taggedWithLabels(key, labelsOf(labels)))
+const gaugeWith = (key: MetricKey.MetricKey.Gauge<number>, labels: Labels) =>
+  Metric.fromMetricKey(MetricKey.taggedWithLabels(key, labelsOf(labels)))
+const histogramWith = (key: MetricKey.MetricKey.Histogram, labels: Labels) =>
+  Metric.fromMetricKey(MetricKey.taggedWithLabels(key, labelsOf(labels)))
+
+/** No fiber-level labels: the engine's metrics carry their own tags. */
+export const noExtraTags: ReadonlyArray<MetricLabel.MetricLabel> = []
+
+export const breakerState = (key: string) => gaugeWith(breakerStateKey, [["key", key]])
+export const breakerTransitions = (key: string, to: string) =>
+  counterWith(breakerTransitionsKey, [
+    ["key", key],
+    ["to", to]
+  ])
+
+type Counter = Metric.Metric.Counter<number>
+
 /** The metric instances one run updates, tagged with its processor name once. */
 export interface RunMetrics {
-  readonly attemptOutcome: (outcome: "success" | ErrorType) => Metric.Metric.Counter<number>
-  readonly retryClass: (cls: RetryClass) => Metric.Metric.Counter<number>
-  readonly itemStatus: (status: ItemStatus) => Metric.Metric.Counter<number>
-  readonly timeouts: Metric.Metric.Counter<number>
-  readonly attemptDuration: typeof attemptDuration
+  readonly attemptOutcome: (outcome: "success" | ErrorType) => Counter
+  readonly retryClass: (cls: RetryClass) => Counter
+  readonly itemStatus: (status: ItemStatus) => Counter
+  readonly timeouts: Counter
+  readonly attemptDuration: Metric.Metric.Histogram<number>
   readonly inFlight: Metric.Metric.Gauge<number>
 }
 
-const outcomes = [
+const outcomes: ReadonlyArray<"success" | ErrorType> = [
   "success",
   "timeout",
   "rate_limited",
@@ -68,25 +85,44 @@ const outcomes = [
   "cancelled",
   "unexpected",
   "skipped"
-] as const
+]
 
-const tagEach = <K extends string>(
+const perLabel = <K extends string>(
   keys: ReadonlyArray<K>,
-  metric: Metric.Metric.Counter<number>,
+  key: MetricKey.MetricKey.Counter<number>,
   processor: string,
   label: string
-): ((key: K) => Metric.Metric.Counter<number>) => {
-  const byKey = new Map(
-    keys.map((k) => [k, metric.pipe(Metric.tagged("processor", processor), Metric.tagged(label, k))] as const)
+): ((value: K) => Counter) => {
+  const byValue = new Map(
+    keys.map(
+      (k) =>
+        [
+          k,
+          counterWith(key, [
+            ["processor", processor],
+            [label, k]
+          ])
+        ] as const
+    )
   )
-  return (key) => byKey.get(key) ?? metric
+  const fallback = counterWith(key, [["processor", processor]])
+  return (value) => byValue.get(value) ?? fallback
 }
 
-export const forRun = (processor: string): RunMetrics => ({
-  attemptOutcome: tagEach(outcomes, attempts, processor, "outcome"),
-  retryClass: tagEach(["timeout", "rate_limited", "transient", "circuit_open"], retries, processor, "class"),
-  itemStatus: tagEach(["succeeded", "failed", "cancelled", "skipped"], items, processor, "status"),
-  timeouts: timeouts.pipe(Metric.tagged("processor", processor)),
-  attemptDuration: attemptDuration.pipe(Metric.tagged("processor", processor)),
-  inFlight: inFlight.pipe(Metric.tagged("processor", processor))
-})
+const cache = new Map<string, RunMetrics>()
+
+/** Metric instances for one processor name (cached: runs of the same processor share them). */
+export const forRun = (processor: string): RunMetrics => {
+  const cached = cache.get(processor)
+  if (cached !== undefined) return cached
+  const metrics: RunMetrics = {
+    attemptOutcome: perLabel(outcomes, attemptsKey, processor, "outcome"),
+    retryClass: perLabel(["timeout", "rate_limited", "transient", "circuit_open"], retriesKey, processor, "class"),
+    itemStatus: perLabel(["succeeded", "failed", "cancelled", "skipped"], itemsKey, processor, "status"),
+    timeouts: counterWith(timeoutsKey, [["processor", processor]]),
+    attemptDuration: histogramWith(attemptDurationKey, [["processor", processor]]),
+    inFlight: gaugeWith(inFlightKey, [["processor", processor]])
+  }
+  cache.set(processor, metrics)
+  return metrics
+}

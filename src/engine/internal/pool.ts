@@ -19,7 +19,6 @@ import {
   Effect,
   Exit,
   Fiber,
-  Metric,
   Option,
   Scope,
   Stream
@@ -56,7 +55,9 @@ export type Task<I, A, R> = (item: I, context: AttemptContext) => Effect.Effect<
 export interface ExecuteOptions<I, A> {
   readonly runId: string
   readonly idOf: ((item: I, index: number) => string) | undefined
-  readonly onResult: (result: ItemResult<A>, counts: Counts, etaMs: number | undefined) => Effect.Effect<void>
+  readonly onResult: (result: ItemResult<A>) => Effect.Effect<void>
+  /** A synchronous stand-in for `onResult`, used when there is no `onEvent` (the plain `run`). */
+  readonly collect?: (result: ItemResult<A>) => void
   readonly onEvent: ((event: ProgressEvent<A>) => Effect.Effect<void>) | undefined
   readonly cancelled: Deferred.Deferred<void> | undefined
 }
@@ -80,6 +81,7 @@ interface Slot<I, A> {
   /** The unit this worker holds, from the moment it takes it until its attempt is accounted for. */
   unit: Unit<I> | undefined
   inAttempt: boolean
+  attemptStart: number
   attemptDeadline: number
   timedOut: boolean
   permit: Permit | undefined
@@ -129,6 +131,8 @@ const runIn = <I, A, E, R, RS>(
     const now = () => clock.unsafeCurrentTimeMillis()
     const metrics = EngineMetrics.forRun(policy.name)
     const { runId, onEvent, idOf } = options
+    // Without observers a result needs no effect to hand over: store it synchronously.
+    const collect = onEvent === undefined ? options.collect : undefined
     const retry = policy.retry
     const breaker = policy.breaker
     const waitWhenOpen = policy.whenBreakerOpen === "wait"
@@ -225,6 +229,10 @@ const runIn = <I, A, E, R, RS>(
           skipped++
           break
       }
+      if (collect !== undefined) {
+        collect(result)
+        return
+      }
       unemitted++
       outbox.push({ result })
     }
@@ -268,8 +276,18 @@ const runIn = <I, A, E, R, RS>(
       const pending = outbox.shift()
       if (pending === undefined) return Effect.void
       slot.emitting = pending
+      const handOver = Effect.suspend(() => options.onResult(pending.result))
       return Effect.zipRight(
-        Effect.suspend(() => options.onResult(pending.result, counts(), etaMs())),
+        onEvent === undefined
+          ? handOver
+          : Effect.zipRight(
+              handOver,
+              emitEvent(() => {
+                const eta = etaMs()
+                const base = { _tag: "ItemFinished" as const, runId, result: pending.result, at: now(), counts: counts() }
+                return eta === undefined ? base : { ...base, etaMs: eta }
+              })
+            ),
         Effect.sync(() => {
           slot.emitting = undefined
           unemitted--
@@ -295,20 +313,29 @@ const runIn = <I, A, E, R, RS>(
       }
     }
 
-    const call = (unit: Unit<I>, slot: Slot<I, A>): Effect.Effect<A, TaskError, R> => {
-      const started = emitEvent(() => ({
-        _tag: "ItemStarted",
-        runId,
-        index: unit.index,
-        ...(unit.id === undefined ? {} : { id: unit.id }),
-        attempt: unit.tries,
-        at: now(),
-        counts: counts()
-      }))
+    /**
+     * The call for whatever unit `slot` holds. Built once per worker and re-run for every attempt:
+     * allocating these effects per attempt was a large share of the per-item overhead.
+     */
+    const makeCall = (slot: Slot<I, A>): Effect.Effect<A, TaskError, R> => {
+      const started = emitEvent(() => {
+        const unit = slot.unit!
+        return {
+          _tag: "ItemStarted",
+          runId,
+          index: unit.index,
+          ...(unit.id === undefined ? {} : { id: unit.id }),
+          attempt: unit.tries,
+          at: now(),
+          counts: counts()
+        }
+      })
+      const direct = rateLimiter === undefined && breaker === undefined
       const run = Effect.suspend(() => {
+        const unit = slot.unit!
         unit.attempts++
         // The timeout covers the call itself, not the wait for the breaker or the rate limiter.
-        slot.attemptDeadline = now() + timeoutMs
+        if (!direct) slot.attemptDeadline = now() + timeoutMs
         return task(unit.item, { index: unit.index, id: unit.id, attempt: unit.attempts })
       })
       const limited = rateLimiter === undefined ? run : rateLimiter(run)
@@ -337,11 +364,11 @@ const runIn = <I, A, E, R, RS>(
         Effect.interruptible
       )
       const cls = RetryPolicy.classOf(error)
+      if (cls !== undefined) metrics.retryClass(cls).unsafeUpdate(1, noTags)
       return Effect.zipRight(
         Effect.forkIn(sleeper, scope),
         Effect.all(
           [
-            cls === undefined ? Effect.void : Metric.increment(metrics.retryClass(cls)),
             Effect.logDebug(`retrying in ${Math.round(delayMs)} ms: ${messageOf(error)}`).pipe(
               Effect.annotateLogs({ item: unit.index, attempt: unit.tries, error: errorTypeOf(error) })
             ),
@@ -396,30 +423,25 @@ const runIn = <I, A, E, R, RS>(
       return breaker.release(permit, outcome)
     }
 
+    const noTags = EngineMetrics.noExtraTags
     const afterAttempt = (
       slot: Slot<I, A>,
       unit: Unit<I>,
-      exit: Exit.Exit<A, TaskError>,
-      start: number
+      exit: Exit.Exit<A, TaskError>
     ): Effect.Effect<void> => {
+      const start = slot.attemptStart
       inFlight--
       slot.inAttempt = false
       slot.unit = undefined
       const at = now()
-      const called = slot.permit !== undefined || breaker === undefined
-      const bookkeeping = Effect.all(
-        [
-          Metric.set(metrics.inFlight, inFlight),
-          called ? Metric.update(metrics.attemptDuration, (at - start) / 1000) : Effect.void
-        ],
-        { discard: true }
-      )
+      metrics.inFlight.unsafeUpdate(inFlight, noTags)
+      if (slot.permit !== undefined || breaker === undefined) {
+        metrics.attemptDuration.unsafeUpdate((at - start) / 1000, noTags)
+      }
       if (Exit.isSuccess(exit)) {
+        metrics.attemptOutcome("success").unsafeUpdate(1, noTags)
         finalize(unit, success(unit, exit.value, at))
-        return Effect.all(
-          [bookkeeping, release(slot, "success"), Metric.increment(metrics.attemptOutcome("success"))],
-          { discard: true }
-        )
+        return release(slot, "success")
       }
       const cause = exit.cause
       let error: TaskError
@@ -433,50 +455,50 @@ const runIn = <I, A, E, R, RS>(
             // The run itself is being interrupted from outside: nobody will read a result.
             ready.unshift(unit)
           }
-          return Effect.zipRight(bookkeeping, release(slot, "neutral"))
+          return release(slot, "neutral")
         }
       } else {
         const failureOpt = Cause.failureOption(cause)
         if (Option.isNone(failureOpt)) {
           // A defect in the task: not an upstream condition, never retried.
           const message = Cause.pretty(cause).split("\n")[0] ?? "unexpected error"
+          metrics.attemptOutcome("unexpected").unsafeUpdate(1, noTags)
           finalize(unit, failure(unit, "failed", { type: "unexpected", message, retryable: false }, at))
-          return Effect.all(
-            [bookkeeping, release(slot, "neutral"), Metric.increment(metrics.attemptOutcome("unexpected"))],
-            { discard: true }
-          )
+          return release(slot, "neutral")
         }
         error = failureOpt.value
       }
       const type = errorTypeOf(error)
-      return Effect.all(
-        [
-          bookkeeping,
-          release(slot, countsAgainstBreaker(error) ? "failure" : "neutral"),
-          Metric.increment(metrics.attemptOutcome(type)),
-          type === "timeout" ? Metric.increment(metrics.timeouts) : Effect.void,
-          onError(unit, error, at)
-        ],
-        { discard: true }
-      )
+      metrics.attemptOutcome(type).unsafeUpdate(1, noTags)
+      if (type === "timeout") metrics.timeouts.unsafeUpdate(1, noTags)
+      return Effect.zipRight(release(slot, countsAgainstBreaker(error) ? "failure" : "neutral"), onError(unit, error, at))
     }
 
-    const attempt = (slot: Slot<I, A>, unit: Unit<I>): Effect.Effect<void, never, R> =>
-      Effect.uninterruptibleMask((restore) => {
+    /** One attempt of the unit `slot` holds, then its bookkeeping. Built once per worker. */
+    const makeAttempt = (slot: Slot<I, A>): Effect.Effect<void, never, R> => {
+      const call = makeCall(slot)
+      const onFailure = (cause: Cause.Cause<TaskError>) => afterAttempt(slot, slot.unit!, Exit.failCause(cause))
+      const onSuccess = (value: A) => afterAttempt(slot, slot.unit!, Exit.succeed(value))
+      return Effect.uninterruptibleMask((restore) => {
+        const unit = slot.unit!
         unit.tries++
         const start = now()
         if (unit.firstStart < 0) unit.firstStart = start
+        slot.attemptStart = start
         slot.inAttempt = true
         slot.timedOut = false
         slot.attemptDeadline = start + timeoutMs
         inFlight++
+        metrics.inFlight.unsafeUpdate(inFlight, noTags)
         wakeWatchdog()
-        return Effect.flatMap(Effect.exit(restore(call(unit, slot))), (exit) => afterAttempt(slot, unit, exit, start))
+        return Effect.matchCauseEffect(restore(call), { onFailure, onSuccess })
       })
+    }
 
     // ---- workers
     const workerLoop = (slot: Slot<I, A>): Effect.Effect<void, E, R | RS> => {
       let sinceYield = 0
+      const attempt = makeAttempt(slot)
       const afterUnit = (): Effect.Effect<void, E, R | RS> => {
         if (++sinceYield >= YIELD_EVERY) {
           sinceYield = 0
@@ -490,7 +512,7 @@ const runIn = <I, A, E, R, RS>(
         const unit = ready.shift()
         if (unit !== undefined) {
           slot.unit = unit
-          return Effect.flatMap(attempt(slot, unit), afterUnit)
+          return Effect.flatMap(attempt, afterUnit)
         }
         if (!exhausted && waiting < maxWaiting()) {
           pulling++
@@ -505,7 +527,7 @@ const runIn = <I, A, E, R, RS>(
               }
               const fresh = newUnit(next.value)
               slot.unit = fresh
-              return Effect.flatMap(attempt(slot, fresh), afterUnit)
+              return Effect.flatMap(attempt, afterUnit)
             }
           )
         }
@@ -521,6 +543,7 @@ const runIn = <I, A, E, R, RS>(
           fiber: undefined,
           unit: undefined,
           inAttempt: false,
+          attemptStart: 0,
           attemptDeadline: 0,
           timedOut: false,
           permit: undefined,
@@ -670,7 +693,7 @@ const runIn = <I, A, E, R, RS>(
 
     // ---- stop everything still running; in-flight attempts record their own stop results
     yield* Scope.close(scope, Exit.void)
-    yield* Metric.set(metrics.inFlight, 0)
+    metrics.inFlight.unsafeUpdate(0, noTags)
 
     if (reason !== "completed") {
       const at = now()
@@ -694,6 +717,7 @@ const runIn = <I, A, E, R, RS>(
       fiber: undefined,
       unit: undefined,
       inAttempt: false,
+      attemptStart: 0,
       attemptDeadline: 0,
       timedOut: false,
       permit: undefined,
@@ -701,15 +725,10 @@ const runIn = <I, A, E, R, RS>(
     }
     while (outbox.length > 0) yield* flushOne(finalSlot)
 
-    yield* Effect.all(
-      [
-        Metric.incrementBy(metrics.itemStatus("succeeded"), succeeded),
-        Metric.incrementBy(metrics.itemStatus("failed"), failed),
-        Metric.incrementBy(metrics.itemStatus("cancelled"), cancelled),
-        Metric.incrementBy(metrics.itemStatus("skipped"), skipped)
-      ],
-      { discard: true }
-    )
+    metrics.itemStatus("succeeded").unsafeUpdate(succeeded, noTags)
+    metrics.itemStatus("failed").unsafeUpdate(failed, noTags)
+    metrics.itemStatus("cancelled").unsafeUpdate(cancelled, noTags)
+    metrics.itemStatus("skipped").unsafeUpdate(skipped, noTags)
     const summary: RunSummary = { runId, ...counts(), inFlight: 0, waiting: 0, durationMs: now() - startedAt, stoppedBy: reason }
     yield* Effect.logDebug("run finished").pipe(
       Effect.annotateLogs({ stoppedBy: reason, succeeded, failed, cancelled, skipped, durationMs: summary.durationMs })
