@@ -96,13 +96,25 @@ const isStream = <I, E, R>(items: Items<I, E, R>): items is Stream.Stream<I, E, 
  * as fast as the consumer takes results, so memory is bounded by concurrency, not by input size.
  * Fails only if the input stream fails.
  */
-export const stream = <I, A, E, R, R2>(
+export function stream<I, A, E, R, R2>(
+  items: Stream.Stream<I, E, R2>,
+  task: Pool.Task<I, A, R>,
+  policy?: Partial<Policy.Policy>,
+  options?: RunOptions<I, A>
+): Stream.Stream<ItemResult<A>, E, R | R2>
+export function stream<I, A, R>(
+  items: Iterable<I>,
+  task: Pool.Task<I, A, R>,
+  policy?: Partial<Policy.Policy>,
+  options?: RunOptions<I, A>
+): Stream.Stream<ItemResult<A>, never, R>
+export function stream<I, A, E, R, R2>(
   items: Items<I, E, R2>,
   task: Pool.Task<I, A, R>,
   policy: Partial<Policy.Policy> = {},
   options: RunOptions<I, A> = {}
-): Stream.Stream<ItemResult<A>, E, R | R2> =>
-  Stream.unwrapScoped(
+): Stream.Stream<ItemResult<A>, E, R | R2> {
+  return Stream.unwrapScoped(
     Effect.gen(function* () {
       const full = Policy.make(policy)
       const runId = options.runId ?? (yield* newRunId)
@@ -117,18 +129,31 @@ export const stream = <I, A, E, R, R2>(
       return Mailbox.toStream(mailbox)
     })
   )
+}
 
 /**
  * Every progress event of the run, ending with `RunCompleted`. Item results arrive inside
  * `ItemFinished` events. Fails only if the input stream fails.
  */
-export const events = <I, A, E, R, R2>(
+export function events<I, A, E, R, R2>(
+  items: Stream.Stream<I, E, R2>,
+  task: Pool.Task<I, A, R>,
+  policy?: Partial<Policy.Policy>,
+  options?: Omit<RunOptions<I, A>, "onEvent">
+): Stream.Stream<ProgressEvent<A>, E, R | R2>
+export function events<I, A, R>(
+  items: Iterable<I>,
+  task: Pool.Task<I, A, R>,
+  policy?: Partial<Policy.Policy>,
+  options?: Omit<RunOptions<I, A>, "onEvent">
+): Stream.Stream<ProgressEvent<A>, never, R>
+export function events<I, A, E, R, R2>(
   items: Items<I, E, R2>,
   task: Pool.Task<I, A, R>,
   policy: Partial<Policy.Policy> = {},
   options: Omit<RunOptions<I, A>, "onEvent"> = {}
-): Stream.Stream<ProgressEvent<A>, E, R | R2> =>
-  Stream.unwrapScoped(
+): Stream.Stream<ProgressEvent<A>, E, R | R2> {
+  return Stream.unwrapScoped(
     Effect.gen(function* () {
       const full = Policy.make(policy)
       const runId = options.runId ?? (yield* newRunId)
@@ -144,3 +169,4 @@ export const events = <I, A, E, R, R2>(
       return Mailbox.toStream(mailbox)
     })
   )
+}

@@ -1,0 +1,125 @@
+/**
+ * Invariants of the engine over random task outcomes, latencies and limits (fast-check), all under
+ * the TestClock so that thousands of virtual seconds run in milliseconds.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Duration, Effect, Fiber, TestClock } from "effect"
+import * as fc from "effect/FastCheck"
+import { CircuitBreaker, Engine, type Policy, RetryPolicy } from "../src/index.js"
+import { makeHarness, runVirtual, type Step } from "./support/harness.js"
+
+const step: fc.Arbitrary<Step> = fc.record({
+  latencyMs: fc.integer({ min: 0, max: 2_000 }),
+  outcome: fc.constantFrom<Step["outcome"]>("ok", "ok", "ok", "transient", "permanent", "rate_limited", "invalid", "hang"),
+  retryAfterMs: fc.integer({ min: 0, max: 3_000 })
+})
+
+const scenario = fc.record({
+  scripts: fc.array(fc.array(step, { minLength: 1, maxLength: 4 }), { minLength: 0, maxLength: 10 }),
+  limit: fc.integer({ min: 1, max: 8 }),
+  maxRetries: fc.integer({ min: 0, max: 3 })
+})
+
+type Scenario = typeof scenario extends fc.Arbitrary<infer T> ? T : never
+
+const scriptOf = (s: Scenario) => (index: number, attempt: number): Step => {
+  const script = s.scripts[index] ?? []
+  return script[Math.min(attempt, script.length) - 1] ?? { latencyMs: 1, outcome: "ok" }
+}
+
+const policyOf = (s: Scenario): Partial<Policy.Policy> => ({
+  maxConcurrent: s.limit,
+  attemptTimeout: Duration.seconds(1),
+  retry: RetryPolicy.make({ maxRetries: s.maxRetries })
+})
+
+const items = (s: Scenario) => s.scripts.map((_, i) => i)
+
+describe("engine invariants", () => {
+  it.effect.prop(
+    "exactly one result per input, in order; attempts bounded; permanent errors attempted once",
+    [scenario],
+    ([s]) =>
+      Effect.gen(function* () {
+        const h = makeHarness(scriptOf(s))
+        const results = yield* runVirtual(Engine.run(items(s), h.task, policyOf(s)))
+        expect(results.map((r) => r.index)).toEqual(items(s))
+        for (const r of results) {
+          expect(r.attempts).toBeGreaterThanOrEqual(1)
+          expect(r.attempts).toBeLessThanOrEqual(s.maxRetries + 1)
+          const first = s.scripts[r.index]?.[0]
+          // (A call that outlives the 1 s timeout is a timeout, whatever it would have answered.)
+          const rejected = first?.outcome === "permanent" || first?.outcome === "invalid"
+          if (rejected && first.latencyMs < 1_000) expect(r.attempts).toBe(1)
+        }
+        expect(h.calls.length).toBe(results.reduce((n, r) => n + r.attempts, 0))
+        expect(h.state.inFlight).toBe(0)
+      }),
+    { fastCheck: { numRuns: 30 } }
+  )
+
+  it.effect.prop(
+    "peak in-flight never exceeds the limit, and reaches it when enough work is available",
+    [scenario],
+    ([s]) =>
+      Effect.gen(function* () {
+        const h = makeHarness(scriptOf(s))
+        yield* runVirtual(Engine.run(items(s), h.task, policyOf(s)))
+        expect(h.state.peak).toBeLessThanOrEqual(s.limit)
+        const firstAttemptsTakeTime = s.scripts.every((sc) => (sc[0]?.latencyMs ?? 0) > 0 || sc[0]?.outcome === "hang")
+        if (s.scripts.length >= s.limit && firstAttemptsTakeTime) expect(h.state.peak).toBe(s.limit)
+      }),
+    { fastCheck: { numRuns: 30 } }
+  )
+
+  it.effect.prop(
+    "no call starts through an open breaker, and half-open admits at most one probe",
+    [scenario],
+    ([s]) =>
+      Effect.gen(function* () {
+        const breaker = yield* CircuitBreaker.make("prop", {
+          rule: CircuitBreaker.consecutiveFailures(2),
+          recoveryTimeout: "3 seconds"
+        })
+        const h = makeHarness(scriptOf(s))
+        let throughOpen = 0
+        let probes = 0
+        let maxProbes = 0
+        const task = (item: number, ctx: Parameters<typeof h.task>[1]) =>
+          Effect.flatMap(breaker.snapshot, (snap) => {
+            if (snap.status === "open") throughOpen++
+            const probe = snap.status === "half_open"
+            if (probe) maxProbes = Math.max(maxProbes, ++probes)
+            return h.task(item, ctx).pipe(Effect.ensuring(Effect.sync(() => (probe ? probes-- : undefined))))
+          })
+        yield* runVirtual(
+          Engine.run(items(s), task, { ...policyOf(s), breaker, whenBreakerOpen: "wait" })
+        )
+        expect(throughOpen).toBe(0)
+        expect(maxProbes).toBeLessThanOrEqual(1)
+        expect((yield* breaker.snapshot).probesInFlight).toBe(0)
+      }),
+    { fastCheck: { numRuns: 30 } }
+  )
+
+  it.effect.prop(
+    "interrupting a run at any moment leaves no call running and no probe held",
+    [scenario, fc.integer({ min: 0, max: 20_000 })],
+    ([s, at]) =>
+      Effect.gen(function* () {
+        const breaker = yield* CircuitBreaker.make("interrupt", {
+          rule: CircuitBreaker.consecutiveFailures(2),
+          recoveryTimeout: "2 seconds"
+        })
+        const h = makeHarness(scriptOf(s))
+        const fiber = yield* Effect.fork(
+          Engine.run(items(s), h.task, { ...policyOf(s), breaker, whenBreakerOpen: "wait" })
+        )
+        yield* TestClock.adjust(at)
+        yield* Fiber.interrupt(fiber)
+        expect(h.state.inFlight).toBe(0)
+        expect((yield* breaker.snapshot).probesInFlight).toBe(0)
+      }),
+    { fastCheck: { numRuns: 30 } }
+  )
+})
