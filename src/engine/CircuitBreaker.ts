@@ -6,7 +6,7 @@
  * (consecutive failures, failure rate over a time window, or both). Only failures that say "the
  * upstream is unhealthy" (transient, timeout) count; callers report each outcome through `release`.
  */
-import { Cause, Clock, Duration, Effect, Exit, Metric, Option, PubSub, Ref, Stream } from "effect"
+import { Cause, Clock, Duration, Effect, Exit, Metric, Option, PubSub, Ref, type Scope, Stream } from "effect"
 import { dual } from "effect/Function"
 import { CircuitOpen } from "./Errors.js"
 import * as EngineMetrics from "./EngineMetrics.js"
@@ -208,8 +208,10 @@ export interface CircuitBreaker {
   /** Report the outcome of an admitted call. Must be called exactly once per permit. */
   readonly release: (permit: Permit, outcome: Outcome) => Effect.Effect<void>
   readonly snapshot: Effect.Effect<Snapshot>
-  /** State changes from now on. */
+  /** State changes from whenever the stream starts running. */
   readonly changes: Stream.Stream<Transition>
+  /** State changes from this moment on (subscribed before it returns), for as long as the scope lasts. */
+  readonly subscribe: Effect.Effect<Stream.Stream<Transition>, never, Scope.Scope>
 }
 
 const statusOf = (tag: BreakerState["_tag"]): BreakerStatus =>
@@ -358,7 +360,10 @@ export const makeWith = (
       acquire,
       release,
       snapshot,
-      changes: Stream.fromPubSub(transitions).pipe(Stream.filter((t) => t.key === key))
+      changes: Stream.fromPubSub(transitions).pipe(Stream.filter((t) => t.key === key)),
+      subscribe: Effect.map(PubSub.subscribe(transitions), (queue) =>
+        Stream.fromQueue(queue).pipe(Stream.filter((t) => t.key === key))
+      )
     }
   })
 

@@ -680,8 +680,9 @@ const runIn = <I, A, E, R, RS>(
       )
     }
     if (onEvent !== undefined && breaker !== undefined) {
+      const changes = yield* Scope.extend(breaker.subscribe, scope)
       yield* Effect.forkIn(
-        Stream.runForEach(breaker.changes, (transition) =>
+        Stream.runForEach(changes, (transition) =>
           onEvent({ _tag: "BreakerChanged", runId, transition, at: now(), counts: counts() })
         ),
         scope
