@@ -318,21 +318,19 @@ const runIn = <I, A, E, R, RS>(
      * allocating these effects per attempt was a large share of the per-item overhead.
      */
     const makeCall = (slot: Slot<I, A>): Effect.Effect<A, TaskError, R> => {
-      const started = emitEvent(() => {
-        const unit = slot.unit!
-        return {
-          _tag: "ItemStarted",
-          runId,
-          index: unit.index,
-          ...(unit.id === undefined ? {} : { id: unit.id }),
-          attempt: unit.tries,
-          at: now(),
-          counts: counts()
-        }
-      })
+      const started = emitEvent(() => ({
+        _tag: "ItemStarted",
+        runId,
+        index: slot.unit?.index ?? -1,
+        ...(slot.unit?.id === undefined ? {} : { id: slot.unit.id }),
+        attempt: slot.unit?.tries ?? 0,
+        at: now(),
+        counts: counts()
+      }))
       const direct = rateLimiter === undefined && breaker === undefined
       const run = Effect.suspend(() => {
-        const unit = slot.unit!
+        const unit = slot.unit
+        if (unit === undefined) return Effect.dieMessage("internal: attempt without an item")
         unit.attempts++
         // The timeout covers the call itself, not the wait for the breaker or the rate limiter.
         if (!direct) slot.attemptDeadline = now() + timeoutMs
@@ -424,11 +422,9 @@ const runIn = <I, A, E, R, RS>(
     }
 
     const noTags = EngineMetrics.noExtraTags
-    const afterAttempt = (
-      slot: Slot<I, A>,
-      unit: Unit<I>,
-      exit: Exit.Exit<A, TaskError>
-    ): Effect.Effect<void> => {
+    const afterAttempt = (slot: Slot<I, A>, exit: Exit.Exit<A, TaskError>): Effect.Effect<void> => {
+      const unit = slot.unit
+      if (unit === undefined) return Effect.void
       const start = slot.attemptStart
       inFlight--
       slot.inAttempt = false
@@ -477,10 +473,11 @@ const runIn = <I, A, E, R, RS>(
     /** One attempt of the unit `slot` holds, then its bookkeeping. Built once per worker. */
     const makeAttempt = (slot: Slot<I, A>): Effect.Effect<void, never, R> => {
       const call = makeCall(slot)
-      const onFailure = (cause: Cause.Cause<TaskError>) => afterAttempt(slot, slot.unit!, Exit.failCause(cause))
-      const onSuccess = (value: A) => afterAttempt(slot, slot.unit!, Exit.succeed(value))
+      const onFailure = (cause: Cause.Cause<TaskError>) => afterAttempt(slot, Exit.failCause(cause))
+      const onSuccess = (value: A) => afterAttempt(slot, Exit.succeed(value))
       return Effect.uninterruptibleMask((restore) => {
-        const unit = slot.unit!
+        const unit = slot.unit
+        if (unit === undefined) return Effect.void
         unit.tries++
         const start = now()
         if (unit.firstStart < 0) unit.firstStart = start
