@@ -496,6 +496,20 @@ const runIn = <I, A, E, R, RS>(
     const workerLoop = (slot: Slot<I, A>): Effect.Effect<void, E, R | RS> => {
       let sinceYield = 0
       const attempt = makeAttempt(slot)
+      const attemptThenStep = Effect.suspend(() => Effect.flatMap(attempt, afterUnit))
+      const pullAsync = Effect.flatMap(
+        Effect.onInterrupt(source.pull, () => Effect.sync(() => pulling--)),
+        (next) => {
+          pulling--
+          if (Option.isNone(next)) {
+            exhausted = true
+            checkDone()
+            return step
+          }
+          slot.unit = newUnit(next.value)
+          return Effect.flatMap(attempt, afterUnit)
+        }
+      )
       const afterUnit = (): Effect.Effect<void, E, R | RS> => {
         if (++sinceYield >= YIELD_EVERY) {
           sinceYield = 0
@@ -512,21 +526,20 @@ const runIn = <I, A, E, R, RS>(
           return Effect.flatMap(attempt, afterUnit)
         }
         if (!exhausted && waiting < maxWaiting()) {
-          pulling++
-          return Effect.flatMap(
-            Effect.onInterrupt(source.pull, () => Effect.sync(() => pulling--)),
-            (next) => {
-              pulling--
-              if (Option.isNone(next)) {
-                exhausted = true
-                checkDone()
-                return step
-              }
-              const fresh = newUnit(next.value)
-              slot.unit = fresh
-              return Effect.flatMap(attempt, afterUnit)
+          const pullSync = source.pullSync
+          if (pullSync !== undefined) {
+            // Iterables: no effect needed to get the next item.
+            const next = pullSync()
+            if (next.done === true) {
+              exhausted = true
+              checkDone()
+              return step
             }
-          )
+            slot.unit = newUnit(next.value)
+            return attemptThenStep
+          }
+          pulling++
+          return pullAsync
         }
         checkDone()
         return Effect.zipRight(idleWait, step)

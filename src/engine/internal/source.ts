@@ -7,23 +7,29 @@ import { Chunk, Effect, Option, Stream, type Scope } from "effect"
 export interface Source<I, E, R> {
   /** The next item, or `None` once the input is exhausted (and forever after). Safe to call concurrently. */
   readonly pull: Effect.Effect<Option.Option<I>, E, R>
+  /** A synchronous way to get the next item, when the source has one (iterables). */
+  readonly pullSync: (() => IteratorResult<I>) | undefined
   /** Known up front for arrays. */
   readonly total: number | undefined
 }
 
+const finished: IteratorReturnResult<undefined> = { done: true, value: undefined }
+
 export const fromIterable = <I>(items: Iterable<I>): Source<I, never, never> => {
   const iterator = items[Symbol.iterator]()
   let ended = false
+  const pullSync = (): IteratorResult<I> => {
+    if (ended) return finished
+    const next = iterator.next()
+    if (next.done === true) ended = true
+    return next
+  }
   return {
     pull: Effect.sync(() => {
-      if (ended) return Option.none()
-      const next = iterator.next()
-      if (next.done === true) {
-        ended = true
-        return Option.none()
-      }
-      return Option.some(next.value)
+      const next = pullSync()
+      return next.done === true ? Option.none() : Option.some(next.value)
     }),
+    pullSync,
     total: Array.isArray(items) ? items.length : undefined
   }
 }
@@ -57,5 +63,5 @@ export const fromStream = <I, E, R>(stream: Stream.Stream<I, E, R>): Effect.Effe
         }
       })
     })
-    return { pull: lock.withPermits(1)(next), total: undefined }
+    return { pull: lock.withPermits(1)(next), pullSync: undefined, total: undefined }
   })
