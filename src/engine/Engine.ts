@@ -39,12 +39,12 @@ const newRunId = Effect.sync(() => globalThis.crypto.randomUUID())
 const executeOptions = <I, A>(
   runId: string,
   options: RunOptions<I, A>,
-  onResult: Pool.ExecuteOptions<I, A>["onResult"],
+  onResults: Pool.ExecuteOptions<I, A>["onResults"],
   onEvent: Pool.ExecuteOptions<I, A>["onEvent"]
 ): Pool.ExecuteOptions<I, A> => ({
   runId,
   idOf: options.idOf,
-  onResult,
+  onResults,
   onEvent,
   cancelled: options.control?.cancelled
 })
@@ -69,7 +69,7 @@ export const runWithSummary = <I, A, R>(
       results[result.index] = result
     }
     return Pool.execute(Source.fromIterable(items), task, full, {
-      ...executeOptions(runId, options, (result) => Effect.sync(() => collect(result)), options.onEvent),
+      ...executeOptions(runId, options, (batch) => Effect.sync(() => batch.forEach(collect)), options.onEvent),
       collect
     }).pipe(
       Effect.map((summary) => ({ results, summary })),
@@ -124,7 +124,7 @@ export function stream<I, A, E, R, R2>(
         source,
         task,
         full,
-        executeOptions(runId, options, (result) => Effect.asVoid(mailbox.offer(result)), options.onEvent)
+        executeOptions(runId, options, (batch) => Effect.asVoid(mailbox.offerAll(batch)), options.onEvent)
       ).pipe(annotate(runId, full), Effect.exit, Effect.flatMap((exit) => mailbox.done(Exit.asVoid(exit))), Effect.forkScoped)
       return Mailbox.toStream(mailbox)
     })

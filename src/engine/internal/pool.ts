@@ -55,8 +55,9 @@ export type Task<I, A, R> = (item: I, context: AttemptContext) => Effect.Effect<
 export interface ExecuteOptions<I, A> {
   readonly runId: string
   readonly idOf: ((item: I, index: number) => string) | undefined
-  readonly onResult: (result: ItemResult<A>) => Effect.Effect<void>
-  /** A synchronous stand-in for `onResult`, used when there is no `onEvent` (the plain `run`). */
+  /** Hands finished results over, in batches (one per flush); may back-pressure the run. */
+  readonly onResults: (results: ReadonlyArray<ItemResult<A>>) => Effect.Effect<void>
+  /** A synchronous stand-in for `onResults`, used when there is no `onEvent` (the plain `run`). */
   readonly collect?: (result: ItemResult<A>) => void
   readonly onEvent: ((event: ProgressEvent<A>) => Effect.Effect<void>) | undefined
   readonly cancelled: Deferred.Deferred<void> | undefined
@@ -76,7 +77,7 @@ interface Unit<I> {
   readonly retryState: RetryPolicy.RetryState
 }
 
-interface Slot<I, A> {
+interface Slot<I> {
   fiber: Fiber.RuntimeFiber<void, unknown> | undefined
   /** The unit this worker holds, from the moment it takes it until its attempt is accounted for. */
   unit: Unit<I> | undefined
@@ -85,11 +86,13 @@ interface Slot<I, A> {
   attemptDeadline: number
   timedOut: boolean
   permit: Permit | undefined
-  emitting: Pending<A> | undefined
 }
 
 interface Pending<A> {
   readonly result: ItemResult<A>
+  /** Counts right after this item finished, for its `ItemFinished` event (only with observers). */
+  readonly counts: Counts | undefined
+  readonly etaMs: number | undefined
 }
 
 const YIELD_EVERY = 64
@@ -168,7 +171,7 @@ const runIn = <I, A, E, R, RS>(
     let skipped = 0
     const ready: Array<Unit<I>> = []
     const waitingUnits = new Set<Unit<I>>()
-    const slots = new Set<Slot<I, A>>()
+    const slots = new Set<Slot<I>>()
     const idle: Array<() => void> = []
     const outbox: Array<Pending<A>> = []
     let unemitted = 0
@@ -234,7 +237,10 @@ const runIn = <I, A, E, R, RS>(
         return
       }
       unemitted++
-      outbox.push({ result })
+      outbox.push(
+        onEvent === undefined ? { result, counts: undefined, etaMs: undefined } : { result, counts: counts(), etaMs: etaMs() }
+      )
+      wakeFlusher()
     }
     const durationOf = (unit: Unit<I>, at: number) => (unit.firstStart < 0 ? 0 : at - unit.firstStart)
     const success = (unit: Unit<I>, value: A, at: number): ItemResult<A> =>
@@ -272,29 +278,71 @@ const runIn = <I, A, E, R, RS>(
       return failure(unit, s.status, { type: s.type, message: s.message + last, retryable: true }, at)
     }
 
-    const flushOne = (slot: Slot<I, A>): Effect.Effect<void> => {
-      const pending = outbox.shift()
-      if (pending === undefined) return Effect.void
-      slot.emitting = pending
-      const handOver = Effect.suspend(() => options.onResult(pending.result))
+    // ---- handing results over
+    // Workers only push finished results into the outbox; one flusher fiber hands them over in
+    // batches as soon as the workers yield. Emitting from each worker cost more than the rest of
+    // an item, and a full consumer now stops the workers (at `maxOutbox`) instead of each of them.
+    const maxOutbox = Math.max(64, 4 * limit)
+    let flusherIdle: (() => void) | undefined = undefined
+    let inHand: ReadonlyArray<Pending<A>> = []
+    const blockedOnOutbox: Array<() => void> = []
+    function wakeFlusher() {
+      const resume = flusherIdle
+      if (resume !== undefined) {
+        flusherIdle = undefined
+        resume()
+      }
+    }
+    const handOver = (batch: ReadonlyArray<Pending<A>>): Effect.Effect<void> => {
+      const results = batch.map((p) => p.result)
+      const delivered = Effect.suspend(() => options.onResults(results))
+      if (onEvent === undefined) return delivered
       return Effect.zipRight(
-        onEvent === undefined
-          ? handOver
-          : Effect.zipRight(
-              handOver,
-              emitEvent(() => {
-                const eta = etaMs()
-                const base = { _tag: "ItemFinished" as const, runId, result: pending.result, at: now(), counts: counts() }
-                return eta === undefined ? base : { ...base, etaMs: eta }
-              })
-            ),
-        Effect.sync(() => {
-          slot.emitting = undefined
-          unemitted--
-          checkDone()
-        })
+        delivered,
+        Effect.forEach(
+          batch,
+          (p) =>
+            emitEvent(() => {
+              const base = { _tag: "ItemFinished" as const, runId, result: p.result, at: now(), counts: p.counts ?? counts() }
+              return p.etaMs === undefined ? base : { ...base, etaMs: p.etaMs }
+            }),
+          { discard: true }
+        )
       )
     }
+    const flusher: Effect.Effect<void> = Effect.suspend(() => {
+      if (outbox.length === 0) {
+        return Effect.zipRight(
+          Effect.async<void>((resume) => {
+            flusherIdle = () => resume(Effect.void)
+            return Effect.sync(() => {
+              flusherIdle = undefined
+            })
+          }),
+          flusher
+        )
+      }
+      inHand = outbox.splice(0, outbox.length)
+      return Effect.zipRight(
+        handOver(inHand),
+        Effect.suspend(() => {
+          unemitted -= inHand.length
+          inHand = []
+          const blocked = blockedOnOutbox.splice(0, blockedOnOutbox.length)
+          for (const resume of blocked) resume()
+          checkDone()
+          return flusher
+        })
+      )
+    })
+    const outboxFull: Effect.Effect<void> = Effect.async<void>((resume) => {
+      const wake = () => resume(Effect.void)
+      blockedOnOutbox.push(wake)
+      return Effect.sync(() => {
+        const i = blockedOnOutbox.indexOf(wake)
+        if (i >= 0) blockedOnOutbox.splice(i, 1)
+      })
+    })
 
     // ---- one attempt, and what happens after it
     const newUnit = (item: I): Unit<I> => {
@@ -317,7 +365,7 @@ const runIn = <I, A, E, R, RS>(
      * The call for whatever unit `slot` holds. Built once per worker and re-run for every attempt:
      * allocating these effects per attempt was a large share of the per-item overhead.
      */
-    const makeCall = (slot: Slot<I, A>): Effect.Effect<A, TaskError, R> => {
+    const makeCall = (slot: Slot<I>): Effect.Effect<A, TaskError, R> => {
       const started = emitEvent(() => ({
         _tag: "ItemStarted",
         runId,
@@ -414,7 +462,7 @@ const runIn = <I, A, E, R, RS>(
       })
     }
 
-    const release = (slot: Slot<I, A>, outcome: Outcome): Effect.Effect<void> => {
+    const release = (slot: Slot<I>, outcome: Outcome): Effect.Effect<void> => {
       const permit = slot.permit
       if (breaker === undefined || permit === undefined) return Effect.void
       slot.permit = undefined
@@ -422,7 +470,7 @@ const runIn = <I, A, E, R, RS>(
     }
 
     const noTags = EngineMetrics.noExtraTags
-    const afterAttempt = (slot: Slot<I, A>, exit: Exit.Exit<A, TaskError>): Effect.Effect<void> => {
+    const afterAttempt = (slot: Slot<I>, exit: Exit.Exit<A, TaskError>): Effect.Effect<void> => {
       const unit = slot.unit
       if (unit === undefined) return Effect.void
       const start = slot.attemptStart
@@ -471,7 +519,7 @@ const runIn = <I, A, E, R, RS>(
     }
 
     /** One attempt of the unit `slot` holds, then its bookkeeping. Built once per worker. */
-    const makeAttempt = (slot: Slot<I, A>): Effect.Effect<void, never, R> => {
+    const makeAttempt = (slot: Slot<I>): Effect.Effect<void, never, R> => {
       const call = makeCall(slot)
       const onFailure = (cause: Cause.Cause<TaskError>) => afterAttempt(slot, Exit.failCause(cause))
       const onSuccess = (value: A) => afterAttempt(slot, Exit.succeed(value))
@@ -493,7 +541,7 @@ const runIn = <I, A, E, R, RS>(
     }
 
     // ---- workers
-    const workerLoop = (slot: Slot<I, A>): Effect.Effect<void, E, R | RS> => {
+    const workerLoop = (slot: Slot<I>): Effect.Effect<void, E, R | RS> => {
       let sinceYield = 0
       const attempt = makeAttempt(slot)
       const attemptThenStep = Effect.suspend(() => Effect.flatMap(attempt, afterUnit))
@@ -518,7 +566,7 @@ const runIn = <I, A, E, R, RS>(
         return step
       }
       const step: Effect.Effect<void, E, R | RS> = Effect.suspend(() => {
-        if (outbox.length > 0) return Effect.flatMap(flushOne(slot), afterUnit)
+        if (outbox.length >= maxOutbox) return Effect.zipRight(outboxFull, step)
         if (stopReason !== undefined || active > limit) return Effect.void
         const unit = ready.shift()
         if (unit !== undefined) {
@@ -549,7 +597,7 @@ const runIn = <I, A, E, R, RS>(
 
     const spawnWorker = (): Effect.Effect<void, never, R | RS> =>
       Effect.suspend(() => {
-        const slot: Slot<I, A> = {
+        const slot: Slot<I> = {
           fiber: undefined,
           unit: undefined,
           inAttempt: false,
@@ -557,7 +605,6 @@ const runIn = <I, A, E, R, RS>(
           attemptDeadline: 0,
           timedOut: false,
           permit: undefined,
-          emitting: undefined
         }
         active++
         slots.add(slot)
@@ -566,12 +613,6 @@ const runIn = <I, A, E, R, RS>(
             Effect.suspend(() => {
               active--
               slots.delete(slot)
-              const emitting = slot.emitting
-              if (emitting !== undefined) {
-                // Died while handing over a result: put it back for another worker or the final flush.
-                slot.emitting = undefined
-                outbox.unshift(emitting)
-              }
               const held = slot.unit
               if (held !== undefined && !held.finalized) {
                 // Died between taking a unit and starting it: give it back.
@@ -584,7 +625,7 @@ const runIn = <I, A, E, R, RS>(
                 else Deferred.unsafeDone(stopped, Exit.failCause(Cause.die(Cause.squash(exit.cause))))
                 return Effect.void
               }
-              if (stopReason === undefined && active < limit && (slot.timedOut || outbox.length > 0)) {
+              if (stopReason === undefined && active < limit && slot.timedOut) {
                 return spawnWorker()
               }
               return Effect.void
@@ -619,7 +660,7 @@ const runIn = <I, A, E, R, RS>(
     const watchdog: Effect.Effect<void> = Effect.suspend(() => {
       const t = now()
       let earliest = Number.POSITIVE_INFINITY
-      const expired: Array<Slot<I, A>> = []
+      const expired: Array<Slot<I>> = []
       for (const slot of slots) {
         if (!slot.inAttempt || slot.timedOut) continue
         if (slot.attemptDeadline <= t) expired.push(slot)
@@ -665,6 +706,7 @@ const runIn = <I, A, E, R, RS>(
     yield* emitEvent(() => ({ _tag: "RunStarted", runId, at: now(), counts: counts() }))
     yield* Effect.logDebug("run started").pipe(Effect.annotateLogs({ maxConcurrent: limit, timeoutMs }))
     yield* restartWatchdog
+    if (collect === undefined) yield* Effect.forkIn(flusher, scope)
     if (deadlineAt !== Number.POSITIVE_INFINITY) {
       yield* Effect.forkIn(
         Effect.zipRight(
@@ -724,17 +766,10 @@ const runIn = <I, A, E, R, RS>(
         }
       }
     }
-    const finalSlot: Slot<I, A> = {
-      fiber: undefined,
-      unit: undefined,
-      inAttempt: false,
-      attemptStart: 0,
-      attemptDeadline: 0,
-      timedOut: false,
-      permit: undefined,
-      emitting: undefined
-    }
-    while (outbox.length > 0) yield* flushOne(finalSlot)
+    // Whatever the flusher had not handed over yet (including a batch it was holding when stopped).
+    const rest = [...inHand, ...outbox.splice(0, outbox.length)]
+    inHand = []
+    if (rest.length > 0) yield* handOver(rest)
 
     metrics.itemStatus("succeeded").unsafeUpdate(succeeded, noTags)
     metrics.itemStatus("failed").unsafeUpdate(failed, noTags)

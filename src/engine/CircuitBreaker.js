@@ -1,0 +1,261 @@
+/**
+ * A circuit breaker per upstream key: stops hammering an upstream that keeps failing, lets a bounded
+ * number of probes through after a recovery time, and closes again when a probe succeeds.
+ *
+ * The state is a tagged union in a `Ref`; the decision *when to open* is a pluggable `OpenRule`
+ * (consecutive failures, failure rate over a time window, or both). Only failures that say "the
+ * upstream is unhealthy" (transient, timeout) count; callers report each outcome through `release`.
+ */
+import { Cause, Clock, Duration, Effect, Exit, Metric, Option, PubSub, Ref, Stream } from "effect";
+import { dual } from "effect/Function";
+import { CircuitOpen } from "./Errors.js";
+import * as EngineMetrics from "./EngineMetrics.js";
+// Rule states are small classes rather than object literals of closures: they are created on
+// every recorded outcome, and methods on a prototype cost nothing to create.
+class Consecutive {
+    failures;
+    threshold;
+    zero;
+    constructor(failures, threshold, zero) {
+        this.failures = failures;
+        this.threshold = threshold;
+        this.zero = zero;
+    }
+    onSuccess() {
+        return this.zero ?? this;
+    }
+    onFailure() {
+        const failures = this.failures + 1;
+        return { state: new Consecutive(failures, this.threshold, this.zero ?? this), open: failures >= this.threshold };
+    }
+}
+/** Open after `threshold` failures in a row; a success resets the count. */
+export const consecutiveFailures = (threshold) => {
+    const zero = new Consecutive(0, threshold, undefined);
+    return { description: `${threshold} consecutive failures`, initial: () => zero };
+};
+// The current bucket is kept apart from the older ones so that recording an outcome in it
+// allocates one small object instead of copying the window.
+class Rate {
+    settings;
+    current;
+    older;
+    constructor(settings, current, older) {
+        this.settings = settings;
+        this.current = current;
+        this.older = older;
+    }
+    advance(now, failed) {
+        const { bucketMs, buckets } = this.settings;
+        const slot = Math.floor(now / bucketMs);
+        const add = failed ? 1 : 0;
+        const c = this.current;
+        if (slot === c.slot)
+            return new Rate(this.settings, { slot, calls: c.calls + 1, failures: c.failures + add }, this.older);
+        const kept = [...this.older, c].filter((b) => b.slot > slot - buckets && b.calls > 0);
+        return new Rate(this.settings, { slot, calls: 1, failures: add }, kept);
+    }
+    onSuccess(now) {
+        return this.advance(now, false);
+    }
+    onFailure(now) {
+        const next = this.advance(now, true);
+        let calls = next.current.calls;
+        let failures = next.current.failures;
+        for (const b of next.older) {
+            calls += b.calls;
+            failures += b.failures;
+        }
+        return { state: next, open: calls >= this.settings.minimumCalls && failures / calls >= this.settings.threshold };
+    }
+}
+/**
+ * Open when, over the last `window`, at least `minimumCalls` outcomes were seen and the share of
+ * failures reached `threshold` (0–1). The window slides in `buckets` steps.
+ */
+export const failureRate = (options) => {
+    const buckets = Math.max(1, options.buckets ?? 10);
+    const settings = {
+        threshold: options.threshold,
+        minimumCalls: options.minimumCalls,
+        buckets,
+        bucketMs: Math.max(1, Duration.toMillis(options.window) / buckets)
+    };
+    return {
+        description: `failure rate >= ${options.threshold} over ${Duration.format(options.window)} (min ${options.minimumCalls} calls)`,
+        initial: (now) => new Rate(settings, { slot: Math.floor(now / settings.bucketMs), calls: 0, failures: 0 }, [])
+    };
+};
+class Either {
+    a;
+    b;
+    constructor(a, b) {
+        this.a = a;
+        this.b = b;
+    }
+    onSuccess(now) {
+        const a = this.a.onSuccess(now);
+        const b = this.b.onSuccess(now);
+        return a === this.a && b === this.b ? this : new Either(a, b);
+    }
+    onFailure(now) {
+        const ra = this.a.onFailure(now);
+        const rb = this.b.onFailure(now);
+        return { state: new Either(ra.state, rb.state), open: ra.open || rb.open };
+    }
+}
+/** Open when either rule says so. */
+export const either = (a, b) => ({
+    description: `${a.description} or ${b.description}`,
+    initial: (now) => new Either(a.initial(now), b.initial(now))
+});
+export const defaultSettings = {
+    rule: either(consecutiveFailures(3), failureRate({ threshold: 0.5, minimumCalls: 20, window: "60 seconds" })),
+    recoveryTimeout: "60 seconds",
+    halfOpenProbes: 1,
+    halfOpenRetryAfter: "1 second"
+};
+const statusOf = (tag) => tag === "Closed" ? "closed" : tag === "Open" ? "open" : "half_open";
+const statusGauge = (status) => (status === "closed" ? 0 : status === "half_open" ? 1 : 2);
+/**
+ * Build a breaker that publishes its transitions to `transitions`. The registry shares one PubSub
+ * between all its breakers.
+ */
+export const makeWith = (key, settings, transitions) => Effect.gen(function* () {
+    const rule = settings.rule;
+    const recoveryMs = Duration.toMillis(settings.recoveryTimeout);
+    const halfOpenRetryMs = Duration.toMillis(settings.halfOpenRetryAfter);
+    const maxProbes = Math.max(1, settings.halfOpenProbes);
+    const now0 = yield* Clock.currentTimeMillis;
+    const ref = yield* Ref.make({ _tag: "Closed", generation: 0, since: now0, rule: rule.initial(now0) });
+    const gauge = EngineMetrics.breakerState(key);
+    const transitionCounter = (to) => EngineMetrics.breakerTransitions(key, to);
+    yield* Metric.set(gauge, 0);
+    const announce = (from, to, at) => Effect.all([
+        Metric.set(gauge, statusGauge(to)),
+        Metric.increment(transitionCounter(to)),
+        PubSub.publish(transitions, { key, from, to, at }),
+        to === "open"
+            ? Effect.logWarning(`circuit breaker ${key} opened`)
+            : Effect.logInfo(`circuit breaker ${key} ${to === "closed" ? "closed" : "half-open"}`)
+    ], { discard: true }).pipe(Effect.annotateLogs({ breaker: key, from, to }));
+    // The clock is captured once: acquire/release run on every attempt, and looking the clock up
+    // in the fiber's context each time cost more than the state change itself.
+    const clock = yield* Effect.clock;
+    const closedPermits = new Map();
+    const closedPermit = (generation) => {
+        let permit = closedPermits.get(generation);
+        if (permit === undefined) {
+            closedPermits.clear();
+            permit = { probe: false, generation };
+            closedPermits.set(generation, permit);
+        }
+        return permit;
+    };
+    const reject = (ms) => new CircuitOpen({
+        key,
+        retryAfter: Duration.millis(ms),
+        message: `circuit breaker for ${key} is open; retry in ${Math.ceil(ms / 1000)} s`
+    });
+    const acquire = Effect.flatMap(Ref.modify(ref, (s) => {
+        switch (s._tag) {
+            case "Closed":
+                return [closedPermit(s.generation), s];
+            case "Open": {
+                const now = clock.unsafeCurrentTimeMillis();
+                if (now < s.until)
+                    return [{ rejectMs: s.until - now }, s];
+                const permit = { probe: true, generation: s.generation + 1 };
+                return [{ permit, from: "open", at: now }, { _tag: "HalfOpen", generation: permit.generation, since: now, probes: 1 }];
+            }
+            case "HalfOpen":
+                if (s.probes >= maxProbes)
+                    return [{ rejectMs: halfOpenRetryMs }, s];
+                return [{ probe: true, generation: s.generation }, { ...s, probes: s.probes + 1 }];
+        }
+    }), (decision) => {
+        if ("generation" in decision)
+            return Effect.succeed(decision);
+        if ("rejectMs" in decision)
+            return Effect.fail(reject(decision.rejectMs));
+        return Effect.as(announce(decision.from, "half_open", decision.at), decision.permit);
+    });
+    const release = (permit, outcome) => Effect.flatMap(Ref.modify(ref, (s) => {
+        if (s.generation !== permit.generation)
+            return [undefined, s];
+        switch (s._tag) {
+            case "Closed": {
+                if (outcome === "neutral")
+                    return [undefined, s];
+                const now = clock.unsafeCurrentTimeMillis();
+                if (outcome === "success") {
+                    const rule = s.rule.onSuccess(now);
+                    return [undefined, rule === s.rule ? s : { ...s, rule }];
+                }
+                const r = s.rule.onFailure(now);
+                if (!r.open)
+                    return [undefined, { ...s, rule: r.state }];
+                return [
+                    { key, from: "closed", to: "open", at: now },
+                    { _tag: "Open", generation: s.generation + 1, since: now, until: now + recoveryMs }
+                ];
+            }
+            case "HalfOpen": {
+                if (!permit.probe)
+                    return [undefined, s];
+                if (outcome === "neutral")
+                    return [undefined, { ...s, probes: Math.max(0, s.probes - 1) }];
+                const now = clock.unsafeCurrentTimeMillis();
+                if (outcome === "success") {
+                    return [
+                        { key, from: "half_open", to: "closed", at: now },
+                        { _tag: "Closed", generation: s.generation + 1, since: now, rule: rule.initial(now) }
+                    ];
+                }
+                return [
+                    { key, from: "half_open", to: "open", at: now },
+                    { _tag: "Open", generation: s.generation + 1, since: now, until: now + recoveryMs }
+                ];
+            }
+            case "Open":
+                return [undefined, s];
+        }
+    }), (transition) => (transition === undefined ? Effect.void : announce(transition.from, transition.to, transition.at)));
+    const snapshot = Effect.map(Ref.get(ref), (s) => {
+        const now = clock.unsafeCurrentTimeMillis();
+        const base = { key, status: statusOf(s._tag), since: s.since };
+        switch (s._tag) {
+            case "Closed":
+                return { ...base, probesInFlight: 0 };
+            case "Open":
+                return { ...base, probesInFlight: 0, retryAfterMs: Math.max(0, s.until - now) };
+            case "HalfOpen":
+                return { ...base, probesInFlight: s.probes };
+        }
+    });
+    return {
+        key,
+        acquire,
+        release,
+        snapshot,
+        changes: Stream.fromPubSub(transitions).pipe(Stream.filter((t) => t.key === key)),
+        subscribe: Effect.map(PubSub.subscribe(transitions), (queue) => Stream.fromQueue(queue).pipe(Stream.filter((t) => t.key === key)))
+    };
+});
+/** A standalone breaker with its own transition stream. */
+export const make = (key, settings = {}) => Effect.flatMap(PubSub.unbounded(), (pubsub) => makeWith(key, { ...defaultSettings, ...settings }, pubsub));
+/**
+ * Run `self` through the breaker: fail fast with `CircuitOpen` while it is open, and report the
+ * outcome. `isFailure` says which errors count against the upstream (default: all of them);
+ * interruption never counts.
+ */
+export const withCircuitBreaker = dual((args) => Effect.isEffect(args[0]), (self, breaker, options) => Effect.uninterruptibleMask((restore) => Effect.flatMap(breaker.acquire, (permit) => restore(self).pipe(Effect.onExit((exit) => {
+    if (Exit.isSuccess(exit))
+        return breaker.release(permit, "success");
+    // An interruption says nothing about the upstream; a defect counts against it.
+    if (Cause.isInterruptedOnly(exit.cause))
+        return breaker.release(permit, "neutral");
+    const failure = Cause.failureOption(exit.cause);
+    const counts = Option.isNone(failure) || (options?.isFailure ? options.isFailure(failure.value) : true);
+    return breaker.release(permit, counts ? "failure" : "neutral");
+})))));

@@ -1,0 +1,86 @@
+/**
+ * The engine's metrics, as Effect `Metric`s (exported to Prometheus by the service).
+ *
+ * Tags are baked into each metric's key once per run or per breaker: a metric tagged with
+ * `Metric.tagged` rebuilds and hashes its key on every update, which cost more than the rest of an
+ * attempt on the hot path. The pool updates these with `unsafeUpdate` inside its synchronous
+ * bookkeeping for the same reason.
+ */
+import { Metric, MetricBoundaries, MetricKey, MetricLabel } from "effect";
+const attemptsKey = MetricKey.counter("pp_attempts_total", {
+    description: "Attempts started, by processor and outcome (success or error type)",
+    incremental: true
+});
+const retriesKey = MetricKey.counter("pp_retries_total", {
+    description: "Retries scheduled, by processor and failure class",
+    incremental: true
+});
+const timeoutsKey = MetricKey.counter("pp_attempt_timeouts_total", {
+    description: "Attempts cut by their per-attempt timeout, by processor",
+    incremental: true
+});
+const itemsKey = MetricKey.counter("pp_items_total", {
+    description: "Items finished, by processor and final status",
+    incremental: true
+});
+const attemptDurationKey = MetricKey.histogram("pp_attempt_duration_seconds", MetricBoundaries.exponential({ start: 0.005, factor: 2, count: 16 }), "Duration of one attempt (one upstream call), in seconds");
+const inFlightKey = MetricKey.gauge("pp_in_flight", { description: "Attempts running right now, by processor" });
+const breakerStateKey = MetricKey.gauge("pp_breaker_state", {
+    description: "Circuit breaker state by key: 0 closed, 1 half-open, 2 open"
+});
+const breakerTransitionsKey = MetricKey.counter("pp_breaker_transitions_total", {
+    description: "Circuit breaker state changes, by key and new state",
+    incremental: true
+});
+const labelsOf = (labels) => labels.map(([k, v]) => MetricLabel.make(k, v));
+const counterWith = (key, labels) => Metric.fromMetricKey(MetricKey.taggedWithLabels(key, labelsOf(labels)));
+const gaugeWith = (key, labels) => Metric.fromMetricKey(MetricKey.taggedWithLabels(key, labelsOf(labels)));
+const histogramWith = (key, labels) => Metric.fromMetricKey(MetricKey.taggedWithLabels(key, labelsOf(labels)));
+/** No fiber-level labels: the engine's metrics carry their own tags. */
+export const noExtraTags = [];
+export const breakerState = (key) => gaugeWith(breakerStateKey, [["key", key]]);
+export const breakerTransitions = (key, to) => counterWith(breakerTransitionsKey, [
+    ["key", key],
+    ["to", to]
+]);
+const outcomes = [
+    "success",
+    "timeout",
+    "rate_limited",
+    "upstream_unavailable",
+    "upstream_rejected",
+    "invalid_response",
+    "circuit_open",
+    "deadline_exceeded",
+    "cancelled",
+    "unexpected",
+    "skipped"
+];
+const perLabel = (keys, key, processor, label) => {
+    const byValue = new Map(keys.map((k) => [
+        k,
+        counterWith(key, [
+            ["processor", processor],
+            [label, k]
+        ])
+    ]));
+    const fallback = counterWith(key, [["processor", processor]]);
+    return (value) => byValue.get(value) ?? fallback;
+};
+const cache = new Map();
+/** Metric instances for one processor name (cached: runs of the same processor share them). */
+export const forRun = (processor) => {
+    const cached = cache.get(processor);
+    if (cached !== undefined)
+        return cached;
+    const metrics = {
+        attemptOutcome: perLabel(outcomes, attemptsKey, processor, "outcome"),
+        retryClass: perLabel(["timeout", "rate_limited", "transient", "circuit_open"], retriesKey, processor, "class"),
+        itemStatus: perLabel(["succeeded", "failed", "cancelled", "skipped"], itemsKey, processor, "status"),
+        timeouts: counterWith(timeoutsKey, [["processor", processor]]),
+        attemptDuration: histogramWith(attemptDurationKey, [["processor", processor]]),
+        inFlight: gaugeWith(inFlightKey, [["processor", processor]])
+    };
+    cache.set(processor, metrics);
+    return metrics;
+};

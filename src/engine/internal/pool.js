@@ -1,0 +1,594 @@
+/**
+ * The engine's worker pool. `maxConcurrent` long-lived worker fibers pull items from the source, so
+ * a slot is refilled the moment an attempt ends (work-conserving, no batches) and no fiber is forked
+ * per item. A retry waiting for its backoff sits in a sleeper fiber, not in a worker, so its slot goes
+ * to the next item.
+ *
+ * Per-attempt timeouts are enforced by one watchdog fiber per run that interrupts the worker whose
+ * attempt ran past its deadline (the task's AbortSignal fires), and a replacement worker takes the
+ * slot. That keeps the hot path free of the race/fork that `Effect.timeout` costs per call.
+ *
+ * Results go through an outbox that any worker flushes, so a worker that dies (timed out, resized
+ * away) never takes a finished result with it; whatever is left at the end is flushed by the run.
+ */
+import { Cause, Deferred, Duration, Effect, Exit, Fiber, Option, Scope, Stream } from "effect";
+import { isAdjustable } from "../Adjustable.js";
+import * as EngineMetrics from "../EngineMetrics.js";
+import { AttemptTimeout, countsAgainstBreaker, errorTypeOf, isRetryableType, messageOf } from "../Errors.js";
+import * as RetryPolicy from "../RetryPolicy.js";
+const YIELD_EVERY = 64;
+const stopStatus = (reason) => reason === "deadline"
+    ? { status: "failed", type: "deadline_exceeded", message: "the batch deadline passed before this item finished" }
+    : { status: "cancelled", type: "cancelled", message: "the run was cancelled before this item finished" };
+/**
+ * Run every item of `source` through `task` under `policy`. Never fails because an item failed;
+ * fails only if the source itself fails.
+ */
+export const execute = (source, task, policy, options) => Effect.flatMap(Scope.make(), (scope) => Effect.flatMap(Effect.clock, (clock) => runIn(scope, clock, source, task, policy, options).pipe(Effect.onExit((exit) => Scope.close(scope, Exit.asVoid(exit))))));
+const runIn = (scope, clock, source, task, policy, options) => Effect.gen(function* () {
+    const now = () => clock.unsafeCurrentTimeMillis();
+    const metrics = EngineMetrics.forRun(policy.name);
+    const { runId, onEvent, idOf } = options;
+    // Without observers a result needs no effect to hand over: store it synchronously.
+    const collect = onEvent === undefined ? options.collect : undefined;
+    const retry = policy.retry;
+    const breaker = policy.breaker;
+    const waitWhenOpen = policy.whenBreakerOpen === "wait";
+    const rateLimiter = policy.rateLimiter;
+    const stopped = yield* Deferred.make();
+    const startedAt = now();
+    const deadlineAt = policy.deadline === undefined ? Number.POSITIVE_INFINITY : startedAt + Duration.toMillis(policy.deadline);
+    // ---- settings that may change mid-run
+    let limit = isAdjustable(policy.maxConcurrent) ? yield* policy.maxConcurrent.get : policy.maxConcurrent;
+    limit = Math.max(1, Math.floor(limit));
+    const timeoutSetting = policy.attemptTimeout;
+    let timeoutMs = isAdjustable(timeoutSetting)
+        ? Duration.toMillis(yield* timeoutSetting.get)
+        : Duration.toMillis(timeoutSetting);
+    const maxWaiting = () => policy.maxWaiting ?? 4 * limit;
+    // ---- run state (touched only inside synchronous sections, so fibers never see it half-updated)
+    let active = 0;
+    let inFlight = 0;
+    let waiting = 0;
+    let outstanding = 0;
+    let pulling = 0;
+    let exhausted = false;
+    let nextIndex = 0;
+    let stopReason = undefined;
+    let completed = 0;
+    let succeeded = 0;
+    let failed = 0;
+    let cancelled = 0;
+    let skipped = 0;
+    const ready = [];
+    const waitingUnits = new Set();
+    const slots = new Set();
+    const idle = [];
+    const outbox = [];
+    let unemitted = 0;
+    const counts = () => {
+        const c = { completed, succeeded, failed, cancelled, skipped, inFlight, waiting };
+        return source.total === undefined ? c : { total: source.total, ...c };
+    };
+    const etaMs = () => {
+        if (source.total === undefined || completed === 0)
+            return undefined;
+        return Math.round(((now() - startedAt) / completed) * (source.total - completed));
+    };
+    const emitEvent = (event) => onEvent === undefined ? Effect.void : Effect.suspend(() => onEvent(event()));
+    const stop = (reason) => {
+        if (stopReason !== undefined)
+            return;
+        stopReason = reason;
+        Deferred.unsafeDone(stopped, Exit.succeed(reason));
+    };
+    const checkDone = () => {
+        if (exhausted && pulling === 0 && outstanding === 0 && unemitted === 0)
+            stop("completed");
+    };
+    const wakeOne = () => {
+        const resume = idle.shift();
+        if (resume !== undefined)
+            resume();
+    };
+    const wakeAll = () => {
+        const all = idle.splice(0, idle.length);
+        for (const resume of all)
+            resume();
+    };
+    const idleWait = Effect.async((resume) => {
+        const wake = () => resume(Effect.void);
+        idle.push(wake);
+        return Effect.sync(() => {
+            const i = idle.indexOf(wake);
+            if (i >= 0)
+                idle.splice(i, 1);
+        });
+    });
+    // ---- results
+    const finalize = (unit, result) => {
+        if (unit.finalized)
+            return;
+        unit.finalized = true;
+        outstanding--;
+        completed++;
+        switch (result.status) {
+            case "succeeded":
+                succeeded++;
+                break;
+            case "failed":
+                failed++;
+                break;
+            case "cancelled":
+                cancelled++;
+                break;
+            case "skipped":
+                skipped++;
+                break;
+        }
+        if (collect !== undefined) {
+            collect(result);
+            return;
+        }
+        unemitted++;
+        outbox.push({ result });
+    };
+    const durationOf = (unit, at) => (unit.firstStart < 0 ? 0 : at - unit.firstStart);
+    const success = (unit, value, at) => unit.id === undefined
+        ? { index: unit.index, status: "succeeded", attempts: unit.attempts, durationMs: durationOf(unit, at), value }
+        : {
+            index: unit.index,
+            id: unit.id,
+            status: "succeeded",
+            attempts: unit.attempts,
+            durationMs: durationOf(unit, at),
+            value
+        };
+    const failure = (unit, status, error, at) => unit.id === undefined
+        ? { index: unit.index, status, attempts: unit.attempts, durationMs: durationOf(unit, at), error }
+        : { index: unit.index, id: unit.id, status, attempts: unit.attempts, durationMs: durationOf(unit, at), error };
+    const itemError = (error, note) => {
+        const type = errorTypeOf(error);
+        const message = note === undefined ? messageOf(error) : `${messageOf(error)} (${note})`;
+        const after = error._tag === "RateLimited" ? error.retryAfter : error._tag === "CircuitOpen" ? error.retryAfter : undefined;
+        return after === undefined
+            ? { type, message, retryable: isRetryableType(type) }
+            : { type, message, retryable: isRetryableType(type), retryAfterMs: Duration.toMillis(after) };
+    };
+    const stoppedResult = (unit, reason, at) => {
+        const s = stopStatus(reason);
+        const last = unit.lastError === undefined ? "" : `; last error: ${messageOf(unit.lastError)}`;
+        return failure(unit, s.status, { type: s.type, message: s.message + last, retryable: true }, at);
+    };
+    const flushOne = (slot) => {
+        const pending = outbox.shift();
+        if (pending === undefined)
+            return Effect.void;
+        slot.emitting = pending;
+        const handOver = Effect.suspend(() => options.onResult(pending.result));
+        return Effect.zipRight(onEvent === undefined
+            ? handOver
+            : Effect.zipRight(handOver, emitEvent(() => {
+                const eta = etaMs();
+                const base = { _tag: "ItemFinished", runId, result: pending.result, at: now(), counts: counts() };
+                return eta === undefined ? base : { ...base, etaMs: eta };
+            })), Effect.sync(() => {
+            slot.emitting = undefined;
+            unemitted--;
+            checkDone();
+        }));
+    };
+    // ---- one attempt, and what happens after it
+    const newUnit = (item) => {
+        const index = nextIndex++;
+        outstanding++;
+        return {
+            index,
+            item,
+            id: idOf === undefined ? undefined : idOf(item, index),
+            attempts: 0,
+            tries: 0,
+            firstStart: -1,
+            lastError: undefined,
+            finalized: false,
+            retryState: {}
+        };
+    };
+    /**
+     * The call for whatever unit `slot` holds. Built once per worker and re-run for every attempt:
+     * allocating these effects per attempt was a large share of the per-item overhead.
+     */
+    const makeCall = (slot) => {
+        const started = emitEvent(() => ({
+            _tag: "ItemStarted",
+            runId,
+            index: slot.unit?.index ?? -1,
+            ...(slot.unit?.id === undefined ? {} : { id: slot.unit.id }),
+            attempt: slot.unit?.tries ?? 0,
+            at: now(),
+            counts: counts()
+        }));
+        const direct = rateLimiter === undefined && breaker === undefined;
+        const run = Effect.suspend(() => {
+            const unit = slot.unit;
+            if (unit === undefined)
+                return Effect.dieMessage("internal: attempt without an item");
+            unit.attempts++;
+            // The timeout covers the call itself, not the wait for the breaker or the rate limiter.
+            if (!direct)
+                slot.attemptDeadline = now() + timeoutMs;
+            return task(unit.item, { index: unit.index, id: unit.id, attempt: unit.attempts });
+        });
+        const limited = rateLimiter === undefined ? run : rateLimiter(run);
+        const body = onEvent === undefined ? limited : Effect.zipRight(started, limited);
+        if (breaker === undefined)
+            return body;
+        return Effect.flatMap(breaker.acquire, (permit) => {
+            slot.permit = permit;
+            return body;
+        });
+    };
+    const scheduleRetry = (unit, error, delayMs) => {
+        waiting++;
+        waitingUnits.add(unit);
+        const sleeper = Effect.sleep(Duration.millis(delayMs)).pipe(Effect.zipRight(Effect.sync(() => {
+            if (!waitingUnits.delete(unit))
+                return;
+            waiting--;
+            ready.push(unit);
+            wakeOne();
+            // A retry leaving the waiting room may also let a new item in.
+            if (!exhausted && waiting < maxWaiting())
+                wakeOne();
+        })), Effect.interruptible);
+        const cls = RetryPolicy.classOf(error);
+        if (cls !== undefined)
+            metrics.retryClass(cls).unsafeUpdate(1, noTags);
+        return Effect.zipRight(Effect.forkIn(sleeper, scope), Effect.all([
+            Effect.logDebug(`retrying in ${Math.round(delayMs)} ms: ${messageOf(error)}`).pipe(Effect.annotateLogs({ item: unit.index, attempt: unit.tries, error: errorTypeOf(error) })),
+            emitEvent(() => ({
+                _tag: "ItemRetrying",
+                runId,
+                index: unit.index,
+                ...(unit.id === undefined ? {} : { id: unit.id }),
+                attempt: unit.tries,
+                error: itemError(error),
+                delayMs,
+                at: now(),
+                counts: counts()
+            }))
+        ], { discard: true }));
+    };
+    /** After a failed try: retry later, or end the item. Runs uninterruptibly. */
+    const onError = (unit, error, at) => {
+        unit.lastError = error;
+        if (error._tag === "Skipped") {
+            finalize(unit, failure(unit, "skipped", itemError(error), at));
+            return Effect.void;
+        }
+        const cls = RetryPolicy.classOf(error);
+        const retryable = cls !== undefined && unit.tries <= retry.maxRetries && (cls !== "circuit_open" || waitWhenOpen);
+        if (!retryable) {
+            finalize(unit, failure(unit, "failed", itemError(error), at));
+            return Effect.void;
+        }
+        return Effect.flatMap(RetryPolicy.nextDelay(retry, error, unit.retryState, at), (delay) => {
+            if (Option.isNone(delay)) {
+                finalize(unit, failure(unit, "failed", itemError(error), at));
+                return Effect.void;
+            }
+            if (at + delay.value >= deadlineAt) {
+                finalize(unit, failure(unit, "failed", itemError(error, "no time left for a retry before the deadline"), at));
+                return Effect.void;
+            }
+            return scheduleRetry(unit, error, delay.value);
+        });
+    };
+    const release = (slot, outcome) => {
+        const permit = slot.permit;
+        if (breaker === undefined || permit === undefined)
+            return Effect.void;
+        slot.permit = undefined;
+        return breaker.release(permit, outcome);
+    };
+    const noTags = EngineMetrics.noExtraTags;
+    const afterAttempt = (slot, exit) => {
+        const unit = slot.unit;
+        if (unit === undefined)
+            return Effect.void;
+        const start = slot.attemptStart;
+        inFlight--;
+        slot.inAttempt = false;
+        slot.unit = undefined;
+        const at = now();
+        metrics.inFlight.unsafeUpdate(inFlight, noTags);
+        if (slot.permit !== undefined || breaker === undefined) {
+            metrics.attemptDuration.unsafeUpdate((at - start) / 1000, noTags);
+        }
+        if (Exit.isSuccess(exit)) {
+            metrics.attemptOutcome("success").unsafeUpdate(1, noTags);
+            finalize(unit, success(unit, exit.value, at));
+            return release(slot, "success");
+        }
+        const cause = exit.cause;
+        let error;
+        if (Cause.isInterruptedOnly(cause)) {
+            if (slot.timedOut) {
+                error = new AttemptTimeout({ message: `attempt timed out after ${Math.round(timeoutMs)} ms` });
+            }
+            else {
+                if (stopReason === "deadline" || stopReason === "cancelled") {
+                    finalize(unit, stoppedResult(unit, stopReason, at));
+                }
+                else {
+                    // The run itself is being interrupted from outside: nobody will read a result.
+                    ready.unshift(unit);
+                }
+                return release(slot, "neutral");
+            }
+        }
+        else {
+            const failureOpt = Cause.failureOption(cause);
+            if (Option.isNone(failureOpt)) {
+                // A defect in the task: not an upstream condition, never retried.
+                const message = Cause.pretty(cause).split("\n")[0] ?? "unexpected error";
+                metrics.attemptOutcome("unexpected").unsafeUpdate(1, noTags);
+                finalize(unit, failure(unit, "failed", { type: "unexpected", message, retryable: false }, at));
+                return release(slot, "neutral");
+            }
+            error = failureOpt.value;
+        }
+        const type = errorTypeOf(error);
+        metrics.attemptOutcome(type).unsafeUpdate(1, noTags);
+        if (type === "timeout")
+            metrics.timeouts.unsafeUpdate(1, noTags);
+        return Effect.zipRight(release(slot, countsAgainstBreaker(error) ? "failure" : "neutral"), onError(unit, error, at));
+    };
+    /** One attempt of the unit `slot` holds, then its bookkeeping. Built once per worker. */
+    const makeAttempt = (slot) => {
+        const call = makeCall(slot);
+        const onFailure = (cause) => afterAttempt(slot, Exit.failCause(cause));
+        const onSuccess = (value) => afterAttempt(slot, Exit.succeed(value));
+        return Effect.uninterruptibleMask((restore) => {
+            const unit = slot.unit;
+            if (unit === undefined)
+                return Effect.void;
+            unit.tries++;
+            const start = now();
+            if (unit.firstStart < 0)
+                unit.firstStart = start;
+            slot.attemptStart = start;
+            slot.inAttempt = true;
+            slot.timedOut = false;
+            slot.attemptDeadline = start + timeoutMs;
+            inFlight++;
+            metrics.inFlight.unsafeUpdate(inFlight, noTags);
+            wakeWatchdog();
+            return Effect.matchCauseEffect(restore(call), { onFailure, onSuccess });
+        });
+    };
+    // ---- workers
+    const workerLoop = (slot) => {
+        let sinceYield = 0;
+        const attempt = makeAttempt(slot);
+        const attemptThenStep = Effect.suspend(() => Effect.flatMap(attempt, afterUnit));
+        const pullAsync = Effect.flatMap(Effect.onInterrupt(source.pull, () => Effect.sync(() => pulling--)), (next) => {
+            pulling--;
+            if (Option.isNone(next)) {
+                exhausted = true;
+                checkDone();
+                return step;
+            }
+            slot.unit = newUnit(next.value);
+            return Effect.flatMap(attempt, afterUnit);
+        });
+        const afterUnit = () => {
+            if (++sinceYield >= YIELD_EVERY) {
+                sinceYield = 0;
+                return Effect.zipRight(Effect.yieldNow(), step);
+            }
+            return step;
+        };
+        const step = Effect.suspend(() => {
+            if (outbox.length > 0)
+                return Effect.flatMap(flushOne(slot), afterUnit);
+            if (stopReason !== undefined || active > limit)
+                return Effect.void;
+            const unit = ready.shift();
+            if (unit !== undefined) {
+                slot.unit = unit;
+                return Effect.flatMap(attempt, afterUnit);
+            }
+            if (!exhausted && waiting < maxWaiting()) {
+                const pullSync = source.pullSync;
+                if (pullSync !== undefined) {
+                    // Iterables: no effect needed to get the next item.
+                    const next = pullSync();
+                    if (next.done === true) {
+                        exhausted = true;
+                        checkDone();
+                        return step;
+                    }
+                    slot.unit = newUnit(next.value);
+                    return attemptThenStep;
+                }
+                pulling++;
+                return pullAsync;
+            }
+            checkDone();
+            return Effect.zipRight(idleWait, step);
+        });
+        return step;
+    };
+    const spawnWorker = () => Effect.suspend(() => {
+        const slot = {
+            fiber: undefined,
+            unit: undefined,
+            inAttempt: false,
+            attemptStart: 0,
+            attemptDeadline: 0,
+            timedOut: false,
+            permit: undefined,
+            emitting: undefined
+        };
+        active++;
+        slots.add(slot);
+        const worker = Effect.interruptible(workerLoop(slot)).pipe(Effect.onExit((exit) => Effect.suspend(() => {
+            active--;
+            slots.delete(slot);
+            const emitting = slot.emitting;
+            if (emitting !== undefined) {
+                // Died while handing over a result: put it back for another worker or the final flush.
+                slot.emitting = undefined;
+                outbox.unshift(emitting);
+            }
+            const held = slot.unit;
+            if (held !== undefined && !held.finalized) {
+                // Died between taking a unit and starting it: give it back.
+                slot.unit = undefined;
+                ready.unshift(held);
+            }
+            if (Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause)) {
+                const err = Cause.failureOption(exit.cause);
+                if (Option.isSome(err))
+                    Deferred.unsafeDone(stopped, Exit.fail(err.value));
+                else
+                    Deferred.unsafeDone(stopped, Exit.failCause(Cause.die(Cause.squash(exit.cause))));
+                return Effect.void;
+            }
+            if (stopReason === undefined && active < limit && (slot.timedOut || outbox.length > 0)) {
+                return spawnWorker();
+            }
+            return Effect.void;
+        })));
+        return Effect.map(Effect.forkIn(worker, scope), (fiber) => {
+            slot.fiber = fiber;
+        });
+    });
+    const setLimit = (n) => Effect.suspend(() => {
+        limit = Math.max(1, Math.floor(n));
+        if (active > limit) {
+            wakeAll();
+            return Effect.void;
+        }
+        const missing = limit - active;
+        return Effect.repeatN(spawnWorker(), Math.max(0, missing - 1)).pipe(Effect.when(() => missing > 0));
+    });
+    // ---- the watchdog: interrupts attempts that ran past their timeout
+    let watchdogIdle = undefined;
+    function wakeWatchdog() {
+        const resume = watchdogIdle;
+        if (resume !== undefined) {
+            watchdogIdle = undefined;
+            resume();
+        }
+    }
+    const watchdog = Effect.suspend(() => {
+        const t = now();
+        let earliest = Number.POSITIVE_INFINITY;
+        const expired = [];
+        for (const slot of slots) {
+            if (!slot.inAttempt || slot.timedOut)
+                continue;
+            if (slot.attemptDeadline <= t)
+                expired.push(slot);
+            else if (slot.attemptDeadline < earliest)
+                earliest = slot.attemptDeadline;
+        }
+        for (const slot of expired) {
+            slot.timedOut = true;
+            if (slot.fiber !== undefined)
+                slot.fiber.unsafeInterruptAsFork(slot.fiber.id());
+        }
+        if (earliest === Number.POSITIVE_INFINITY) {
+            return Effect.zipRight(Effect.async((resume) => {
+                watchdogIdle = () => resume(Effect.void);
+                return Effect.sync(() => {
+                    watchdogIdle = undefined;
+                });
+            }), watchdog);
+        }
+        return Effect.zipRight(Effect.sleep(Duration.millis(earliest - t)), watchdog);
+    });
+    // A shorter timeout can make an attempt due before the watchdog's next wake-up.
+    const setTimeoutMs = (ms) => Effect.suspend(() => {
+        const change = ms - timeoutMs;
+        timeoutMs = ms;
+        for (const slot of slots)
+            if (slot.inAttempt)
+                slot.attemptDeadline += change;
+        return change < 0 ? restartWatchdog : Effect.void;
+    });
+    let watchdogFiber = undefined;
+    const restartWatchdog = Effect.suspend(() => {
+        const old = watchdogFiber;
+        return Effect.zipRight(old === undefined ? Effect.void : Fiber.interrupt(old), Effect.map(Effect.forkIn(watchdog, scope), (f) => {
+            watchdogFiber = f;
+        }));
+    });
+    // ---- start
+    yield* emitEvent(() => ({ _tag: "RunStarted", runId, at: now(), counts: counts() }));
+    yield* Effect.logDebug("run started").pipe(Effect.annotateLogs({ maxConcurrent: limit, timeoutMs }));
+    yield* restartWatchdog;
+    if (deadlineAt !== Number.POSITIVE_INFINITY) {
+        yield* Effect.forkIn(Effect.zipRight(Effect.sleep(Duration.millis(deadlineAt - startedAt)), Effect.sync(() => stop("deadline"))), scope);
+    }
+    if (options.cancelled !== undefined) {
+        yield* Effect.forkIn(Effect.zipRight(Deferred.await(options.cancelled), Effect.sync(() => stop("cancelled"))), scope);
+    }
+    if (isAdjustable(policy.maxConcurrent)) {
+        yield* Effect.forkIn(Stream.runForEach(Stream.drop(policy.maxConcurrent.changes, 1), setLimit), scope);
+    }
+    if (isAdjustable(timeoutSetting)) {
+        yield* Effect.forkIn(Stream.runForEach(Stream.drop(timeoutSetting.changes, 1), (d) => setTimeoutMs(Duration.toMillis(d))), scope);
+    }
+    if (onEvent !== undefined && breaker !== undefined) {
+        const changes = yield* Scope.extend(breaker.subscribe, scope);
+        yield* Effect.forkIn(Stream.runForEach(changes, (transition) => onEvent({ _tag: "BreakerChanged", runId, transition, at: now(), counts: counts() })), scope);
+    }
+    yield* setLimit(limit);
+    const reason = yield* Deferred.await(stopped);
+    // ---- stop everything still running; in-flight attempts record their own stop results
+    yield* Scope.close(scope, Exit.void);
+    metrics.inFlight.unsafeUpdate(0, noTags);
+    if (reason !== "completed") {
+        const at = now();
+        const orphans = [...ready, ...waitingUnits];
+        ready.length = 0;
+        waitingUnits.clear();
+        waiting = 0;
+        for (const unit of orphans)
+            finalize(unit, stoppedResult(unit, reason, at));
+        // Items never started end the same way, so every input has exactly one result.
+        let more = true;
+        while (more) {
+            const next = yield* source.pull;
+            if (Option.isNone(next))
+                more = false;
+            else {
+                const unit = newUnit(next.value);
+                finalize(unit, stoppedResult(unit, reason, at));
+            }
+        }
+    }
+    const finalSlot = {
+        fiber: undefined,
+        unit: undefined,
+        inAttempt: false,
+        attemptStart: 0,
+        attemptDeadline: 0,
+        timedOut: false,
+        permit: undefined,
+        emitting: undefined
+    };
+    while (outbox.length > 0)
+        yield* flushOne(finalSlot);
+    metrics.itemStatus("succeeded").unsafeUpdate(succeeded, noTags);
+    metrics.itemStatus("failed").unsafeUpdate(failed, noTags);
+    metrics.itemStatus("cancelled").unsafeUpdate(cancelled, noTags);
+    metrics.itemStatus("skipped").unsafeUpdate(skipped, noTags);
+    const summary = { runId, ...counts(), inFlight: 0, waiting: 0, durationMs: now() - startedAt, stoppedBy: reason };
+    yield* Effect.logDebug("run finished").pipe(Effect.annotateLogs({ stoppedBy: reason, succeeded, failed, cancelled, skipped, durationMs: summary.durationMs }));
+    yield* emitEvent(() => ({ _tag: "RunCompleted", runId, summary, at: now(), counts: counts() }));
+    return summary;
+});
