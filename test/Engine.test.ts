@@ -245,14 +245,18 @@ describe("cancellation", () => {
   it.effect("interrupting the run interrupts every in-flight call and releases breaker probes", () =>
     Effect.gen(function* () {
       const breaker = yield* CircuitBreaker.make("news", { recoveryTimeout: "1 second" })
-      const h = makeHarness((_, attempt) => (attempt === 1 ? { latencyMs: 10, outcome: "transient" } : { latencyMs: 0, outcome: "hang" }))
+      // Items 0-2 fail once (opening the breaker); every other call hangs, so the probe sent after
+      // the recovery time stays in flight.
+      const h = makeHarness((i, attempt) =>
+        i < 3 && attempt === 1 ? { latencyMs: 10, outcome: "transient" } : { latencyMs: 0, outcome: "hang" }
+      )
       const fiber = yield* Effect.fork(
         Engine.run(range(8), h.task, {
           maxConcurrent: 3,
           breaker,
           whenBreakerOpen: "wait",
           attemptTimeout: "1 hour",
-          retry: RetryPolicy.make({ schedules: { transient: Schedule.spaced("1 millis") } })
+          retry: RetryPolicy.make({ maxRetries: 10, schedules: { transient: Schedule.spaced("1 millis") } })
         })
       )
       yield* TestClock.adjust("5 seconds")

@@ -1,0 +1,738 @@
+/**
+ * Benchmark of the engine against its peers.
+ *
+ * The engine (with its full policy stack: per-attempt timeout, retry policy, circuit breaker) runs the
+ * same seeded workloads as plain `Effect.forEach`, p-limit, p-queue and cockatiel:
+ *
+ *   W1  100k immediate tasks, concurrency 100              → µs per task
+ *   W2  2,000 × 20 ms sleeps, concurrency 50               → wall / ideal
+ *   W3  2,000 lognormal latencies, 200 ms timeout, c = 50  → wall / ideal
+ *   W4  1,000 × 10 ms, 30 % fail once, retried after 10 ms → wall / ideal
+ *   W5  1M immediate tasks streamed from a generator       → wall and peak RSS (engine only, child process)
+ *
+ * Each (contender, workload) is run after a warm-up and the median of the timed runs is reported.
+ * Prints a table and writes everything to bench-results/latest.json.
+ *
+ * It runs compiled (`npm run bench` builds with tsc, then runs dist/scripts/bench.js with plain
+ * node): that is how the service runs, and a TypeScript loader adds ~120 MB of RSS and a per-closure
+ * naming cost that the engine would be blamed for.
+ *
+ *   npm run bench                     full run
+ *   npm run bench -- --quick          smoke run (1 repetition, W1 20k tasks, W5 10k/100k)
+ *   npm run bench -- --only W1,W3     selected workloads
+ *
+ * The engine's breaker uses a failure-rate rule (≥ 50% of ≥ 20 calls in 10 s) rather than the
+ * default "3 consecutive failures": W4 fails 30% of first attempts on purpose, and the default rule
+ * would (correctly) open on such an upstream and fail the rest fast, which measures something else.
+ */
+import { spawnSync } from "node:child_process"
+import { existsSync, mkdirSync, writeFileSync } from "node:fs"
+import os from "node:os"
+import path from "node:path"
+import { performance } from "node:perf_hooks"
+import { fileURLToPath } from "node:url"
+import {
+  bulkhead,
+  ConstantBackoff,
+  handleAll,
+  retry,
+  timeout,
+  TimeoutStrategy,
+  wrap,
+  type IPolicy
+} from "cockatiel"
+import { Duration, Effect, Schedule, Schema, Stream } from "effect"
+import pLimit from "p-limit"
+import PQueue from "p-queue"
+import { CircuitBreaker, Engine, RetryPolicy, Transient, type Policy } from "../src/index.js"
+
+// ---------------------------------------------------------------------------------------------
+// Settings
+// ---------------------------------------------------------------------------------------------
+
+type WorkloadId = "W1" | "W2" | "W3" | "W4" | "W5"
+const workloadIds: ReadonlyArray<WorkloadId> = ["W1", "W2", "W3", "W4", "W5"]
+
+type ContenderId = "engine" | "Effect.forEach" | "p-limit" | "p-queue" | "cockatiel"
+const contenderIds: ReadonlyArray<ContenderId> = ["engine", "Effect.forEach", "p-limit", "p-queue", "cockatiel"]
+const peerIds = contenderIds.filter((c) => c !== "engine")
+
+interface Settings {
+  readonly quick: boolean
+  readonly only: ReadonlyArray<WorkloadId>
+  /** Untimed runs before the timed ones. */
+  readonly warmups: number
+  /** Timed runs; the median is reported. */
+  readonly reps: number
+  readonly w1Tasks: number
+  readonly w5Sizes: readonly [small: number, large: number]
+}
+
+const isWorkloadId = (s: string): s is WorkloadId => workloadIds.some((w) => w === s)
+
+const parseSettings = (argv: ReadonlyArray<string>): Settings => {
+  const quick = argv.includes("--quick")
+  const onlyAt = argv.findIndex((a) => a === "--only" || a.startsWith("--only="))
+  const onlyArg = onlyAt < 0 ? undefined : argv[onlyAt]?.startsWith("--only=") ? argv[onlyAt]?.slice(7) : argv[onlyAt + 1]
+  const requested = (onlyArg ?? workloadIds.join(",")).split(",").map((s) => s.trim().toUpperCase())
+  const unknown = requested.filter((s) => !isWorkloadId(s))
+  if (unknown.length > 0) throw new Error(`--only: unknown workload(s) ${unknown.join(", ")}; use ${workloadIds.join(",")}`)
+  return {
+    quick,
+    only: requested.filter(isWorkloadId),
+    warmups: 1,
+    reps: quick ? 1 : 3,
+    w1Tasks: quick ? 20_000 : 100_000,
+    w5Sizes: quick ? [10_000, 100_000] : [100_000, 1_000_000]
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Seeded data
+// ---------------------------------------------------------------------------------------------
+
+/** mulberry32: a tiny seeded PRNG returning floats in [0, 1). */
+const mulberry32 = (seed: number): (() => number) => {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+/** A standard normal draw (Box–Muller). */
+const normal = (random: () => number): number => {
+  const u = 1 - random()
+  const v = random()
+  return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v)
+}
+
+const range = (n: number): ReadonlyArray<number> => Array.from({ length: n }, (_, i) => i)
+const sum = (xs: ReadonlyArray<number>): number => xs.reduce((a, b) => a + b, 0)
+const median = (xs: ReadonlyArray<number>): number => {
+  const sorted = [...xs].sort((a, b) => a - b)
+  const mid = Math.floor(sorted.length / 2)
+  const hi = sorted[mid] ?? Number.NaN
+  return sorted.length % 2 === 1 ? hi : ((sorted[mid - 1] ?? hi) + hi) / 2
+}
+const countTrue = (xs: ReadonlyArray<boolean>): number => xs.reduce((n, ok) => (ok ? n + 1 : n), 0)
+
+// ---------------------------------------------------------------------------------------------
+// Contender runners: each runs all items and resolves to the number of items that succeeded
+// ---------------------------------------------------------------------------------------------
+
+/** What a promise-based peer passes to the task on each call. */
+interface PeerCall {
+  /** 1 for the first call the library makes for this item. */
+  readonly attempt: number
+  readonly signal: AbortSignal | undefined
+}
+/** A peer task resolves to `true` when the item succeeded. */
+type PeerTask<I> = (item: I, call: PeerCall) => boolean | Promise<boolean>
+const firstCall: PeerCall = { attempt: 1, signal: undefined }
+
+/** See the header: a breaker that opens on a failing upstream, not on a deliberately flaky one. */
+const benchBreaker: Partial<CircuitBreaker.Settings> = {
+  rule: CircuitBreaker.failureRate({ threshold: 0.5, minimumCalls: 20, window: "10 seconds" })
+}
+
+/** The engine with its full policy stack and a fresh circuit breaker per run. */
+const runEngine = <I, A>(
+  items: ReadonlyArray<I>,
+  task: Engine.Task<I, A, never>,
+  policy: Partial<Policy.Policy> & { readonly name: string }
+): Promise<number> =>
+  Effect.runPromise(
+    Effect.gen(function* () {
+      const breaker = yield* CircuitBreaker.make(policy.name, benchBreaker)
+      const results = yield* Engine.run(items, task, {
+        attemptTimeout: "30 seconds",
+        retry: RetryPolicy.defaults,
+        ...policy,
+        breaker
+      })
+      return results.filter((r) => r.status === "succeeded").length
+    })
+  )
+
+const runForEach = <I>(
+  items: ReadonlyArray<I>,
+  concurrency: number,
+  task: (item: I) => Effect.Effect<boolean>
+): Promise<number> => Effect.runPromise(Effect.map(Effect.forEach(items, task, { concurrency }), countTrue))
+
+const runPLimit = async <I>(items: ReadonlyArray<I>, concurrency: number, task: PeerTask<I>): Promise<number> =>
+  countTrue(await pLimit(concurrency).map(items, (item) => task(item, firstCall)))
+
+const runPQueue = async <I>(items: ReadonlyArray<I>, concurrency: number, task: PeerTask<I>): Promise<number> => {
+  const queue = new PQueue({ concurrency })
+  // What `queue.addAll` does, but typed: a task may answer synchronously or with a promise.
+  return countTrue(await Promise.all(items.map((item) => queue.add(() => task(item, firstCall)))))
+}
+
+/** `policy` is a bulkhead, possibly wrapped around a timeout or retry policy. */
+const runCockatiel = async <I>(items: ReadonlyArray<I>, policy: IPolicy, task: PeerTask<I>): Promise<number> => {
+  const outcomes = items.map((item) => {
+    let attempt = 0
+    return policy.execute(({ signal }) => task(item, { attempt: ++attempt, signal })).then(
+      (ok) => ok,
+      () => false
+    )
+  })
+  return countTrue(await Promise.all(outcomes))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Task building blocks shared by the workloads
+// ---------------------------------------------------------------------------------------------
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** Sleeps `ms`, or gives up after `limitMs`; both timers are cleared. `false` when it timed out. */
+const sleepWithin = (ms: number, limitMs: number): Promise<boolean> =>
+  new Promise((resolve) => {
+    const done = setTimeout(() => {
+      clearTimeout(expired)
+      resolve(true)
+    }, ms)
+    const expired = setTimeout(() => {
+      clearTimeout(done)
+      resolve(false)
+    }, limitMs)
+  })
+
+/** Sleeps `ms` unless `signal` aborts first (then the timer is cleared and it resolves `false`). */
+const abortableSleep = (ms: number, signal: AbortSignal | undefined): Promise<boolean> =>
+  new Promise((resolve) => {
+    const onAbort = () => {
+      clearTimeout(timer)
+      resolve(false)
+    }
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort)
+      resolve(true)
+    }, ms)
+    signal?.addEventListener("abort", onAbort, { once: true })
+  })
+
+/** Tries `attempt` up to `maxAttempts` times, sleeping `delayMs` between tries (in the caller's slot). */
+const withInlineRetry = async (
+  attempt: (n: number) => Promise<boolean>,
+  maxAttempts: number,
+  delayMs: number
+): Promise<boolean> => {
+  for (let n = 1; ; n++) {
+    try {
+      return await attempt(n)
+    } catch {
+      if (n >= maxAttempts) return false
+      await sleep(delayMs)
+    }
+  }
+}
+
+/** W4: every attempt takes this long. */
+const FLAKY_MS = 10
+
+interface FlakyItem {
+  readonly index: number
+  readonly failsFirst: boolean
+}
+
+/** W4's upstream call, promise flavour: 10 ms, then a transient failure on the first attempt of a failing item. */
+const flakyPromise = async (item: FlakyItem, attempt: number): Promise<boolean> => {
+  await sleep(FLAKY_MS)
+  if (attempt === 1 && item.failsFirst) throw new Error(`transient failure of item ${item.index}`)
+  return true
+}
+
+/** W4's upstream call, Effect flavour. */
+const flakyEffect = (item: FlakyItem, attempt: number): Effect.Effect<number, Transient> =>
+  Effect.zipRight(
+    Effect.sleep(Duration.millis(FLAKY_MS)),
+    attempt === 1 && item.failsFirst
+      ? Effect.fail(new Transient({ message: `transient failure of item ${item.index}` }))
+      : Effect.succeed(item.index)
+  )
+
+// ---------------------------------------------------------------------------------------------
+// Workloads W1–W4
+// ---------------------------------------------------------------------------------------------
+
+interface Workload {
+  readonly id: WorkloadId
+  readonly description: string
+  readonly metric: string
+  readonly target: number
+  readonly tasks: number
+  readonly idealMs: number | undefined
+  /** How many items should succeed (every contender should agree). */
+  readonly expectedSucceeded: number
+  /** Turns a wall time into the reported metric (lower is better). */
+  readonly score: (wallMs: number) => number
+  readonly run: Record<ContenderId, () => Promise<number>>
+}
+
+const wallOverIdeal = (idealMs: number) => (wallMs: number) => wallMs / idealMs
+
+const w1 = (n: number): Workload => {
+  const items = range(n)
+  const concurrency = 100
+  return {
+    id: "W1",
+    description: `${n} immediate tasks, concurrency ${concurrency}`,
+    metric: "µs/task",
+    target: 3,
+    tasks: n,
+    idealMs: undefined,
+    expectedSucceeded: n,
+    score: (wallMs) => (wallMs * 1000) / n,
+    run: {
+      engine: () => runEngine(items, (i) => Effect.succeed(i), { name: "bench-W1", maxConcurrent: concurrency }),
+      "Effect.forEach": () => runForEach(items, concurrency, () => Effect.succeed(true)),
+      "p-limit": () => runPLimit(items, concurrency, () => true),
+      "p-queue": () => runPQueue(items, concurrency, () => true),
+      cockatiel: () => runCockatiel(items, bulkhead(concurrency, Infinity), () => true)
+    }
+  }
+}
+
+const w2 = (): Workload => {
+  const n = 2_000
+  const concurrency = 50
+  const sleepMs = 20
+  const items = range(n)
+  const idealMs = (n * sleepMs) / concurrency
+  return {
+    id: "W2",
+    description: `${n} tasks × ${sleepMs} ms sleep, concurrency ${concurrency}`,
+    metric: "wall/ideal",
+    target: 1.03,
+    tasks: n,
+    idealMs,
+    expectedSucceeded: n,
+    score: wallOverIdeal(idealMs),
+    run: {
+      engine: () =>
+        runEngine(items, () => Effect.sleep(Duration.millis(sleepMs)), { name: "bench-W2", maxConcurrent: concurrency }),
+      "Effect.forEach": () => runForEach(items, concurrency, () => Effect.as(Effect.sleep(Duration.millis(sleepMs)), true)),
+      "p-limit": () => runPLimit(items, concurrency, () => sleep(sleepMs).then(() => true)),
+      "p-queue": () => runPQueue(items, concurrency, () => sleep(sleepMs).then(() => true)),
+      cockatiel: () => runCockatiel(items, bulkhead(concurrency, Infinity), () => sleep(sleepMs).then(() => true))
+    }
+  }
+}
+
+interface LatencyItem {
+  readonly index: number
+  readonly latencyMs: number
+}
+
+/** Lognormal latencies (median 20 ms, σ 0.5), 1 % of them replaced by 1,000 ms; whole milliseconds. */
+const latencies = (n: number, seed: number): ReadonlyArray<LatencyItem> => {
+  const random = mulberry32(seed)
+  return range(n).map((index) => {
+    const lognormal = 20 * Math.exp(0.5 * normal(random))
+    const latencyMs = random() < 0.01 ? 1_000 : Math.max(1, Math.round(lognormal))
+    return { index, latencyMs }
+  })
+}
+
+const w3 = (): Workload => {
+  const n = 2_000
+  const concurrency = 50
+  const timeoutMs = 200
+  const items = latencies(n, 3)
+  const capped = items.map((it) => Math.min(it.latencyMs, timeoutMs))
+  const idealMs = Math.max(sum(capped) / concurrency, Math.max(...capped))
+  const timedOut = items.filter((it) => it.latencyMs >= timeoutMs).length
+  const timeoutPolicy = () => wrap(bulkhead(concurrency, Infinity), timeout(timeoutMs, TimeoutStrategy.Aggressive))
+  return {
+    id: "W3",
+    description: `${n} lognormal tasks (${timedOut} ≥ ${timeoutMs} ms), ${timeoutMs} ms timeout, no retry, concurrency ${concurrency}`,
+    metric: "wall/ideal",
+    target: 1.15,
+    tasks: n,
+    idealMs,
+    expectedSucceeded: n - timedOut,
+    score: wallOverIdeal(idealMs),
+    run: {
+      engine: () =>
+        runEngine(items, (it) => Effect.sleep(Duration.millis(it.latencyMs)), {
+          name: "bench-W3",
+          maxConcurrent: concurrency,
+          attemptTimeout: Duration.millis(timeoutMs),
+          retry: RetryPolicy.make({ maxRetries: 0 })
+        }),
+      "Effect.forEach": () =>
+        runForEach(items, concurrency, (it) =>
+          Effect.sleep(Duration.millis(it.latencyMs)).pipe(
+            Effect.timeout(Duration.millis(timeoutMs)),
+            Effect.as(true),
+            Effect.orElseSucceed(() => false)
+          )
+        ),
+      "p-limit": () => runPLimit(items, concurrency, (it) => sleepWithin(it.latencyMs, timeoutMs)),
+      "p-queue": () => runPQueue(items, concurrency, (it) => sleepWithin(it.latencyMs, timeoutMs)),
+      cockatiel: () => runCockatiel(items, timeoutPolicy(), (it, call) => abortableSleep(it.latencyMs, call.signal))
+    }
+  }
+}
+
+const w4 = (): Workload => {
+  const n = 1_000
+  const concurrency = 50
+  const retryDelayMs = 10
+  const maxRetries = 3
+  const random = mulberry32(4)
+  const items: ReadonlyArray<FlakyItem> = range(n).map((index) => ({ index, failsFirst: random() < 0.3 }))
+  const failures = items.filter((it) => it.failsFirst).length
+  const idealMs = ((n + failures) * FLAKY_MS) / concurrency
+  const retryPolicy = () =>
+    wrap(
+      bulkhead(concurrency, Infinity),
+      retry(handleAll, { maxAttempts: maxRetries, backoff: new ConstantBackoff(retryDelayMs) })
+    )
+  const inlineRetry = (it: FlakyItem) => withInlineRetry((k) => flakyPromise(it, k), maxRetries + 1, retryDelayMs)
+  return {
+    id: "W4",
+    description: `${n} tasks × ${FLAKY_MS} ms, ${failures} fail their first attempt, retry after ${retryDelayMs} ms, concurrency ${concurrency}`,
+    metric: "wall/ideal",
+    target: 1.15,
+    tasks: n,
+    idealMs,
+    expectedSucceeded: n,
+    score: wallOverIdeal(idealMs),
+    run: {
+      engine: () =>
+        runEngine(items, (it, ctx) => flakyEffect(it, ctx.attempt), {
+          name: "bench-W4",
+          maxConcurrent: concurrency,
+          retry: RetryPolicy.make({ maxRetries, schedules: { transient: Schedule.spaced(Duration.millis(retryDelayMs)) } })
+        }),
+      "Effect.forEach": () =>
+        runForEach(items, concurrency, (it) =>
+          Effect.suspend(() => {
+            let attempt = 0
+            return Effect.suspend(() => flakyEffect(it, ++attempt)).pipe(
+              Effect.retry({ schedule: Schedule.spaced(Duration.millis(retryDelayMs)), times: maxRetries }),
+              Effect.as(true),
+              Effect.orElseSucceed(() => false)
+            )
+          })
+        ),
+      "p-limit": () => runPLimit(items, concurrency, inlineRetry),
+      "p-queue": () => runPQueue(items, concurrency, inlineRetry),
+      cockatiel: () => runCockatiel(items, retryPolicy(), (it, call) => flakyPromise(it, call.attempt))
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measuring
+// ---------------------------------------------------------------------------------------------
+
+interface Measurement {
+  /** The reported metric, from the median wall time. */
+  readonly value: number
+  readonly medianWallMs: number
+  readonly wallsMs: ReadonlyArray<number>
+  /** Items that succeeded, per timed run. */
+  readonly succeeded: ReadonlyArray<number>
+}
+
+/** `warmups` untimed runs, then `reps` timed ones; the median wall time is scored. */
+const measure = async (
+  run: () => Promise<number>,
+  score: (wallMs: number) => number,
+  settings: Settings
+): Promise<Measurement> => {
+  for (let k = 0; k < settings.warmups; k++) await run()
+  const wallsMs: Array<number> = []
+  const succeeded: Array<number> = []
+  for (let k = 0; k < settings.reps; k++) {
+    const start = performance.now()
+    succeeded.push(await run())
+    wallsMs.push(performance.now() - start)
+  }
+  const medianWallMs = median(wallsMs)
+  return { value: score(medianWallMs), medianWallMs, wallsMs, succeeded }
+}
+
+interface WorkloadResult {
+  readonly id: WorkloadId
+  readonly description: string
+  readonly metric: string
+  readonly target: number
+  readonly tasks: number
+  readonly idealMs: number | undefined
+  readonly expectedSucceeded: number
+  readonly contenders: Record<ContenderId, Measurement>
+}
+
+const runWorkload = async (workload: Workload, settings: Settings): Promise<WorkloadResult> => {
+  console.error(`${workload.id}: ${workload.description}`)
+  const measureOne = async (id: ContenderId): Promise<Measurement> => {
+    const m = await measure(workload.run[id], workload.score, settings)
+    console.error(`  ${id.padEnd(15)} ${formatMetric(workload.metric, m.value).padStart(8)}  (median ${m.medianWallMs.toFixed(0)} ms)`)
+    return m
+  }
+  // One contender after another (property initialisers run in order).
+  const contenders: Record<ContenderId, Measurement> = {
+    engine: await measureOne("engine"),
+    "Effect.forEach": await measureOne("Effect.forEach"),
+    "p-limit": await measureOne("p-limit"),
+    "p-queue": await measureOne("p-queue"),
+    cockatiel: await measureOne("cockatiel")
+  }
+  const { run: _run, score: _score, ...info } = workload
+  return { ...info, contenders }
+}
+
+// ---------------------------------------------------------------------------------------------
+// W5: streaming a generator, peak RSS measured in a fresh child process per size
+// ---------------------------------------------------------------------------------------------
+
+const W5_CHILD_FLAG = "--w5-child"
+const W5_CONCURRENCY = 100
+
+const W5ChildReport = Schema.Struct({
+  n: Schema.Number,
+  count: Schema.Number,
+  wallMs: Schema.Number,
+  startRssMb: Schema.Number,
+  peakRssMb: Schema.Number
+})
+type W5ChildReport = typeof W5ChildReport.Type
+const decodeChildReport = Schema.decodeUnknownSync(Schema.parseJson(W5ChildReport))
+
+const mb = (bytes: number): number => bytes / (1024 * 1024)
+
+/** In the child: stream `n` items from a generator through the engine, sampling RSS every 2 ms. */
+const w5Child = async (n: number): Promise<void> => {
+  const startRss = process.memoryUsage.rss()
+  let peakRss = startRss
+  const sample = () => {
+    peakRss = Math.max(peakRss, process.memoryUsage.rss())
+  }
+  const sampler = setInterval(sample, 2)
+  const generate = function* () {
+    for (let i = 0; i < n; i++) yield i
+  }
+  const start = performance.now()
+  const count = await Effect.runPromise(
+    Effect.gen(function* () {
+      const breaker = yield* CircuitBreaker.make("bench-W5", benchBreaker)
+      const policy: Partial<Policy.Policy> = {
+        name: "bench-W5",
+        maxConcurrent: W5_CONCURRENCY,
+        attemptTimeout: "30 seconds",
+        retry: RetryPolicy.defaults,
+        breaker
+      }
+      return yield* Stream.runCount(Engine.stream(generate(), (i: number) => Effect.succeed(i), policy))
+    })
+  )
+  const wallMs = performance.now() - start
+  clearInterval(sampler)
+  sample()
+  const report: W5ChildReport = { n, count, wallMs, startRssMb: mb(startRss), peakRssMb: mb(peakRss) }
+  console.log(JSON.stringify(report))
+}
+
+const thisFile = fileURLToPath(import.meta.url)
+/** The directory holding package.json (this file runs from dist/scripts/ once compiled). */
+const projectRoot = ((): string => {
+  let dir = path.dirname(thisFile)
+  while (!existsSync(path.join(dir, "package.json")) && path.dirname(dir) !== dir) dir = path.dirname(dir)
+  return dir
+})()
+
+/** The commit benchmarked, and whether the engine's sources differed from it. */
+const gitState = (): { readonly commit: string; readonly dirtySources: ReadonlyArray<string> } => {
+  const git = (...args: Array<string>) => spawnSync("git", args, { cwd: projectRoot, encoding: "utf8" }).stdout.trim()
+  const dirty = git("status", "--porcelain", "--", "src")
+  return { commit: git("rev-parse", "HEAD"), dirtySources: dirty === "" ? [] : dirty.split("\n") }
+}
+
+const spawnW5Child = (n: number): W5ChildReport => {
+  const child = spawnSync(process.execPath, [thisFile, W5_CHILD_FLAG, String(n)], {
+    cwd: projectRoot,
+    encoding: "utf8",
+    maxBuffer: 16 * 1024 * 1024
+  })
+  if (child.status !== 0) throw new Error(`W5 child (n = ${n}) exited with ${child.status}: ${child.stderr}`)
+  const lastLine = child.stdout.trim().split("\n").pop() ?? ""
+  return decodeChildReport(lastLine)
+}
+
+interface W5Result {
+  readonly concurrency: number
+  readonly small: W5ChildReport
+  readonly large: W5ChildReport
+  readonly rssRatio: number
+  readonly targets: { readonly peakRssMb: number; readonly wallMs: number; readonly rssRatio: number }
+}
+
+const runW5 = (settings: Settings): W5Result => {
+  const [smallN, largeN] = settings.w5Sizes
+  console.error(`W5: Engine.stream over a generator, concurrency ${W5_CONCURRENCY}, n = ${smallN} and ${largeN}`)
+  const small = spawnW5Child(smallN)
+  console.error(`  n = ${smallN}: ${small.wallMs.toFixed(0)} ms, peak RSS ${small.peakRssMb.toFixed(1)} MB`)
+  const large = spawnW5Child(largeN)
+  console.error(`  n = ${largeN}: ${large.wallMs.toFixed(0)} ms, peak RSS ${large.peakRssMb.toFixed(1)} MB`)
+  return {
+    concurrency: W5_CONCURRENCY,
+    small,
+    large,
+    rssRatio: large.peakRssMb / small.peakRssMb,
+    targets: { peakRssMb: 130, wallMs: 3_000, rssRatio: 1.1 }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reporting
+// ---------------------------------------------------------------------------------------------
+
+const formatMetric = (metric: string, value: number): string =>
+  metric === "µs/task" ? value.toFixed(2) : metric.includes("ms") ? value.toFixed(0) : metric.includes("MB") ? value.toFixed(1) : value.toFixed(3)
+
+const yesNo = (b: boolean): string => (b ? "yes" : "NO")
+
+interface Row {
+  readonly workload: string
+  readonly metric: string
+  readonly target: string
+  readonly values: Partial<Record<ContenderId, string>>
+  readonly met: string
+  readonly beatAll: string
+}
+
+/** Whether the contender's median run produced as many successes as every contender should. */
+const isValid = (r: WorkloadResult, id: ContenderId): boolean => median(r.contenders[id].succeeded) === r.expectedSucceeded
+
+/** A contender whose items did not all come out as expected gets "(!)" and no verdict. */
+const rowsOfWorkload = (r: WorkloadResult): ReadonlyArray<Row> => {
+  const value = (id: ContenderId) => r.contenders[id].value
+  const engine = value("engine")
+  const bestPeer = Math.min(...peerIds.map(value))
+  const values: Partial<Record<ContenderId, string>> = {}
+  for (const id of contenderIds) values[id] = formatMetric(r.metric, value(id)) + (isValid(r, id) ? "" : " (!)")
+  const verdict = (ok: boolean) => (isValid(r, "engine") ? yesNo(ok) : "invalid (see correctness)")
+  return [
+    {
+      workload: r.id,
+      metric: r.metric,
+      target: `≤ ${r.target}`,
+      values,
+      met: verdict(engine <= r.target),
+      beatAll: verdict(engine < bestPeer)
+    }
+  ]
+}
+
+const rowsOfW5 = (r: W5Result): ReadonlyArray<Row> => {
+  const row = (metric: string, target: string, value: number, met: boolean | undefined): Row => ({
+    workload: "W5",
+    metric,
+    target,
+    values: { engine: formatMetric(metric, value) },
+    met: met === undefined ? "—" : yesNo(met),
+    beatAll: "n/a"
+  })
+  const { small, large, targets } = r
+  return [
+    row(`peak RSS MB @${small.n}`, "", small.peakRssMb, undefined),
+    row(`peak RSS MB @${large.n}`, `≤ ${targets.peakRssMb}`, large.peakRssMb, large.peakRssMb <= targets.peakRssMb),
+    row(`RSS at start MB @${large.n}`, "", large.startRssMb, undefined),
+    row(`wall ms @${small.n}`, "", small.wallMs, undefined),
+    row(`wall ms @${large.n}`, `≤ ${targets.wallMs}`, large.wallMs, large.wallMs <= targets.wallMs),
+    row(`rss ratio ${large.n}/${small.n}`, `≤ ${targets.rssRatio}`, r.rssRatio, r.rssRatio <= targets.rssRatio)
+  ]
+}
+
+/** Items that succeeded per contender (median run), against what every contender should produce. */
+const correctnessRows = (r: WorkloadResult): ReadonlyArray<Row> => {
+  const values: Partial<Record<ContenderId, string>> = {}
+  for (const id of contenderIds) {
+    const got = median(r.contenders[id].succeeded)
+    values[id] = isValid(r, id) ? String(got) : `${got} (!)`
+  }
+  const met = yesNo(isValid(r, "engine"))
+  return [{ workload: r.id, metric: "items succeeded", target: `= ${r.expectedSucceeded}`, values, met, beatAll: "" }]
+}
+
+const renderTable = (rows: ReadonlyArray<Row>, lastHeader: string): string => {
+  const header = ["workload", "metric", "target", ...contenderIds, "engine met target", lastHeader]
+  const cells = rows.map((r) => [r.workload, r.metric, r.target, ...contenderIds.map((id) => r.values[id] ?? "—"), r.met, r.beatAll])
+  const all = [header, ...cells]
+  const widths = header.map((_, c) => Math.max(...all.map((line) => (line[c] ?? "").length)))
+  const line = (cols: ReadonlyArray<string>) => `| ${cols.map((s, c) => s.padEnd(widths[c] ?? 0)).join(" | ")} |`
+  const rule = `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`
+  return [line(header), rule, ...cells.map(line)].join("\n")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Main
+// ---------------------------------------------------------------------------------------------
+
+const workloadFor = (id: Exclude<WorkloadId, "W5">, settings: Settings): Workload => {
+  switch (id) {
+    case "W1":
+      return w1(settings.w1Tasks)
+    case "W2":
+      return w2()
+    case "W3":
+      return w3()
+    case "W4":
+      return w4()
+  }
+}
+
+const main = async (): Promise<void> => {
+  const argv = process.argv.slice(2)
+  const childAt = argv.indexOf(W5_CHILD_FLAG)
+  if (childAt >= 0) return w5Child(Number(argv[childAt + 1]))
+
+  const settings = parseSettings(argv)
+  const startedAt = new Date()
+  const results: Array<WorkloadResult> = []
+  for (const id of settings.only) {
+    if (id !== "W5") results.push(await runWorkload(workloadFor(id, settings), settings))
+  }
+  const w5 = settings.only.includes("W5") ? runW5(settings) : undefined
+
+  const rows = [...results.flatMap(rowsOfWorkload), ...(w5 === undefined ? [] : rowsOfW5(w5))]
+  const checks = results.flatMap(correctnessRows)
+  const mode = settings.quick ? "quick" : "full"
+  console.log(`\nparallel-processor bench (${mode}: median of ${settings.reps} after ${settings.warmups} warm-up; lower is better)\n`)
+  console.log(renderTable(rows, "engine beat every peer"))
+  if (checks.length > 0) {
+    console.log("\nCorrectness: items that succeeded ((!) = differs from the expected count)\n")
+    console.log(renderTable(checks, ""))
+  }
+
+  const outDir = path.join(projectRoot, "bench-results")
+  mkdirSync(outDir, { recursive: true })
+  const outFile = path.join(outDir, "latest.json")
+  const json = {
+    date: startedAt.toISOString(),
+    node: process.version,
+    platform: `${os.platform()} ${os.arch()}`,
+    cpus: os.cpus().length,
+    cpuModel: os.cpus()[0]?.model,
+    git: gitState(),
+    settings,
+    workloads: results,
+    w5,
+    table: rows,
+    correctness: checks
+  }
+  writeFileSync(outFile, `${JSON.stringify(json, null, 2)}\n`)
+  console.log(`\nSaved ${path.relative(projectRoot, outFile)}`)
+}
+
+await main()
