@@ -205,8 +205,11 @@ export interface CircuitBreaker {
   readonly key: string
   /** Admit a call, or fail fast with `CircuitOpen`. */
   readonly acquire: Effect.Effect<Permit, CircuitOpen>
-  /** Report the outcome of an admitted call. Must be called exactly once per permit. */
-  readonly release: (permit: Permit, outcome: Outcome) => Effect.Effect<void>
+  /**
+   * Report the outcome of an admitted call. Must be called exactly once per permit. `at` (epoch ms
+   * on the breaker's clock) saves a clock read when the caller already has one.
+   */
+  readonly release: (permit: Permit, outcome: Outcome, at?: number) => Effect.Effect<void>
   readonly snapshot: Effect.Effect<Snapshot>
   /** State changes from whenever the stream starts running. */
   readonly changes: Stream.Stream<Transition>
@@ -301,20 +304,23 @@ export const makeWith = (
       }
     )
 
-    const release = (permit: Permit, outcome: Outcome): Effect.Effect<void> =>
+    const release = (permit: Permit, outcome: Outcome, at?: number): Effect.Effect<void> =>
       Effect.flatMap(
         Ref.modify(ref, (s): readonly [Transition | undefined, BreakerState] => {
           if (s.generation !== permit.generation) return [undefined, s]
           switch (s._tag) {
             case "Closed": {
               if (outcome === "neutral") return [undefined, s]
-              const now = clock.unsafeCurrentTimeMillis()
+              const now = at ?? clock.unsafeCurrentTimeMillis()
               if (outcome === "success") {
                 const rule = s.rule.onSuccess(now)
-                return [undefined, rule === s.rule ? s : { ...s, rule }]
+                return [
+                  undefined,
+                  rule === s.rule ? s : { _tag: "Closed", generation: s.generation, since: s.since, rule }
+                ]
               }
               const r = s.rule.onFailure(now)
-              if (!r.open) return [undefined, { ...s, rule: r.state }]
+              if (!r.open) return [undefined, { _tag: "Closed", generation: s.generation, since: s.since, rule: r.state }]
               return [
                 { key, from: "closed", to: "open", at: now },
                 { _tag: "Open", generation: s.generation + 1, since: now, until: now + recoveryMs }
@@ -323,7 +329,7 @@ export const makeWith = (
             case "HalfOpen": {
               if (!permit.probe) return [undefined, s]
               if (outcome === "neutral") return [undefined, { ...s, probes: Math.max(0, s.probes - 1) }]
-              const now = clock.unsafeCurrentTimeMillis()
+              const now = at ?? clock.unsafeCurrentTimeMillis()
               if (outcome === "success") {
                 return [
                   { key, from: "half_open", to: "closed", at: now },

@@ -462,32 +462,39 @@ const runIn = <I, A, E, R, RS>(
       })
     }
 
-    const release = (slot: Slot<I>, outcome: Outcome): Effect.Effect<void> => {
+    const release = (slot: Slot<I>, outcome: Outcome, at: number): Effect.Effect<void> => {
       const permit = slot.permit
       if (breaker === undefined || permit === undefined) return Effect.void
       slot.permit = undefined
-      return breaker.release(permit, outcome)
+      return breaker.release(permit, outcome, at)
     }
 
     const noTags = EngineMetrics.noExtraTags
-    const afterAttempt = (slot: Slot<I>, exit: Exit.Exit<A, TaskError>): Effect.Effect<void> => {
-      const unit = slot.unit
-      if (unit === undefined) return Effect.void
-      const start = slot.attemptStart
+    const successes = metrics.attemptOutcome("success")
+    /** Ends the attempt's bookkeeping; returns the time it ended. */
+    const endAttempt = (slot: Slot<I>): number => {
       inFlight--
       slot.inAttempt = false
       slot.unit = undefined
       const at = now()
       metrics.inFlight.unsafeUpdate(inFlight, noTags)
       if (slot.permit !== undefined || breaker === undefined) {
-        metrics.attemptDuration.unsafeUpdate((at - start) / 1000, noTags)
+        metrics.attemptDuration.unsafeUpdate((at - slot.attemptStart) / 1000, noTags)
       }
-      if (Exit.isSuccess(exit)) {
-        metrics.attemptOutcome("success").unsafeUpdate(1, noTags)
-        finalize(unit, success(unit, exit.value, at))
-        return release(slot, "success")
-      }
-      const cause = exit.cause
+      return at
+    }
+    const afterSuccess = (slot: Slot<I>, value: A): Effect.Effect<void> => {
+      const unit = slot.unit
+      if (unit === undefined) return Effect.void
+      const at = endAttempt(slot)
+      successes.unsafeUpdate(1, noTags)
+      finalize(unit, success(unit, value, at))
+      return release(slot, "success", at)
+    }
+    const afterFailure = (slot: Slot<I>, cause: Cause.Cause<TaskError>): Effect.Effect<void> => {
+      const unit = slot.unit
+      if (unit === undefined) return Effect.void
+      const at = endAttempt(slot)
       let error: TaskError
       if (Cause.isInterruptedOnly(cause)) {
         if (slot.timedOut) {
@@ -499,7 +506,7 @@ const runIn = <I, A, E, R, RS>(
             // The run itself is being interrupted from outside: nobody will read a result.
             ready.unshift(unit)
           }
-          return release(slot, "neutral")
+          return release(slot, "neutral", at)
         }
       } else {
         const failureOpt = Cause.failureOption(cause)
@@ -508,21 +515,21 @@ const runIn = <I, A, E, R, RS>(
           const message = Cause.pretty(cause).split("\n")[0] ?? "unexpected error"
           metrics.attemptOutcome("unexpected").unsafeUpdate(1, noTags)
           finalize(unit, failure(unit, "failed", { type: "unexpected", message, retryable: false }, at))
-          return release(slot, "neutral")
+          return release(slot, "neutral", at)
         }
         error = failureOpt.value
       }
       const type = errorTypeOf(error)
       metrics.attemptOutcome(type).unsafeUpdate(1, noTags)
       if (type === "timeout") metrics.timeouts.unsafeUpdate(1, noTags)
-      return Effect.zipRight(release(slot, countsAgainstBreaker(error) ? "failure" : "neutral"), onError(unit, error, at))
+      return Effect.zipRight(release(slot, countsAgainstBreaker(error) ? "failure" : "neutral", at), onError(unit, error, at))
     }
 
     /** One attempt of the unit `slot` holds, then its bookkeeping. Built once per worker. */
     const makeAttempt = (slot: Slot<I>): Effect.Effect<void, never, R> => {
       const call = makeCall(slot)
-      const onFailure = (cause: Cause.Cause<TaskError>) => afterAttempt(slot, Exit.failCause(cause))
-      const onSuccess = (value: A) => afterAttempt(slot, Exit.succeed(value))
+      const onFailure = (cause: Cause.Cause<TaskError>) => afterFailure(slot, cause)
+      const onSuccess = (value: A) => afterSuccess(slot, value)
       return Effect.uninterruptibleMask((restore) => {
         const unit = slot.unit
         if (unit === undefined) return Effect.void
