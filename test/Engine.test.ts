@@ -395,3 +395,16 @@ describe("result shape", () => {
       expect(Option.some(result?.index)).toEqual(Option.some(0))
     }))
 })
+
+describe("odd tasks", () => {
+  it.effect("a task that interrupts itself fails that item as unexpected, once", () =>
+    Effect.gen(function* () {
+      let calls = 0
+      const results = yield* runVirtual(
+        Engine.run([0, 1], (i) => (i === 0 ? Effect.sync(() => calls++).pipe(Effect.zipRight(Effect.interrupt)) : Effect.succeed(i)))
+      )
+      expect(calls).toBe(1)
+      expect(errorType(results[0])).toBe("unexpected")
+      expect(results[1]?.status).toBe("succeeded")
+    }))
+})

@@ -377,35 +377,35 @@ export const makeWith = (
 export const make = (key: string, settings: Partial<Settings> = {}): Effect.Effect<CircuitBreaker> =>
   Effect.flatMap(PubSub.unbounded<Transition>(), (pubsub) => makeWith(key, { ...defaultSettings, ...settings }, pubsub))
 
+export interface GuardOptions<E> {
+  /** Which errors count against the upstream. Default: all of them. */
+  readonly isFailure?: (error: E) => boolean
+  /**
+   * Asked when the call is interrupted: `true` counts it as a failure (it was cut by a timeout).
+   * Default: interruptions never count. Inside an engine task, pass the attempt's `timedOut`.
+   */
+  readonly interruptionIsFailure?: () => boolean
+}
+
 /**
  * Run `self` through the breaker: fail fast with `CircuitOpen` while it is open, and report the
- * outcome. `isFailure` says which errors count against the upstream (default: all of them);
- * interruption never counts.
+ * outcome (see `GuardOptions`).
  */
 export const withCircuitBreaker: {
-  <E>(
-    breaker: CircuitBreaker,
-    options?: { readonly isFailure?: (error: E) => boolean }
-  ): <A, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | CircuitOpen, R>
-  <A, E, R>(
-    self: Effect.Effect<A, E, R>,
-    breaker: CircuitBreaker,
-    options?: { readonly isFailure?: (error: E) => boolean }
-  ): Effect.Effect<A, E | CircuitOpen, R>
+  <E>(breaker: CircuitBreaker, options?: GuardOptions<E>): <A, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | CircuitOpen, R>
+  <A, E, R>(self: Effect.Effect<A, E, R>, breaker: CircuitBreaker, options?: GuardOptions<E>): Effect.Effect<A, E | CircuitOpen, R>
 } = dual(
   (args) => Effect.isEffect(args[0]),
-  <A, E, R>(
-    self: Effect.Effect<A, E, R>,
-    breaker: CircuitBreaker,
-    options?: { readonly isFailure?: (error: E) => boolean }
-  ): Effect.Effect<A, E | CircuitOpen, R> =>
+  <A, E, R>(self: Effect.Effect<A, E, R>, breaker: CircuitBreaker, options?: GuardOptions<E>): Effect.Effect<A, E | CircuitOpen, R> =>
     Effect.uninterruptibleMask((restore) =>
       Effect.flatMap(breaker.acquire, (permit) =>
         restore(self).pipe(
           Effect.onExit((exit) => {
             if (Exit.isSuccess(exit)) return breaker.release(permit, "success")
-            // An interruption says nothing about the upstream; a defect counts against it.
-            if (Cause.isInterruptedOnly(exit.cause)) return breaker.release(permit, "neutral")
+            // A cancel says nothing about the upstream; a timeout and a defect count against it.
+            if (Cause.isInterruptedOnly(exit.cause)) {
+              return breaker.release(permit, options?.interruptionIsFailure?.() === true ? "failure" : "neutral")
+            }
             const failure = Cause.failureOption(exit.cause)
             const counts = Option.isNone(failure) || (options?.isFailure ? options.isFailure(failure.value) : true)
             return breaker.release(permit, counts ? "failure" : "neutral")

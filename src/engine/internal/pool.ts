@@ -48,6 +48,11 @@ export interface AttemptContext {
   readonly id: string | undefined
   /** 1 for the first attempt. */
   readonly attempt: number
+  /**
+   * Whether this attempt has been cut by its timeout. Lets code that guards a call itself (e.g. with
+   * `withCircuitBreaker` inside the task) count that interruption as a timeout rather than a cancel.
+   */
+  readonly timedOut: () => boolean
 }
 
 export type Task<I, A, R> = (item: I, context: AttemptContext) => Effect.Effect<A, TaskError, R>
@@ -115,16 +120,24 @@ export const execute = <I, A, E, R, RS>(
   options: ExecuteOptions<I, A>
 ): Effect.Effect<RunSummary, E, R | RS> =>
   Effect.flatMap(Scope.make(), (scope) =>
-    Effect.flatMap(Effect.clock, (clock) =>
-      runIn(scope, clock, source, task, policy, options).pipe(
-        Effect.onExit((exit) => Scope.close(scope, Exit.asVoid(exit)))
+    Effect.flatMap(Effect.clock, (clock) => {
+      const teardown = { started: false }
+      return runIn(scope, clock, teardown, source, task, policy, options).pipe(
+        Effect.onExit((exit) =>
+          Effect.suspend(() => {
+            teardown.started = true
+            return Scope.close(scope, Exit.asVoid(exit))
+          })
+        )
       )
-    )
+    })
   )
 
 const runIn = <I, A, E, R, RS>(
   scope: Scope.CloseableScope,
   clock: Clock.Clock,
+  /** Set when the run itself is interrupted from outside, so nobody will read the results. */
+  teardown: { readonly started: boolean },
   source: Source<I, E, RS>,
   task: Task<I, A, R>,
   policy: Policy,
@@ -376,13 +389,14 @@ const runIn = <I, A, E, R, RS>(
         counts: counts()
       }))
       const direct = rateLimiter === undefined && breaker === undefined
+      const timedOut = () => slot.timedOut
       const run = Effect.suspend(() => {
         const unit = slot.unit
         if (unit === undefined) return Effect.dieMessage("internal: attempt without an item")
         unit.attempts++
         // The timeout covers the call itself, not the wait for the breaker or the rate limiter.
         if (!direct) slot.attemptDeadline = now() + timeoutMs
-        return task(unit.item, { index: unit.index, id: unit.id, attempt: unit.attempts })
+        return task(unit.item, { index: unit.index, id: unit.id, attempt: unit.attempts, timedOut })
       })
       const limited = rateLimiter === undefined ? run : rateLimiter(run)
       const body = onEvent === undefined ? limited : Effect.zipRight(started, limited)
@@ -502,9 +516,9 @@ const runIn = <I, A, E, R, RS>(
         } else {
           if (stopReason === "deadline" || stopReason === "cancelled") {
             finalize(unit, stoppedResult(unit, stopReason, at))
-          } else {
-            // The run itself is being interrupted from outside: nobody will read a result.
-            ready.unshift(unit)
+          } else if (!teardown.started) {
+            // Neither a timeout nor a stop: the task interrupted itself. Not an upstream condition.
+            finalize(unit, failure(unit, "failed", { type: "unexpected", message: "the task interrupted itself", retryable: false }, at))
           }
           return release(slot, "neutral", at)
         }
