@@ -1,0 +1,48 @@
+/**
+ * Interactions processor: fetches views, likes, comments and shares for published articles, 3 at a
+ * time with a 30 s timeout per attempt (the guide's defaults), through the forum's breaker.
+ * Accounts listed in `INTERACTIONS_SKIP_KOLS` (comma-separated serials) are skipped, not called.
+ */
+import { Config, Context, Effect, Layer, Schema } from "effect"
+import { CircuitBreakerRegistry } from "../engine/CircuitBreakerRegistry.js"
+import { Skipped } from "../engine/Errors.js"
+import { ForumClient, type Interactions } from "../upstream/Forum.js"
+import * as Processor from "./Processor.js"
+
+export const TrackedPost = Schema.Struct({
+  postId: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200)),
+  articleId: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200)),
+  kolSerial: Schema.String.pipe(Schema.pattern(/^[A-Za-z0-9_]{1,40}$/))
+})
+export type TrackedPost = typeof TrackedPost.Type
+
+export const skipListConfig = Config.string("INTERACTIONS_SKIP_KOLS").pipe(
+  Config.withDefault(""),
+  Config.map((raw) => new Set(raw.split(",").map((s) => s.trim()).filter((s) => s !== "")))
+)
+
+export class InteractionsProcessor extends Context.Tag("parallel-processor/InteractionsProcessor")<
+  InteractionsProcessor,
+  Processor.Processor<TrackedPost, Interactions>
+>() {
+  static readonly layer = Layer.effect(
+    InteractionsProcessor,
+    Effect.gen(function* () {
+      const forum = yield* ForumClient
+      const registry = yield* CircuitBreakerRegistry
+      const breaker = yield* registry.get("forum")
+      const skip = yield* Effect.orElseSucceed(skipListConfig, () => new Set<string>())
+      return yield* Processor.make<TrackedPost, Interactions>({
+        name: "interactions",
+        envPrefix: "INTERACTIONS",
+        defaults: { maxConcurrent: 3, timeoutSeconds: 30 },
+        breaker,
+        idOf: (post) => post.postId,
+        task: (post) =>
+          skip.has(post.kolSerial)
+            ? Effect.fail(new Skipped({ reason: `KOL ${post.kolSerial} is on INTERACTIONS_SKIP_KOLS` }))
+            : forum.interactions(post.kolSerial, post.articleId)
+      })
+    })
+  )
+}

@@ -1,0 +1,82 @@
+/**
+ * Intraday-trigger processor: for each trigger config, runs the market screen, then searches news
+ * for the trigger's keywords and the top stocks; 3 at a time with a 30 s timeout per attempt. The two
+ * calls of one item go to different upstreams, so each is guarded by its own breaker.
+ */
+import { Context, Effect, Layer, Schema } from "effect"
+import * as CircuitBreaker from "../engine/CircuitBreaker.js"
+import { CircuitBreakerRegistry } from "../engine/CircuitBreakerRegistry.js"
+import { countsAgainstBreaker, type TaskError } from "../engine/Errors.js"
+import { MarketClient, type ScreenedStock } from "../upstream/Market.js"
+import { NewsClient, type NewsItem } from "../upstream/News.js"
+import * as Processor from "./Processor.js"
+
+export const TriggerConfig = Schema.Struct({
+  triggerKey: Schema.String.pipe(Schema.pattern(/^[A-Za-z0-9_-]{1,64}$/)),
+  limit: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 50)), { exact: true }),
+  newsKeywords: Schema.optionalWith(Schema.Array(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(50))).pipe(Schema.maxItems(10)), { exact: true }),
+  params: Schema.optionalWith(Schema.Record({ key: Schema.String, value: Schema.Unknown }), { exact: true })
+})
+export type TriggerConfig = typeof TriggerConfig.Type
+
+export interface TriggerResult {
+  readonly triggerKey: string
+  readonly stocks: ReadonlyArray<ScreenedStock>
+  readonly news: ReadonlyArray<NewsItem>
+}
+
+/** News keywords used when a trigger config names none. */
+export const defaultKeywords: Readonly<Record<string, ReadonlyArray<string>>> = {
+  limit_up: ["漲停"],
+  limit_down: ["跌停"],
+  volume_surge: ["爆量"],
+  gap_up: ["跳空上漲"],
+  gap_down: ["跳空下跌"]
+}
+
+const TOP_STOCKS_IN_QUERY = 3
+const NEWS_PER_TRIGGER = 10
+
+export const newsQuery = (config: TriggerConfig, stocks: ReadonlyArray<ScreenedStock>): string =>
+  [
+    ...(config.newsKeywords ?? defaultKeywords[config.triggerKey] ?? [config.triggerKey]),
+    ...stocks.slice(0, TOP_STOCKS_IN_QUERY).map((s) => s.name)
+  ].join(" ")
+
+export class IntradayTriggersProcessor extends Context.Tag("parallel-processor/IntradayTriggersProcessor")<
+  IntradayTriggersProcessor,
+  Processor.Processor<TriggerConfig, TriggerResult>
+>() {
+  static readonly layer = Layer.effect(
+    IntradayTriggersProcessor,
+    Effect.gen(function* () {
+      const market = yield* MarketClient
+      const news = yield* NewsClient
+      const registry = yield* CircuitBreakerRegistry
+      const marketBreaker = yield* registry.get("market")
+      const newsBreaker = yield* registry.get("news")
+      const isFailure = (e: TaskError) => countsAgainstBreaker(e)
+      return yield* Processor.make<TriggerConfig, TriggerResult>({
+        name: "intraday_triggers",
+        envPrefix: "INTRADAY",
+        defaults: { maxConcurrent: 3, timeoutSeconds: 30 },
+        idOf: (config, index) => `${config.triggerKey}-${index}`,
+        task: (config, attempt) =>
+          Effect.gen(function* () {
+            const guard = { isFailure, interruptionIsFailure: attempt.timedOut }
+            const stocks = yield* CircuitBreaker.withCircuitBreaker(
+              market.screen(config.triggerKey, config.limit ?? 10),
+              marketBreaker,
+              guard
+            )
+            const items = yield* CircuitBreaker.withCircuitBreaker(
+              news.search(newsQuery(config, stocks), NEWS_PER_TRIGGER),
+              newsBreaker,
+              guard
+            )
+            return { triggerKey: config.triggerKey, stocks, news: items }
+          })
+      })
+    })
+  )
+}

@@ -1,0 +1,62 @@
+/**
+ * Post-generation processor: writes forum posts with the LLM, 2 at a time with a 120 s timeout per
+ * attempt (generation is slow), through the LLM's breaker. The chat messages are built from the
+ * request's persona, stock, trigger and prompt.
+ */
+import { Context, Effect, Layer, Schema } from "effect"
+import { CircuitBreakerRegistry } from "../engine/CircuitBreakerRegistry.js"
+import { LlmClient, type ChatMessage, type Completion } from "../upstream/Llm.js"
+import * as Processor from "./Processor.js"
+
+const text = (max: number) => Schema.String.pipe(Schema.maxLength(max))
+
+export const PostRequest = Schema.Struct({
+  id: Schema.optionalWith(text(200), { exact: true }),
+  kolSerial: Schema.String.pipe(Schema.pattern(/^[A-Za-z0-9_]{1,40}$/)),
+  stockCode: Schema.String.pipe(Schema.pattern(/^[0-9A-Za-z.]{1,12}$/)),
+  stockName: Schema.optionalWith(text(100), { exact: true }),
+  trigger: Schema.optionalWith(text(200), { exact: true }),
+  persona: Schema.optionalWith(text(2_000), { exact: true }),
+  prompt: Schema.optionalWith(text(8_000), { exact: true })
+})
+export type PostRequest = typeof PostRequest.Type
+
+export type GeneratedPost = Completion
+
+const defaultPersona =
+  "你是一位在台灣股票論壇上發文的投資達人，語氣親切、觀點清楚，會提醒讀者投資有風險。"
+
+/** The chat messages for one request. Exported so it can be checked without an LLM. */
+export const messagesFor = (request: PostRequest): ReadonlyArray<ChatMessage> => {
+  const stock = request.stockName === undefined ? request.stockCode : `${request.stockName}（${request.stockCode}）`
+  const lines = [
+    `請為股票 ${stock} 寫一篇論壇貼文，150 字以內，使用繁體中文。`,
+    ...(request.trigger === undefined ? [] : [`觸發原因：${request.trigger}`]),
+    ...(request.prompt === undefined ? [] : [request.prompt])
+  ]
+  return [
+    { role: "system", content: request.persona ?? defaultPersona },
+    { role: "user", content: lines.join("\n") }
+  ]
+}
+
+export class PostGenerationProcessor extends Context.Tag("parallel-processor/PostGenerationProcessor")<
+  PostGenerationProcessor,
+  Processor.Processor<PostRequest, GeneratedPost>
+>() {
+  static readonly layer = Layer.effect(
+    PostGenerationProcessor,
+    Effect.gen(function* () {
+      const llm = yield* LlmClient
+      const breaker = yield* (yield* CircuitBreakerRegistry).get("llm")
+      return yield* Processor.make<PostRequest, GeneratedPost>({
+        name: "post_generation",
+        envPrefix: "POST_GENERATION",
+        defaults: { maxConcurrent: 2, timeoutSeconds: 120 },
+        breaker,
+        idOf: (request, index) => request.id ?? `${request.kolSerial}-${request.stockCode}-${index}`,
+        task: (request) => llm.complete({ messages: messagesFor(request), temperature: 0.8, maxTokens: 400 })
+      })
+    })
+  )
+}

@@ -1,0 +1,97 @@
+/**
+ * What the three domain processors share: a name, limits that an operator can change while batches
+ * run (`Adjustable`), per-request overrides, and the engine entry points bound to the processor's task.
+ * Defaults come from the guide and can be overridden by environment variables
+ * (`<PREFIX>_MAX_CONCURRENT`, `<PREFIX>_TIMEOUT_SECONDS`) and per request.
+ */
+import { Config, Duration, Effect, type Stream } from "effect"
+import * as Adjustable from "../engine/Adjustable.js"
+import type { CircuitBreaker } from "../engine/CircuitBreaker.js"
+import * as Engine from "../engine/Engine.js"
+import type { ItemResult } from "../engine/ItemResult.js"
+import type { Policy } from "../engine/Policy.js"
+import type { ProgressEvent, RunSummary } from "../engine/Progress.js"
+
+/** Per-request overrides; absent fields follow the processor's current (adjustable) settings. */
+export interface Overrides {
+  readonly maxConcurrent?: number
+  readonly timeoutSeconds?: number
+}
+
+export interface Limits {
+  readonly maxConcurrent: number
+  readonly timeoutSeconds: number
+}
+
+export interface Processor<I, A> {
+  readonly name: string
+  readonly maxConcurrent: Adjustable.Adjustable<number>
+  readonly attemptTimeout: Adjustable.Adjustable<Duration.Duration>
+  /** The limits right now. */
+  readonly limits: Effect.Effect<Limits>
+  readonly policy: (overrides?: Overrides) => Partial<Policy>
+  readonly run: (
+    items: ReadonlyArray<I>,
+    overrides?: Overrides,
+    options?: Engine.RunOptions<I, A>
+  ) => Effect.Effect<{ readonly results: ReadonlyArray<ItemResult<A>>; readonly summary: RunSummary }>
+  readonly events: (
+    items: ReadonlyArray<I>,
+    overrides?: Overrides,
+    options?: Omit<Engine.RunOptions<I, A>, "onEvent">
+  ) => Stream.Stream<ProgressEvent<A>>
+}
+
+export interface ProcessorDefinition<I, A> {
+  readonly name: string
+  /** Environment variable prefix, e.g. `INTERACTIONS`. */
+  readonly envPrefix: string
+  readonly defaults: Limits
+  readonly task: Engine.Task<I, A, never>
+  readonly idOf: (item: I, index: number) => string
+  readonly breaker?: CircuitBreaker
+}
+
+export const make = <I, A>(definition: ProcessorDefinition<I, A>): Effect.Effect<Processor<I, A>, never, never> =>
+  Effect.gen(function* () {
+    const { envPrefix, defaults } = definition
+    const configured = yield* Config.all({
+      maxConcurrent: Config.integer(`${envPrefix}_MAX_CONCURRENT`).pipe(
+        Config.validate({ message: "must be between 1 and 64", validation: (n) => n >= 1 && n <= 64 }),
+        Config.withDefault(defaults.maxConcurrent)
+      ),
+      timeoutSeconds: Config.number(`${envPrefix}_TIMEOUT_SECONDS`).pipe(
+        Config.validate({ message: "must be between 0.1 and 3600", validation: (n) => n >= 0.1 && n <= 3600 }),
+        Config.withDefault(defaults.timeoutSeconds)
+      )
+    }).pipe(
+      Effect.tapError((error) => Effect.logWarning(`ignoring invalid ${envPrefix}_* settings: ${error.message}`)),
+      Effect.orElseSucceed(() => defaults)
+    )
+    const maxConcurrent = yield* Adjustable.make(configured.maxConcurrent)
+    const attemptTimeout = yield* Adjustable.make(Duration.seconds(configured.timeoutSeconds))
+
+    const policy = (overrides: Overrides = {}): Partial<Policy> => ({
+      name: definition.name,
+      maxConcurrent: overrides.maxConcurrent ?? maxConcurrent,
+      attemptTimeout: overrides.timeoutSeconds === undefined ? attemptTimeout : Duration.seconds(overrides.timeoutSeconds),
+      ...(definition.breaker === undefined ? {} : { breaker: definition.breaker })
+    })
+    const withIds = <O extends { readonly idOf?: (item: I, index: number) => string }>(options: O): O & {
+      readonly idOf: (item: I, index: number) => string
+    } => ({ ...options, idOf: options.idOf ?? definition.idOf })
+
+    return {
+      name: definition.name,
+      maxConcurrent,
+      attemptTimeout,
+      limits: Effect.all({
+        maxConcurrent: maxConcurrent.get,
+        timeoutSeconds: Effect.map(attemptTimeout.get, Duration.toSeconds)
+      }),
+      policy,
+      run: (items, overrides, options = {}) =>
+        Engine.runWithSummary(items, definition.task, policy(overrides), withIds(options)),
+      events: (items, overrides, options = {}) => Engine.events(items, definition.task, policy(overrides), withIds(options))
+    }
+  })

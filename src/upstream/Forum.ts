@@ -1,0 +1,151 @@
+/**
+ * The stock forum: logs each KOL account in (tokens cached per account and shared by every item of
+ * that account, one login in flight at a time) and fetches an article's interaction counts.
+ * A 401 on a cached token triggers exactly one fresh login for that call.
+ */
+import { HttpClient, HttpClientRequest } from "@effect/platform"
+import { Clock, Context, Deferred, Duration, Effect, Exit, Layer, Redacted, Schema, Scope, SynchronizedRef } from "effect"
+import { Permanent, type TaskError } from "../engine/Errors.js"
+import { callJson } from "./http.js"
+import { KolCredentials } from "./KolCredentials.js"
+import { UpstreamConfig } from "./UpstreamConfig.js"
+
+export const Interactions = Schema.Struct({
+  views: Schema.Number,
+  likes: Schema.Number,
+  comments: Schema.Number,
+  shares: Schema.Number,
+  engagementRate: Schema.optionalWith(Schema.Number, { exact: true })
+})
+export type Interactions = typeof Interactions.Type
+
+const LoginResponse = Schema.Struct({ token: Schema.String, expiresIn: Schema.Number })
+
+export interface ForumClientService {
+  readonly interactions: (kolSerial: string, articleId: string) => Effect.Effect<Interactions, TaskError>
+}
+
+export class ForumClient extends Context.Tag("parallel-processor/ForumClient")<ForumClient, ForumClientService>() {
+  static readonly layer: Layer.Layer<ForumClient, never, HttpClient.HttpClient | UpstreamConfig | KolCredentials> =
+    Layer.scoped(
+      ForumClient,
+      Effect.gen(function* () {
+        const client = yield* HttpClient.HttpClient
+        const { forumUrl } = yield* UpstreamConfig
+        const credentials = yield* KolCredentials
+        const scope = yield* Effect.scope
+        return yield* makeForumClient(client, forumUrl, credentials, scope)
+      })
+    )
+}
+
+interface Token {
+  readonly value: Redacted.Redacted
+  readonly expiresAt: number
+}
+
+interface Entry {
+  readonly token: Deferred.Deferred<Token, TaskError>
+  /** Set by the login fiber when it ends, so lookups can tell a usable token from a failed login. */
+  outcome: Token | "failed" | undefined
+}
+
+/** A login is given this long before it counts as a timeout (it is shared, so no item's timeout applies). */
+const LOGIN_TIMEOUT = Duration.seconds(30)
+/** Tokens are renewed this long before they expire, so a call never starts with a token about to lapse. */
+const EXPIRY_MARGIN_MS = 30_000
+
+export const makeForumClient = (
+  client: HttpClient.HttpClient,
+  baseUrl: string,
+  credentials: KolCredentials["Type"],
+  scope: Scope.Scope
+): Effect.Effect<ForumClientService> =>
+  Effect.gen(function* () {
+    const entries = yield* SynchronizedRef.make(new Map<string, Entry>())
+
+    const login = (kolSerial: string): Effect.Effect<Token, TaskError> =>
+      Effect.gen(function* () {
+        const { email, password } = yield* credentials.get(kolSerial)
+        const request = HttpClientRequest.post(`${baseUrl}/auth/login`).pipe(
+          HttpClientRequest.bodyUnsafeJson({ email, password: Redacted.value(password) })
+        )
+        const answer = yield* callJson(client, request, LoginResponse, `forum login for KOL ${kolSerial}`).pipe(
+          Effect.catchTag("Permanent", (e) =>
+            Effect.fail(
+              e.status === 401 || e.status === 403
+                ? new Permanent({ message: `forum rejected the credentials of KOL ${kolSerial}`, status: e.status })
+                : e
+            )
+          ),
+          Effect.timeoutFail({ duration: LOGIN_TIMEOUT, onTimeout: () => new Permanent({ message: "forum login timed out" }) })
+        )
+        const now = yield* Clock.currentTimeMillis
+        return { value: Redacted.make(answer.token), expiresAt: now + answer.expiresIn * 1000 }
+      }).pipe(Effect.withSpan("ForumClient.login"), Effect.annotateLogs({ kol: kolSerial }))
+
+    /**
+     * The token for an account: the cached one while valid, else the login already in flight, else
+     * a new login. The login runs in the client's own scope, so an item timing out while waiting
+     * does not cancel the login the other items are waiting for.
+     */
+    const tokenFor = (kolSerial: string, stale?: Token): Effect.Effect<Token, TaskError> =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        SynchronizedRef.modifyEffect(entries, (map) => {
+          const current = map.get(kolSerial)
+          const outcome = current?.outcome
+          const usable =
+            current !== undefined &&
+            (outcome === undefined || // still logging in: wait for it
+              (outcome !== "failed" && outcome !== stale && outcome.expiresAt - EXPIRY_MARGIN_MS > now))
+          if (usable) return Effect.succeed([current.token, map] as const)
+          return Effect.gen(function* () {
+            const entry: Entry = { token: yield* Deferred.make<Token, TaskError>(), outcome: undefined }
+            yield* login(kolSerial).pipe(
+              Effect.onExit((exit) =>
+                Effect.sync(() => {
+                  entry.outcome = Exit.isSuccess(exit) ? exit.value : "failed"
+                })
+              ),
+              Effect.intoDeferred(entry.token),
+              Effect.forkIn(scope)
+            )
+            const next = new Map(map)
+            next.set(kolSerial, entry)
+            return [entry.token, next] as const
+          })
+        })
+      ).pipe(Effect.flatMap(Deferred.await))
+
+    const fetchInteractions = (token: Token, articleId: string) =>
+      callJson(
+        client,
+        HttpClientRequest.get(`${baseUrl}/articles/${encodeURIComponent(articleId)}/interactions`).pipe(
+          HttpClientRequest.bearerToken(token.value)
+        ),
+        Interactions,
+        `forum interactions for article ${articleId}`
+      )
+
+    const interactions = (kolSerial: string, articleId: string): Effect.Effect<Interactions, TaskError> =>
+      Effect.gen(function* () {
+        const token = yield* tokenFor(kolSerial)
+        return yield* fetchInteractions(token, articleId).pipe(
+          Effect.catchIf(
+            (e) => e._tag === "Permanent" && e.status === 401,
+            () =>
+              // The token was revoked or expired early: log in again, once.
+              Effect.flatMap(tokenFor(kolSerial, token), (fresh) =>
+                fetchInteractions(fresh, articleId).pipe(
+                  Effect.catchIf(
+                    (e) => e._tag === "Permanent" && e.status === 401,
+                    () => Effect.fail(new Permanent({ message: `forum rejected a fresh token of KOL ${kolSerial}`, status: 401 }))
+                  )
+                )
+              )
+          )
+        )
+      }).pipe(Effect.withSpan("ForumClient.interactions"))
+
+    return { interactions }
+  })

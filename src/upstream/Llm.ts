@@ -1,0 +1,90 @@
+/**
+ * An OpenAI-compatible chat-completions client (`POST {LLM_BASE_URL}/chat/completions`): the same
+ * request works against OpenAI, vLLM, Ollama and llama.cpp servers. Only the fields every one of
+ * them returns are read: `choices[0].message.content`, `model` and, when present, `usage`.
+ */
+import { HttpClient, HttpClientRequest } from "@effect/platform"
+import { Context, Effect, Layer, Option, Schema } from "effect"
+import { InvalidResponse, type TaskError } from "../engine/Errors.js"
+import { callJson } from "./http.js"
+import { UpstreamConfig } from "./UpstreamConfig.js"
+
+export interface ChatMessage {
+  readonly role: "system" | "user" | "assistant"
+  readonly content: string
+}
+
+const Usage = Schema.Struct({
+  prompt_tokens: Schema.Number,
+  completion_tokens: Schema.Number,
+  total_tokens: Schema.Number
+})
+
+const ChatCompletion = Schema.Struct({
+  model: Schema.optionalWith(Schema.String, { exact: true }),
+  choices: Schema.Array(
+    Schema.Struct({ message: Schema.Struct({ content: Schema.NullOr(Schema.String) }) })
+  ),
+  usage: Schema.optionalWith(Schema.NullOr(Usage), { exact: true })
+})
+
+export interface Completion {
+  readonly content: string
+  readonly model: string
+  readonly usage: { readonly promptTokens: number; readonly completionTokens: number; readonly totalTokens: number } | null
+}
+
+export interface ChatRequest {
+  readonly messages: ReadonlyArray<ChatMessage>
+  readonly temperature?: number
+  readonly maxTokens?: number
+}
+
+export class LlmClient extends Context.Tag("parallel-processor/LlmClient")<
+  LlmClient,
+  { readonly complete: (request: ChatRequest) => Effect.Effect<Completion, TaskError> }
+>() {
+  static readonly layer: Layer.Layer<LlmClient, never, HttpClient.HttpClient | UpstreamConfig> = Layer.effect(
+    LlmClient,
+    Effect.gen(function* () {
+      const client = yield* HttpClient.HttpClient
+      const { llmBaseUrl, llmApiKey, llmModel } = yield* UpstreamConfig
+      const complete = (request: ChatRequest): Effect.Effect<Completion, TaskError> => {
+        const body = {
+          model: llmModel,
+          messages: request.messages,
+          ...(request.temperature === undefined ? {} : { temperature: request.temperature }),
+          ...(request.maxTokens === undefined ? {} : { max_tokens: request.maxTokens })
+        }
+        const base = HttpClientRequest.post(`${llmBaseUrl}/chat/completions`).pipe(HttpClientRequest.bodyUnsafeJson(body))
+        const http = Option.match(llmApiKey, {
+          onNone: () => base,
+          onSome: (key) => HttpClientRequest.bearerToken(base, key)
+        })
+        return callJson(client, http, ChatCompletion, "llm chat completion").pipe(
+          Effect.flatMap((answer) => {
+            const content = answer.choices[0]?.message.content
+            if (content === undefined || content === null || content.trim() === "") {
+              return Effect.fail(new InvalidResponse({ message: "llm chat completion: no content in choices[0]" }))
+            }
+            const usage = answer.usage
+            return Effect.succeed({
+              content,
+              model: answer.model ?? llmModel,
+              usage:
+                usage === undefined || usage === null
+                  ? null
+                  : {
+                      promptTokens: usage.prompt_tokens,
+                      completionTokens: usage.completion_tokens,
+                      totalTokens: usage.total_tokens
+                    }
+            })
+          }),
+          Effect.withSpan("LlmClient.complete")
+        )
+      }
+      return { complete }
+    })
+  )
+}
