@@ -11,11 +11,16 @@ import * as Engine from "../engine/Engine.js"
 import type { ItemResult } from "../engine/ItemResult.js"
 import type { Policy } from "../engine/Policy.js"
 import type { ProgressEvent, RunSummary } from "../engine/Progress.js"
+import type { RetryPolicy } from "../engine/RetryPolicy.js"
 
 /** Per-request overrides; absent fields follow the processor's current (adjustable) settings. */
 export interface Overrides {
   readonly maxConcurrent?: number
   readonly timeoutSeconds?: number
+  /** Library use only (not exposed over HTTP): a different retry policy for this run. */
+  readonly retry?: RetryPolicy
+  /** Whole-batch deadline. */
+  readonly deadline?: Duration.DurationInput
 }
 
 export interface Limits {
@@ -75,6 +80,8 @@ export const make = <I, A>(definition: ProcessorDefinition<I, A>): Effect.Effect
       name: definition.name,
       maxConcurrent: overrides.maxConcurrent ?? maxConcurrent,
       attemptTimeout: overrides.timeoutSeconds === undefined ? attemptTimeout : Duration.seconds(overrides.timeoutSeconds),
+      ...(overrides.retry === undefined ? {} : { retry: overrides.retry }),
+      ...(overrides.deadline === undefined ? {} : { deadline: overrides.deadline }),
       ...(definition.breaker === undefined ? {} : { breaker: definition.breaker })
     })
     const withIds = <O extends { readonly idOf?: (item: I, index: number) => string }>(options: O): O & {

@@ -1,0 +1,425 @@
+/**
+ * The sandbox upstream, exercised over real HTTP with plain `fetch`: the four API contracts, every
+ * fault knob, the stats (including client aborts seen on the socket) and the control endpoints.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Context, Data, Duration, Effect, Exit, Fiber, Layer, Option, Schedule, Schema, Scope } from "effect"
+import * as Sandbox from "../src/sandbox/Sandbox.js"
+
+class FetchFailed extends Data.TaggedError("FetchFailed")<{ readonly cause: unknown }> {}
+class NotYet extends Data.TaggedError("NotYet")<{ readonly message: string }> {}
+
+interface Reply {
+  readonly status: number
+  readonly headers: Headers
+  readonly body: unknown
+}
+
+/** One HTTP call; interrupting it (e.g. a timeout) aborts the fetch, which closes the socket. */
+const call = (url: string, init: RequestInit = {}) =>
+  Effect.tryPromise({
+    try: async (signal): Promise<Reply> => {
+      const response = await fetch(url, { ...init, signal })
+      const text = await response.text()
+      const body: unknown = text === "" ? undefined : JSON.parse(text)
+      return { status: response.status, headers: response.headers, body }
+    },
+    catch: (cause) => new FetchFailed({ cause })
+  })
+
+const postJson = (url: string, body: unknown, headers: Record<string, string> = {}) =>
+  call(url, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) })
+
+const withSandbox = <A, E>(
+  f: (sandbox: Sandbox.Sandbox["Type"]) => Effect.Effect<A, E>,
+  options: Sandbox.SandboxOptions = {}
+) => Effect.flatMap(Sandbox.Sandbox, f).pipe(Effect.provide(Sandbox.layer(options)))
+
+/**
+ * The sandbox's stats once `ready` holds, polling every 10 ms for up to 2 s: in-flight and abort
+ * counts settle on the socket's 'close', just after the client has its answer.
+ */
+const statsWhen = (sandbox: Sandbox.Sandbox["Type"], ready: (stats: Sandbox.SandboxStats) => boolean) =>
+  Effect.retry(
+    Effect.filterOrFail(sandbox.stats, ready, () => new NotYet({ message: "stats not settled" })),
+    Schedule.spaced("10 millis").pipe(Schedule.upTo("2 seconds"))
+  )
+
+const Interactions = Schema.Struct({
+  views: Schema.Int,
+  likes: Schema.Int,
+  comments: Schema.Int,
+  shares: Schema.Int,
+  engagementRate: Schema.Number
+})
+const Token = Schema.Struct({ token: Schema.String, expiresIn: Schema.Number })
+const Chat = Schema.Struct({
+  id: Schema.String,
+  object: Schema.Literal("chat.completion"),
+  created: Schema.Number,
+  model: Schema.String,
+  choices: Schema.Tuple(
+    Schema.Struct({
+      index: Schema.Literal(0),
+      message: Schema.Struct({ role: Schema.Literal("assistant"), content: Schema.String }),
+      finish_reason: Schema.Literal("stop")
+    })
+  ),
+  usage: Schema.Struct({ prompt_tokens: Schema.Int, completion_tokens: Schema.Int, total_tokens: Schema.Int })
+})
+const Screen = Schema.Struct({
+  triggerKey: Schema.String,
+  stocks: Schema.Array(
+    Schema.Struct({
+      code: Schema.String,
+      name: Schema.String,
+      price: Schema.Number,
+      changePercent: Schema.Number,
+      volume: Schema.Int
+    })
+  )
+})
+const News = Schema.Struct({
+  news: Schema.Array(
+    Schema.Struct({
+      title: Schema.String,
+      link: Schema.String,
+      snippet: Schema.String,
+      date: Schema.String,
+      source: Schema.String
+    })
+  )
+})
+
+const login = (url: string, email = "kol@example.com") =>
+  postJson(`${url}/auth/login`, { email, password: "secret" }).pipe(
+    Effect.flatMap((reply) => Schema.decodeUnknown(Token)(reply.body)),
+    Effect.map((body) => body.token)
+  )
+
+const interactions = (url: string, articleId: string, token: string) =>
+  call(`${url}/articles/${articleId}/interactions`, { headers: { authorization: `Bearer ${token}` } })
+
+describe("sandbox: contracts", () => {
+  it.live("forum: login, interactions, bad/revoked/expired tokens, 404, bad bodies", () =>
+    withSandbox((sandbox) =>
+      Effect.gen(function* () {
+        const token = yield* login(sandbox.url)
+        const ok = yield* interactions(sandbox.url, "a1", token)
+        expect(ok.status).toBe(200)
+        expect(ok.headers.get("content-type")).toBe("application/json")
+        const counts = yield* Schema.decodeUnknown(Interactions)(ok.body)
+        expect(counts.views).toBeGreaterThanOrEqual(100)
+        expect(counts.views).toBeLessThanOrEqual(50_000)
+        expect(counts.likes).toBeLessThanOrEqual(counts.views / 5)
+        expect(counts.engagementRate).toBeCloseTo((counts.likes + counts.comments + counts.shares) / counts.views, 4)
+        // Deterministic per article.
+        expect((yield* interactions(sandbox.url, "a1", token)).body).toEqual(ok.body)
+
+        expect((yield* interactions(sandbox.url, "missing-7", token)).status).toBe(404)
+        const bad = yield* interactions(sandbox.url, "a1", "nope")
+        expect(bad).toMatchObject({ status: 401, body: { error: "invalid or expired token" } })
+        expect((yield* call(`${sandbox.url}/articles/a1/interactions`)).status).toBe(401)
+
+        yield* sandbox.revokeTokens
+        expect((yield* interactions(sandbox.url, "a1", token)).status).toBe(401)
+
+        yield* sandbox.setKnobs("login", { tokenTtlSeconds: 0 })
+        const expired = yield* login(sandbox.url)
+        expect((yield* interactions(sandbox.url, "a1", expired)).status).toBe(401)
+
+        const wrong = yield* postJson(`${sandbox.url}/auth/login`, { email: "kol@example.com", password: "wrong" })
+        expect(wrong).toMatchObject({ status: 401, body: { error: "invalid credentials" } })
+        expect((yield* postJson(`${sandbox.url}/auth/login`, { email: "x" })).status).toBe(400)
+        expect((yield* call(`${sandbox.url}/auth/login`, { method: "POST", body: "{not json" })).status).toBe(400)
+
+        const stats = yield* sandbox.stats
+        expect(stats.logins).toEqual({ "kol@example.com": 2 })
+        expect(stats.routes.login.byId).toEqual({ "kol@example.com": 3 })
+        expect(stats.routes.login.calls).toBe(5)
+        expect(stats.routes.interactions.byId).toEqual({ a1: 6, "missing-7": 1 })
+      })
+    )
+  )
+
+  it.live("llm: OpenAI-shaped completion that names the stock asked about", () =>
+    withSandbox((sandbox) =>
+      Effect.gen(function* () {
+        const request = {
+          model: "gpt-4o-mini",
+          messages: [
+            { role: "system", content: "你是一位台股論壇的KOL" },
+            { role: "user", content: "幫我寫一篇關於 2330 的短文" }
+          ],
+          temperature: 0.7
+        }
+        const reply = yield* postJson(`${sandbox.url}/chat/completions`, request, { authorization: "Bearer sk-test" })
+        expect(reply.status).toBe(200)
+        const body = yield* Schema.decodeUnknown(Chat)(reply.body)
+        const content = body.choices[0].message.content
+        expect(content).toContain("2330")
+        expect(content).toContain("台積電")
+        expect(body.model).toBe("gpt-4o-mini")
+        expect(body.usage.completion_tokens).toBe(Math.ceil(content.length / 2))
+        expect(body.usage.total_tokens).toBe(body.usage.prompt_tokens + body.usage.completion_tokens)
+
+        const byName = yield* postJson(
+          `${sandbox.url}/chat/completions`,
+          { model: "m", messages: [{ role: "user", content: "聊聊聯發科" }] },
+          { authorization: "Bearer sk-test" }
+        ).pipe(Effect.flatMap((r) => Schema.decodeUnknown(Chat)(r.body)))
+        expect(byName.choices[0].message.content).toContain("2454")
+
+        expect((yield* postJson(`${sandbox.url}/chat/completions`, request)).status).toBe(401)
+        expect((yield* sandbox.stats).routes.chat.byId).toEqual({ "gpt-4o-mini": 2, m: 1 })
+      })
+    )
+  )
+
+  it.live("market: limit respected and capped, limit_up direction, deterministic, invalid limit → 400", () =>
+    withSandbox((sandbox) =>
+      Effect.gen(function* () {
+        const screen = (path: string) =>
+          call(`${sandbox.url}/screens/${path}`).pipe(Effect.flatMap((r) => Schema.decodeUnknown(Screen)(r.body)))
+        const up = yield* screen("limit_up?limit=5")
+        expect(up.triggerKey).toBe("limit_up")
+        expect(up.stocks).toHaveLength(5)
+        for (const s of up.stocks) {
+          expect(s.changePercent).toBeGreaterThanOrEqual(9.5)
+          expect(s.changePercent).toBeLessThanOrEqual(10)
+        }
+        expect(yield* screen("limit_up?limit=5")).toEqual(up)
+        const down = yield* screen("limit_down?limit=8")
+        for (const s of down.stocks) expect(s.changePercent).toBeLessThanOrEqual(-9.5)
+        expect((yield* screen("volume_surge")).stocks).toHaveLength(10)
+        const all = yield* screen("anything?limit=500")
+        expect(all.stocks).toHaveLength(50)
+        expect(new Set(all.stocks.map((s) => s.code)).size).toBe(50)
+        for (const limit of ["0", "-3", "2.5", "abc"]) {
+          const reply = yield* call(`${sandbox.url}/screens/limit_up?limit=${limit}`)
+          expect(reply.status).toBe(400)
+        }
+        expect((yield* sandbox.stats).routes.screen.byId).toMatchObject({ limit_up: 6, limit_down: 1 })
+      })
+    )
+  )
+
+  it.live("news: requires X-API-KEY, num respected and capped, items mention the query", () =>
+    withSandbox((sandbox) =>
+      Effect.gen(function* () {
+        const missing = yield* postJson(`${sandbox.url}/news`, { q: "台積電" })
+        expect(missing).toMatchObject({ status: 401, body: { error: "missing api key" } })
+        const news = (body: unknown) =>
+          postJson(`${sandbox.url}/news`, body, { "x-api-key": "k" }).pipe(
+            Effect.flatMap((r) => Schema.decodeUnknown(News)(r.body))
+          )
+        const three = yield* news({ q: "台積電 法說會", num: 3 })
+        expect(three.news).toHaveLength(3)
+        for (const item of three.news) {
+          expect(item.title).toContain("台積電 法說會")
+          expect(item.link.startsWith("https://news.example.com/")).toBe(true)
+        }
+        expect((yield* news({ q: "鴻海" })).news).toHaveLength(10)
+        expect((yield* news({ q: "鴻海", num: 99 })).news).toHaveLength(20)
+        expect((yield* postJson(`${sandbox.url}/news`, { num: 2 }, { "x-api-key": "k" })).status).toBe(400)
+      })
+    )
+  )
+})
+
+describe("sandbox: faults", () => {
+  it.live("errorRate 1 → 503 upstream unavailable, errorStatus overrides the status", () =>
+    withSandbox(
+      (sandbox) =>
+        Effect.gen(function* () {
+          const reply = yield* call(`${sandbox.url}/screens/x`)
+          expect(reply).toMatchObject({ status: 503, body: { error: "upstream unavailable" } })
+          expect(reply.headers.get("content-type")).toBe("application/json")
+          for (const status of [500, 502, 504, 408, 400]) {
+            yield* sandbox.setKnobs("screen", { errorStatus: status })
+            expect((yield* call(`${sandbox.url}/screens/x`)).status).toBe(status)
+          }
+        }),
+      { knobs: { screen: { errorRate: 1 } } }
+    )
+  )
+
+  it.live("rateLimitRate 1 → 429 with each Retry-After flavour", () =>
+    withSandbox(
+      (sandbox) =>
+        Effect.gen(function* () {
+          const screen = call(`${sandbox.url}/screens/x`)
+
+          yield* sandbox.setKnobs("screen", { retryAfter: { kind: "seconds", seconds: 2 } })
+          const seconds = yield* screen
+          expect(seconds.status).toBe(429)
+          expect(seconds.headers.get("retry-after")).toBe("2")
+
+          yield* sandbox.setKnobs("screen", { retryAfter: { kind: "http-date", seconds: 5 } })
+          const date = (yield* screen).headers.get("retry-after") ?? ""
+          const aheadMs = Date.parse(date) - Date.now()
+          expect(Number.isNaN(aheadMs)).toBe(false)
+          expect(aheadMs).toBeGreaterThan(3_500)
+          expect(aheadMs).toBeLessThanOrEqual(6_000)
+
+          yield* sandbox.setKnobs("screen", { retryAfter: { kind: "reset-header", seconds: 3 } })
+          const reset = yield* screen
+          expect(reset.headers.get("retry-after")).toBeNull()
+          expect(reset.headers.get("x-ratelimit-reset-requests")).toBe("3s")
+
+          yield* sandbox.setKnobs("screen", { retryAfter: { kind: "none" } })
+          const none = yield* screen
+          expect(none.status).toBe(429)
+          expect(none.headers.get("retry-after")).toBeNull()
+          expect(none.headers.get("x-ratelimit-reset-requests")).toBeNull()
+        }),
+      { knobs: { screen: { rateLimitRate: 1 } } }
+    )
+  )
+
+  it.live("malformedRate 1 → 200 with JSON that breaks the schema", () =>
+    withSandbox(
+      (sandbox) =>
+        Effect.gen(function* () {
+          const token = yield* login(sandbox.url)
+          const reply = yield* interactions(sandbox.url, "a1", token)
+          expect(reply.status).toBe(200)
+          expect(reply.body).toEqual({ unexpected: true })
+          expect(Schema.is(Interactions)(reply.body)).toBe(false)
+        }),
+      { knobs: { interactions: { malformedRate: 1 } } }
+    )
+  )
+
+  it.live("dropRate 1 → the connection is reset and fetch rejects; the server keeps serving", () =>
+    withSandbox(
+      (sandbox) =>
+        Effect.gen(function* () {
+          const failed = yield* Effect.flip(call(`${sandbox.url}/screens/x`))
+          expect(failed._tag).toBe("FetchFailed")
+          yield* sandbox.setKnobs("screen", { dropRate: 0 })
+          expect((yield* call(`${sandbox.url}/screens/x`)).status).toBe(200)
+          const stats = yield* statsWhen(sandbox, (s) => s.routes.screen.inFlight === 0)
+          // A drop is the server's doing, not a client abort.
+          expect(stats.routes.screen).toMatchObject({ calls: 2, aborted: 0 })
+        }),
+      { knobs: { screen: { dropRate: 1 } } }
+    )
+  )
+
+  it.live("hangRate 1 + client timeout → counted as aborted, in-flight back to 0", () =>
+    withSandbox(
+      (sandbox) =>
+        Effect.gen(function* () {
+          const outcome = yield* call(`${sandbox.url}/screens/x`).pipe(Effect.timeoutOption("50 millis"))
+          expect(Option.isNone(outcome)).toBe(true)
+          const stats = yield* statsWhen(
+            sandbox,
+            (s) => s.routes.screen.aborted === 1 && s.routes.screen.inFlight === 0
+          )
+          expect(stats.routes.screen).toMatchObject({ calls: 1, aborted: 1, inFlight: 0, peakInFlight: 1 })
+        }),
+      { knobs: { screen: { hangRate: 1 } } }
+    )
+  )
+
+  it.live("latency: 5 concurrent requests with 50 ms fixed latency → peakInFlight 5", () =>
+    withSandbox(
+      (sandbox) =>
+        Effect.gen(function* () {
+          const started = Date.now()
+          const replies = yield* Effect.forEach(
+            ["a", "b", "c", "d", "e"],
+            (key) => call(`${sandbox.url}/screens/${key}?limit=1`),
+            { concurrency: "unbounded" }
+          )
+          expect(replies.map((r) => r.status)).toEqual([200, 200, 200, 200, 200])
+          expect(Date.now() - started).toBeGreaterThanOrEqual(45)
+          const stats = yield* statsWhen(sandbox, (s) => s.routes.screen.inFlight === 0)
+          expect(stats.routes.screen).toMatchObject({ calls: 5, peakInFlight: 5, aborted: 0 })
+          expect(stats.totalPeakInFlight).toBe(5)
+          expect(stats.routes.screen.byId).toEqual({ a: 1, b: 1, c: 1, d: 1, e: 1 })
+
+          yield* sandbox.reset
+          const after = yield* sandbox.stats
+          expect(after.routes.screen).toEqual({ calls: 0, inFlight: 0, peakInFlight: 0, aborted: 0, byId: {} })
+          expect(after.totalPeakInFlight).toBe(0)
+        }),
+      { knobs: { screen: { latency: { kind: "fixed", ms: 50 } } } }
+    )
+  )
+
+  it.live("lognormal latency with a tail only delays answers, never fails them", () =>
+    withSandbox(
+      (sandbox) =>
+        Effect.gen(function* () {
+          const replies = yield* Effect.forEach(Array.from({ length: 10 }, (_, i) => i), (i) =>
+            call(`${sandbox.url}/screens/k${i}?limit=1`)
+          )
+          expect(replies.every((r) => r.status === 200)).toBe(true)
+        }),
+      {
+        knobs: {
+          screen: { latency: { kind: "lognormal", medianMs: 2, sigma: 0.5, tailProbability: 0.1, tailMs: 20 } }
+        }
+      }
+    )
+  )
+})
+
+describe("sandbox: control", () => {
+  it.live("HTTP control endpoints: knobs, stats, reset, revoke-tokens", () =>
+    withSandbox((sandbox) =>
+      Effect.gen(function* () {
+        const put = (path: string, body: unknown) =>
+          call(`${sandbox.url}${path}`, { method: "PUT", body: JSON.stringify(body) })
+
+        const merged = yield* put("/__knobs/news", { errorRate: 1, errorStatus: 502 })
+        expect(merged.status).toBe(200)
+        expect(merged.body).toMatchObject({ errorRate: 1, errorStatus: 502, rateLimitRate: 0 })
+        expect((yield* postJson(`${sandbox.url}/news`, { q: "x" }, { "x-api-key": "k" })).status).toBe(502)
+
+        expect((yield* put("/__knobs/news", { errorRate: 2 })).status).toBe(400)
+        expect((yield* put("/__knobs/nope", { errorRate: 1 })).status).toBe(404)
+
+        const several = yield* put("/__knobs", { news: { errorRate: 0 }, screen: { malformedRate: 1 } })
+        expect(several.status).toBe(200)
+        expect((yield* call(`${sandbox.url}/screens/x`)).body).toEqual({ unexpected: true })
+        expect((yield* postJson(`${sandbox.url}/news`, { q: "x" }, { "x-api-key": "k" })).status).toBe(200)
+
+        const token = yield* login(sandbox.url)
+        expect((yield* call(`${sandbox.url}/__revoke-tokens`, { method: "POST" })).status).toBe(200)
+        expect((yield* interactions(sandbox.url, "a1", token)).status).toBe(401)
+
+        const stats = yield* call(`${sandbox.url}/__stats`)
+        expect(stats.body).toMatchObject({
+          routes: { news: { calls: 2, byId: { x: 2 } }, screen: { calls: 1 }, interactions: { calls: 1 } },
+          logins: { "kol@example.com": 1 }
+        })
+        expect((yield* call(`${sandbox.url}/__reset`, { method: "POST" })).status).toBe(200)
+        const reset = yield* sandbox.stats
+        expect(reset.routes.news.calls).toBe(0)
+        expect(reset.logins).toEqual({})
+        // Reset leaves knobs alone.
+        expect((yield* call(`${sandbox.url}/screens/x`)).body).toEqual({ unexpected: true })
+        expect((yield* call(`${sandbox.url}/nowhere`))).toMatchObject({ status: 404, body: { error: "not found" } })
+      })
+    )
+  )
+
+  it.live("closing the layer releases hanging requests instead of waiting for them", () =>
+    Effect.gen(function* () {
+      const scope = yield* Scope.make()
+      const context = yield* Layer.buildWithScope(Sandbox.layer({ knobs: { news: { hangRate: 1 } } }), scope)
+      const sandbox = Context.get(context, Sandbox.Sandbox)
+      const pending = yield* Effect.fork(postJson(`${sandbox.url}/news`, { q: "x" }, { "x-api-key": "k" }))
+      yield* statsWhen(sandbox, (s) => s.routes.news.inFlight === 1)
+      // Without dropping the open connections, server.close() would wait for the hang forever.
+      yield* Scope.close(scope, Exit.void).pipe(
+        Effect.timeoutFail({ duration: Duration.seconds(2), onTimeout: () => "closing the sandbox hung" })
+      )
+      const result = yield* Fiber.join(pending).pipe(Effect.either)
+      expect(result._tag).toBe("Left")
+    })
+  )
+})
