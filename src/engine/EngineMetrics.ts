@@ -7,7 +7,7 @@
  * bookkeeping for the same reason.
  */
 import { Metric, MetricBoundaries, MetricKey, MetricLabel } from "effect"
-import type { ErrorType } from "./Errors.js"
+import { errorTypes, type ErrorType } from "./Errors.js"
 import type { ItemStatus } from "./ItemResult.js"
 import type { RetryClass } from "./RetryPolicy.js"
 
@@ -73,19 +73,7 @@ export interface RunMetrics {
   readonly inFlight: Metric.Metric.Gauge<number>
 }
 
-const outcomes: ReadonlyArray<"success" | ErrorType> = [
-  "success",
-  "timeout",
-  "rate_limited",
-  "upstream_unavailable",
-  "upstream_rejected",
-  "invalid_response",
-  "circuit_open",
-  "deadline_exceeded",
-  "cancelled",
-  "unexpected",
-  "skipped"
-]
+const outcomes: ReadonlyArray<"success" | ErrorType> = ["success", ...errorTypes]
 
 const perLabel = <K extends string>(
   keys: ReadonlyArray<K>,

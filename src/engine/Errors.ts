@@ -55,20 +55,8 @@ export type TaskError =
   | CircuitOpen
   | Skipped
 
-/** The wire name of an error, as it appears in `ItemResult.error.type`. */
-export type ErrorType =
-  | "timeout"
-  | "rate_limited"
-  | "upstream_unavailable"
-  | "upstream_rejected"
-  | "invalid_response"
-  | "circuit_open"
-  | "deadline_exceeded"
-  | "cancelled"
-  | "unexpected"
-  | "skipped"
-
-export const errorTypes: ReadonlyArray<ErrorType> = [
+/** The wire names of errors, as they appear in `ItemResult.error.type`. */
+export const errorTypes = [
   "timeout",
   "rate_limited",
   "upstream_unavailable",
@@ -79,7 +67,9 @@ export const errorTypes: ReadonlyArray<ErrorType> = [
   "cancelled",
   "unexpected",
   "skipped"
-]
+] as const
+
+export type ErrorType = (typeof errorTypes)[number]
 
 export const errorTypeOf = (error: TaskError): ErrorType => {
   switch (error._tag) {

@@ -102,6 +102,16 @@ interface Pending<A> {
 
 const YIELD_EVERY = 64
 
+/**
+ * Suspends until the wake-up function handed to `register` is called. `register(undefined)` runs
+ * if the wait is interrupted, so a stale wake-up is never left behind.
+ */
+const park = (register: (wake: (() => void) | undefined) => void): Effect.Effect<void> =>
+  Effect.async<void>((resume) => {
+    register(() => resume(Effect.void))
+    return Effect.sync(() => register(undefined))
+  })
+
 const stopStatus = (
   reason: "deadline" | "cancelled"
 ): { status: Exclude<ItemStatus, "succeeded">; type: ErrorType; message: string } =>
@@ -326,11 +336,8 @@ const runIn = <I, A, E, R, RS>(
     const flusher: Effect.Effect<void> = Effect.suspend(() => {
       if (outbox.length === 0) {
         return Effect.zipRight(
-          Effect.async<void>((resume) => {
-            flusherIdle = () => resume(Effect.void)
-            return Effect.sync(() => {
-              flusherIdle = undefined
-            })
+          park((wake) => {
+            flusherIdle = wake
           }),
           flusher
         )
@@ -693,11 +700,8 @@ const runIn = <I, A, E, R, RS>(
       }
       if (earliest === Number.POSITIVE_INFINITY) {
         return Effect.zipRight(
-          Effect.async<void>((resume) => {
-            watchdogIdle = () => resume(Effect.void)
-            return Effect.sync(() => {
-              watchdogIdle = undefined
-            })
+          park((wake) => {
+            watchdogIdle = wake
           }),
           watchdog
         )
