@@ -8,8 +8,9 @@
  * attempt ran past its deadline (the task's AbortSignal fires), and a replacement worker takes the
  * slot. That keeps the hot path free of the race/fork that `Effect.timeout` costs per call.
  *
- * Results go through an outbox that any worker flushes, so a worker that dies (timed out, resized
- * away) never takes a finished result with it; whatever is left at the end is flushed by the run.
+ * Finished results go into an outbox that one flusher fiber hands over in batches, so a worker that
+ * dies (timed out, resized away) never takes a finished result with it; whatever is left when the run
+ * stops is handed over by the run itself.
  */
 import {
   Cause,
@@ -93,10 +94,9 @@ interface Slot<I> {
   permit: Permit | undefined
 }
 
-interface Pending<A> {
-  readonly result: ItemResult<A>
-  /** Counts right after this item finished, for its `ItemFinished` event (only with observers). */
-  readonly counts: Counts | undefined
+/** Counts right after an item finished, for its `ItemFinished` event (kept only with observers). */
+interface Progress {
+  readonly counts: Counts
   readonly etaMs: number | undefined
 }
 
@@ -196,7 +196,9 @@ const runIn = <I, A, E, R, RS>(
     const waitingUnits = new Set<Unit<I>>()
     const slots = new Set<Slot<I>>()
     const idle: Array<() => void> = []
-    const outbox: Array<Pending<A>> = []
+    const outbox: Array<ItemResult<A>> = []
+    /** Parallel to `outbox` when there is an `onEvent` observer. */
+    const outboxProgress: Array<Progress> = []
     let unemitted = 0
 
     const counts = (): Counts => {
@@ -260,9 +262,8 @@ const runIn = <I, A, E, R, RS>(
         return
       }
       unemitted++
-      outbox.push(
-        onEvent === undefined ? { result, counts: undefined, etaMs: undefined } : { result, counts: counts(), etaMs: etaMs() }
-      )
+      outbox.push(result)
+      if (onEvent !== undefined) outboxProgress.push({ counts: counts(), etaMs: etaMs() })
       wakeFlusher()
     }
     const durationOf = (unit: Unit<I>, at: number) => (unit.firstStart < 0 ? 0 : at - unit.firstStart)
@@ -307,7 +308,8 @@ const runIn = <I, A, E, R, RS>(
     // an item, and a full consumer now stops the workers (at `maxOutbox`) instead of each of them.
     const maxOutbox = Math.max(64, 4 * limit)
     let flusherIdle: (() => void) | undefined = undefined
-    let inHand: ReadonlyArray<Pending<A>> = []
+    let inHand: ReadonlyArray<ItemResult<A>> = []
+    let inHandProgress: ReadonlyArray<Progress> = []
     const blockedOnOutbox: Array<() => void> = []
     function wakeFlusher() {
       const resume = flusherIdle
@@ -316,18 +318,18 @@ const runIn = <I, A, E, R, RS>(
         resume()
       }
     }
-    const handOver = (batch: ReadonlyArray<Pending<A>>): Effect.Effect<void> => {
-      const results = batch.map((p) => p.result)
+    const handOver = (results: ReadonlyArray<ItemResult<A>>, progress: ReadonlyArray<Progress>): Effect.Effect<void> => {
       const delivered = Effect.suspend(() => options.onResults(results))
       if (onEvent === undefined) return delivered
       return Effect.zipRight(
         delivered,
         Effect.forEach(
-          batch,
-          (p) =>
+          results,
+          (result, i) =>
             emitEvent(() => {
-              const base = { _tag: "ItemFinished" as const, runId, result: p.result, at: now(), counts: p.counts ?? counts() }
-              return p.etaMs === undefined ? base : { ...base, etaMs: p.etaMs }
+              const p = progress[i]
+              const base = { _tag: "ItemFinished" as const, runId, result, at: now(), counts: p?.counts ?? counts() }
+              return p?.etaMs === undefined ? base : { ...base, etaMs: p.etaMs }
             }),
           { discard: true }
         )
@@ -343,11 +345,13 @@ const runIn = <I, A, E, R, RS>(
         )
       }
       inHand = outbox.splice(0, outbox.length)
+      inHandProgress = outboxProgress.splice(0, outboxProgress.length)
       return Effect.zipRight(
-        handOver(inHand),
+        handOver(inHand, inHandProgress),
         Effect.suspend(() => {
           unemitted -= inHand.length
           inHand = []
+          inHandProgress = []
           const blocked = blockedOnOutbox.splice(0, blockedOnOutbox.length)
           for (const resume of blocked) resume()
           checkDone()
@@ -793,8 +797,10 @@ const runIn = <I, A, E, R, RS>(
     }
     // Whatever the flusher had not handed over yet (including a batch it was holding when stopped).
     const rest = [...inHand, ...outbox.splice(0, outbox.length)]
+    const restProgress = [...inHandProgress, ...outboxProgress.splice(0, outboxProgress.length)]
     inHand = []
-    if (rest.length > 0) yield* handOver(rest)
+    inHandProgress = []
+    if (rest.length > 0) yield* handOver(rest, restProgress)
 
     metrics.itemStatus("succeeded").unsafeUpdate(succeeded, noTags)
     metrics.itemStatus("failed").unsafeUpdate(failed, noTags)
