@@ -441,7 +441,12 @@ const runIn = <I, A, E, R, RS>(
         Effect.all(
           [
             Effect.logDebug(`retrying in ${Math.round(delayMs)} ms: ${messageOf(error)}`).pipe(
-              Effect.annotateLogs({ item: unit.index, attempt: unit.tries, error: errorTypeOf(error) })
+              Effect.annotateLogs({
+                item: unit.index,
+                ...(unit.id === undefined ? {} : { itemId: unit.id }),
+                attempt: unit.tries,
+                error: errorTypeOf(error)
+              })
             ),
             emitEvent(() => ({
               _tag: "ItemRetrying",
