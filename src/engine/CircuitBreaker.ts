@@ -67,30 +67,33 @@ interface RateSettings {
   readonly bucketMs: number
 }
 
-// The current bucket is kept apart from the older ones so that recording an outcome in it
-// allocates one small object instead of copying the window.
+// The current bucket's counts are fields of the state itself, apart from the older buckets, so that
+// recording an outcome in it allocates one small object instead of copying the window.
 class Rate implements RuleState {
   constructor(
     readonly settings: RateSettings,
-    readonly current: Bucket,
+    readonly slot: number,
+    readonly calls: number,
+    readonly failures: number,
     readonly older: ReadonlyArray<Bucket>
   ) {}
   private advance(now: number, failed: boolean): Rate {
     const { bucketMs, buckets } = this.settings
     const slot = Math.floor(now / bucketMs)
     const add = failed ? 1 : 0
-    const c = this.current
-    if (slot === c.slot) return new Rate(this.settings, { slot, calls: c.calls + 1, failures: c.failures + add }, this.older)
-    const kept = [...this.older, c].filter((b) => b.slot > slot - buckets && b.calls > 0)
-    return new Rate(this.settings, { slot, calls: 1, failures: add }, kept)
+    if (slot === this.slot) return new Rate(this.settings, slot, this.calls + 1, this.failures + add, this.older)
+    const kept = [...this.older, { slot: this.slot, calls: this.calls, failures: this.failures }].filter(
+      (b) => b.slot > slot - buckets && b.calls > 0
+    )
+    return new Rate(this.settings, slot, 1, add, kept)
   }
   onSuccess(now: number): RuleState {
     return this.advance(now, false)
   }
   onFailure(now: number) {
     const next = this.advance(now, true)
-    let calls = next.current.calls
-    let failures = next.current.failures
+    let calls = next.calls
+    let failures = next.failures
     for (const b of next.older) {
       calls += b.calls
       failures += b.failures
@@ -118,7 +121,7 @@ export const failureRate = (options: {
   }
   return {
     description: `failure rate >= ${options.threshold} over ${Duration.format(options.window)} (min ${options.minimumCalls} calls)`,
-    initial: (now) => new Rate(settings, { slot: Math.floor(now / settings.bucketMs), calls: 0, failures: 0 }, [])
+    initial: (now) => new Rate(settings, Math.floor(now / settings.bucketMs), 0, 0, [])
   }
 }
 
