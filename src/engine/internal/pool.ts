@@ -102,6 +102,17 @@ interface Progress {
 
 const YIELD_EVERY = 64
 
+/** Suspends until woken through `waiters` (each waiter is called at most once). */
+const parkIn = (waiters: Array<() => void>): Effect.Effect<void> =>
+  Effect.async<void>((resume) => {
+    const wake = () => resume(Effect.void)
+    waiters.push(wake)
+    return Effect.sync(() => {
+      const i = waiters.indexOf(wake)
+      if (i >= 0) waiters.splice(i, 1)
+    })
+  })
+
 /**
  * Suspends until the wake-up function handed to `register` is called. `register(undefined)` runs
  * if the wait is interrupted, so a stale wake-up is never left behind.
@@ -228,14 +239,7 @@ const runIn = <I, A, E, R, RS>(
       const all = idle.splice(0, idle.length)
       for (const resume of all) resume()
     }
-    const idleWait: Effect.Effect<void> = Effect.async<void>((resume) => {
-      const wake = () => resume(Effect.void)
-      idle.push(wake)
-      return Effect.sync(() => {
-        const i = idle.indexOf(wake)
-        if (i >= 0) idle.splice(i, 1)
-      })
-    })
+    const idleWait = parkIn(idle)
 
     // ---- results
     const finalize = (unit: Unit<I>, result: ItemResult<A>): void => {
@@ -359,14 +363,7 @@ const runIn = <I, A, E, R, RS>(
         })
       )
     })
-    const outboxFull: Effect.Effect<void> = Effect.async<void>((resume) => {
-      const wake = () => resume(Effect.void)
-      blockedOnOutbox.push(wake)
-      return Effect.sync(() => {
-        const i = blockedOnOutbox.indexOf(wake)
-        if (i >= 0) blockedOnOutbox.splice(i, 1)
-      })
-    })
+    const outboxFull = parkIn(blockedOnOutbox)
 
     // ---- one attempt, and what happens after it
     const newUnit = (item: I): Unit<I> => {
