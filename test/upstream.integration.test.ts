@@ -3,7 +3,7 @@
  * HttpClient anywhere. Latencies are kept to tens of milliseconds so the file runs in seconds.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, Schedule } from "effect"
+import { Duration, Effect, Logger, LogLevel, Schedule } from "effect"
 import * as CircuitBreaker from "../src/engine/CircuitBreaker.js"
 import { CircuitBreakerRegistry } from "../src/engine/CircuitBreakerRegistry.js"
 import * as Engine from "../src/engine/Engine.js"
@@ -217,4 +217,30 @@ describe("post generation and intraday triggers", () => {
       const attempts = results.reduce((n, r) => n + r.attempts, 0)
       expect(attempts).toBe((yield* sandbox.stats).routes.chat.calls)
     }).pipe(Effect.provide(world({ breakers: { rule: CircuitBreaker.consecutiveFailures(100) } }))))
+})
+
+describe("secrets", () => {
+  it.scopedLive("API keys and passwords never reach logs, errors or results", () =>
+    Effect.gen(function* () {
+      const lines: Array<string> = []
+      const capture = Logger.make(({ message, annotations }) => {
+        lines.push(JSON.stringify({ message, annotations: [...annotations] }))
+      })
+      const sandbox = yield* Sandbox
+      yield* sandbox.setKnobs("chat", { errorRate: 1, errorStatus: 401 })
+      yield* sandbox.setKnobs("news", { rateLimitRate: 1 })
+      const posts = yield* PostGenerationProcessor
+      const triggers = yield* IntradayTriggersProcessor
+      const interactions = yield* InteractionsProcessor
+      const outputs = yield* Effect.all([
+        posts.run([{ kolSerial: "101", stockCode: "2330" }], { retry: quickRetry }),
+        triggers.run([{ triggerKey: "limit_up" }], { retry: noRetry }),
+        interactions.run([{ postId: "p", articleId: "a", kolSerial: "103" }, { postId: "q", articleId: "b", kolSerial: "101" }])
+      ]).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, capture)), Logger.withMinimumLogLevel(LogLevel.All))
+      const everything = lines.join("\n") + JSON.stringify(outputs)
+      expect(lines.length).toBeGreaterThan(0)
+      for (const secret of ["sk-test-llm-key", "news-test-key", "pw-101", "pw-102"]) {
+        expect(everything).not.toContain(secret)
+      }
+    }).pipe(Effect.provide(world())))
 })
