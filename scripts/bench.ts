@@ -462,14 +462,7 @@ const measure = async (
   return { value: score(medianWallMs), medianWallMs, wallsMs, succeeded }
 }
 
-interface WorkloadResult {
-  readonly id: WorkloadId
-  readonly description: string
-  readonly metric: string
-  readonly target: number
-  readonly tasks: number
-  readonly idealMs: number | undefined
-  readonly expectedSucceeded: number
+interface WorkloadResult extends Omit<Workload, "score" | "run"> {
   readonly contenders: Record<ContenderId, Measurement>
 }
 

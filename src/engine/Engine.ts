@@ -92,6 +92,33 @@ const bufferFor = (policy: Policy.Policy) =>
 const isStream = <I, E, R>(items: Items<I, E, R>): items is Stream.Stream<I, E, R> => Stream.StreamTypeId in items
 
 /**
+ * Runs the pool in the stream's scope, handing what `wire` sends to a bounded mailbox that the
+ * returned stream reads: a slow consumer back-pressures the run, and ending the stream stops it.
+ */
+const throughMailbox = <I, A, E, R, T>(
+  items: Items<I, E, R>,
+  task: Pool.Task<I, A, R>,
+  policy: Partial<Policy.Policy>,
+  runIdOption: string | undefined,
+  wire: (runId: string, mailbox: Mailbox.Mailbox<T, E>) => Pool.ExecuteOptions<I, A>
+): Stream.Stream<T, E, R> =>
+  Stream.unwrapScoped(
+    Effect.gen(function* () {
+      const full = Policy.make(policy)
+      const runId = runIdOption ?? (yield* newRunId)
+      const mailbox = yield* Mailbox.make<T, E>(bufferFor(full))
+      const source = isStream(items) ? yield* Source.fromStream(items) : Source.fromIterable(items)
+      yield* Pool.execute(source, task, full, wire(runId, mailbox)).pipe(
+        annotate(runId, full),
+        Effect.exit,
+        Effect.flatMap((exit) => mailbox.done(Exit.asVoid(exit))),
+        Effect.forkScoped
+      )
+      return Mailbox.toStream(mailbox)
+    })
+  )
+
+/**
  * Results as they complete (completion order; each carries its input `index`). Items are pulled only
  * as fast as the consumer takes results, so memory is bounded by concurrency, not by input size.
  * Fails only if the input stream fails.
@@ -114,20 +141,8 @@ export function stream<I, A, E, R, R2>(
   policy: Partial<Policy.Policy> = {},
   options: RunOptions<I, A> = {}
 ): Stream.Stream<ItemResult<A>, E, R | R2> {
-  return Stream.unwrapScoped(
-    Effect.gen(function* () {
-      const full = Policy.make(policy)
-      const runId = options.runId ?? (yield* newRunId)
-      const mailbox = yield* Mailbox.make<ItemResult<A>, E>(bufferFor(full))
-      const source = isStream(items) ? yield* Source.fromStream(items) : Source.fromIterable(items)
-      yield* Pool.execute(
-        source,
-        task,
-        full,
-        executeOptions(runId, options, (batch) => Effect.asVoid(mailbox.offerAll(batch)), options.onEvent)
-      ).pipe(annotate(runId, full), Effect.exit, Effect.flatMap((exit) => mailbox.done(Exit.asVoid(exit))), Effect.forkScoped)
-      return Mailbox.toStream(mailbox)
-    })
+  return throughMailbox<I, A, E, R | R2, ItemResult<A>>(items, task, policy, options.runId, (runId, mailbox) =>
+    executeOptions(runId, options, (batch) => Effect.asVoid(mailbox.offerAll(batch)), options.onEvent)
   )
 }
 
@@ -153,20 +168,7 @@ export function events<I, A, E, R, R2>(
   policy: Partial<Policy.Policy> = {},
   options: Omit<RunOptions<I, A>, "onEvent"> = {}
 ): Stream.Stream<ProgressEvent<A>, E, R | R2> {
-  return Stream.unwrapScoped(
-    Effect.gen(function* () {
-      const full = Policy.make(policy)
-      const runId = options.runId ?? (yield* newRunId)
-      const mailbox = yield* Mailbox.make<ProgressEvent<A>, E>(bufferFor(full))
-      const source = isStream(items) ? yield* Source.fromStream(items) : Source.fromIterable(items)
-      const onEvent = (event: ProgressEvent<A>) => Effect.asVoid(mailbox.offer(event))
-      yield* Pool.execute(source, task, full, executeOptions(runId, options, () => Effect.void, onEvent)).pipe(
-        annotate(runId, full),
-        Effect.exit,
-        Effect.flatMap((exit) => mailbox.done(Exit.asVoid(exit))),
-        Effect.forkScoped
-      )
-      return Mailbox.toStream(mailbox)
-    })
+  return throughMailbox<I, A, E, R | R2, ProgressEvent<A>>(items, task, policy, options.runId, (runId, mailbox) =>
+    executeOptions(runId, options, () => Effect.void, (event) => Effect.asVoid(mailbox.offer(event)))
   )
 }
