@@ -98,19 +98,14 @@ export const nextDelay = (
   const cls = classOf(error)
   if (cls === undefined) return Effect.succeedNone
   const schedule = policy.schedules[cls]
-  const given = serverDelay(error)
-  if (given !== undefined) {
-    const base = Duration.toMillis(given)
-    // The schedule still steps so that its own limits (e.g. `Schedule.recurs`) keep applying.
-    return Effect.flatMap(schedule.step(now, error, state[cls] ?? schedule.initial), ([next, , decision]) => {
-      if (ScheduleDecision.isDone(decision)) return Effect.succeedNone
-      state[cls] = next
-      return Effect.map(Random.next, (r) => Option.some(base + base * policy.serverDelayJitter * r))
-    })
-  }
-  return Effect.map(schedule.step(now, error, state[cls] ?? schedule.initial), ([next, , decision]) => {
-    if (ScheduleDecision.isDone(decision)) return Option.none()
+  // The schedule steps even when the server named a wait, so its own limits (e.g. `Schedule.recurs`)
+  // keep applying; the server's wait then replaces the schedule's delay.
+  return Effect.flatMap(schedule.step(now, error, state[cls] ?? schedule.initial), ([next, , decision]) => {
+    if (ScheduleDecision.isDone(decision)) return Effect.succeedNone
     state[cls] = next
-    return Option.some(Math.max(0, ScheduleIntervals.start(decision.intervals) - now))
+    const given = serverDelay(error)
+    if (given === undefined) return Effect.succeedSome(Math.max(0, ScheduleIntervals.start(decision.intervals) - now))
+    const base = Duration.toMillis(given)
+    return Effect.map(Random.next, (r) => Option.some(base + base * policy.serverDelayJitter * r))
   })
 }

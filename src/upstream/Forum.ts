@@ -50,6 +50,9 @@ interface Entry {
   outcome: Token | "failed" | undefined
 }
 
+/** The forum refused the token (revoked, expired early): worth one fresh login. */
+const isUnauthorized = (e: TaskError): boolean => e._tag === "Permanent" && e.status === 401
+
 /** A login is given this long before it counts as a timeout (it is shared, so no item's timeout applies). */
 const LOGIN_TIMEOUT = Duration.seconds(30)
 /** Tokens are renewed this long before they expire, so a call never starts with a token about to lapse. */
@@ -132,13 +135,13 @@ export const makeForumClient = (
         const token = yield* tokenFor(kolSerial)
         return yield* fetchInteractions(token, articleId).pipe(
           Effect.catchIf(
-            (e) => e._tag === "Permanent" && e.status === 401,
+            isUnauthorized,
             () =>
               // The token was revoked or expired early: log in again, once.
               Effect.flatMap(tokenFor(kolSerial, token), (fresh) =>
                 fetchInteractions(fresh, articleId).pipe(
                   Effect.catchIf(
-                    (e) => e._tag === "Permanent" && e.status === 401,
+                    isUnauthorized,
                     () => Effect.fail(new Permanent({ message: `forum rejected a fresh token of KOL ${kolSerial}`, status: 401 }))
                   )
                 )
