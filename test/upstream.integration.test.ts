@@ -74,6 +74,22 @@ describe("interactions processor", () => {
     }).pipe(Effect.provide(world())))
 })
 
+describe("processor settings from the environment", () => {
+  it.scopedLive("valid values apply; an invalid one falls back to its default alone", () =>
+    Effect.gen(function* () {
+      const interactions = yield* InteractionsProcessor
+      const posts = yield* PostGenerationProcessor
+      expect(yield* interactions.limits).toEqual({ maxConcurrent: 3, timeoutSeconds: 12 })
+      expect(yield* posts.limits).toEqual({ maxConcurrent: 5, timeoutSeconds: 120 })
+    }).pipe(
+      Effect.provide(
+        world({
+          env: { INTERACTIONS_MAX_CONCURRENT: "abc", INTERACTIONS_TIMEOUT_SECONDS: "12", POST_GENERATION_MAX_CONCURRENT: "5" }
+        })
+      )
+    ))
+})
+
 describe("failure classification over real sockets", () => {
   const fetchOne = (articleId: string, timeoutMs = 2_000) =>
     Effect.gen(function* () {

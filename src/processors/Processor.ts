@@ -60,19 +60,30 @@ export interface ProcessorDefinition<I, A> {
 export const make = <I, A>(definition: ProcessorDefinition<I, A>): Effect.Effect<Processor<I, A>, never, never> =>
   Effect.gen(function* () {
     const { envPrefix, defaults } = definition
-    const configured = yield* Config.all({
-      maxConcurrent: Config.integer(`${envPrefix}_MAX_CONCURRENT`).pipe(
-        Config.validate({ message: "must be between 1 and 64", validation: (n) => n >= 1 && n <= 64 }),
-        Config.withDefault(defaults.maxConcurrent)
-      ),
-      timeoutSeconds: Config.number(`${envPrefix}_TIMEOUT_SECONDS`).pipe(
-        Config.validate({ message: "must be between 0.1 and 3600", validation: (n) => n >= 0.1 && n <= 3600 }),
-        Config.withDefault(defaults.timeoutSeconds)
+    // An invalid value falls back to the default for that setting alone, with a warning.
+    const setting = (config: Config.Config<number>, name: string, fallback: number) =>
+      config.pipe(
+        Effect.tapError((error) => Effect.logWarning(`ignoring invalid ${name}: ${error.message}`)),
+        Effect.orElseSucceed(() => fallback)
       )
-    }).pipe(
-      Effect.tapError((error) => Effect.logWarning(`ignoring invalid ${envPrefix}_* settings: ${error.message}`)),
-      Effect.orElseSucceed(() => defaults)
-    )
+    const configured = {
+      maxConcurrent: yield* setting(
+        Config.integer(`${envPrefix}_MAX_CONCURRENT`).pipe(
+          Config.validate({ message: "must be between 1 and 64", validation: (n) => n >= 1 && n <= 64 }),
+          Config.withDefault(defaults.maxConcurrent)
+        ),
+        `${envPrefix}_MAX_CONCURRENT`,
+        defaults.maxConcurrent
+      ),
+      timeoutSeconds: yield* setting(
+        Config.number(`${envPrefix}_TIMEOUT_SECONDS`).pipe(
+          Config.validate({ message: "must be between 0.1 and 3600", validation: (n) => n >= 0.1 && n <= 3600 }),
+          Config.withDefault(defaults.timeoutSeconds)
+        ),
+        `${envPrefix}_TIMEOUT_SECONDS`,
+        defaults.timeoutSeconds
+      )
+    }
     const maxConcurrent = yield* Adjustable.make(configured.maxConcurrent)
     const attemptTimeout = yield* Adjustable.make(Duration.seconds(configured.timeoutSeconds))
 
