@@ -36,7 +36,7 @@ export interface Processor<I, A> {
   readonly limits: Effect.Effect<Limits>
   readonly policy: (overrides?: Overrides) => Partial<Policy>
   readonly run: (
-    items: ReadonlyArray<I>,
+    items: Iterable<I>,
     overrides?: Overrides,
     options?: Engine.RunOptions<I, A>
   ) => Effect.Effect<{ readonly results: ReadonlyArray<ItemResult<A>>; readonly summary: RunSummary }>

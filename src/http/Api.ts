@@ -1,0 +1,303 @@
+/**
+ * The HTTP contract of the service (no Node imports): the guide's three batch routes, jobs, tracked
+ * posts and operations, with their request schemas, limits and error responses. The server
+ * implements it (`Server.ts`), and `Client.ts` derives a typed client from it.
+ */
+import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, HttpApiSchema, HttpApiSecurity, OpenApi } from "@effect/platform"
+import { JSONSchema, Schema } from "effect"
+import { TriggerConfig } from "../processors/IntradayTriggers.js"
+import { TrackedPost } from "../processors/Interactions.js"
+import { PostRequest } from "../processors/PostGeneration.js"
+import { Interactions } from "../upstream/Forum.js"
+import {
+  JobDetail,
+  JobEvent,
+  JobKind,
+  JobStatus,
+  JobView,
+  MAX_ITEMS_PER_BATCH,
+  MaxConcurrent,
+  TimeoutSeconds
+} from "../jobs/Model.js"
+
+// Every decode error is reported (not only the first), and unknown fields are errors, not ignored.
+const strict = { parseOptions: { errors: "all", onExcessProperty: "error" } } as const
+
+// ---- errors (JSON bodies: { error, message }) --------------------------------------------------
+
+export class BadRequest extends Schema.TaggedError<BadRequest>()(
+  "BadRequest",
+  {
+    message: Schema.String,
+    issues: Schema.optionalWith(Schema.Array(Schema.Struct({ path: Schema.String, message: Schema.String })), { exact: true })
+  },
+  HttpApiSchema.annotations({ status: 400 })
+) {}
+export class Unauthorized extends Schema.TaggedError<Unauthorized>()(
+  "Unauthorized",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 401 })
+) {}
+export class NotFound extends Schema.TaggedError<NotFound>()(
+  "NotFound",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 404 })
+) {}
+export class Conflict extends Schema.TaggedError<Conflict>()(
+  "Conflict",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 409 })
+) {}
+export class Unavailable extends Schema.TaggedError<Unavailable>()(
+  "Unavailable",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 503 })
+) {}
+
+// ---- auth ----------------------------------------------------------------------------------------
+
+export class Authorization extends HttpApiMiddleware.Tag<Authorization>()("Authorization", {
+  failure: Unauthorized,
+  security: {
+    bearer: HttpApiSecurity.bearer,
+    apiKey: HttpApiSecurity.apiKey({ in: "header", key: "X-API-Key" })
+  }
+}) {}
+
+// ---- shared request parts ------------------------------------------------------------------------
+
+const Limits = {
+  maxConcurrent: Schema.optionalWith(MaxConcurrent, { exact: true }),
+  timeoutSeconds: Schema.optionalWith(TimeoutSeconds, { exact: true })
+}
+
+/** `Prefer: respond-async` → 202 + Location; `Idempotency-Key` → the same job for a retried request. */
+export const BatchHeaders = Schema.Struct({
+  prefer: Schema.optional(Schema.String),
+  accept: Schema.optional(Schema.String),
+  "idempotency-key": Schema.optional(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200)))
+})
+
+const batch = <A, I>(item: Schema.Schema<A, I>) => Schema.Array(item).pipe(Schema.maxItems(MAX_ITEMS_PER_BATCH))
+
+/** A body that may be absent: no body decodes as `{}` instead of failing. */
+const optionalBody = <A, I>(body: Schema.Schema<A, I>) =>
+  Schema.compose(
+    Schema.transform(Schema.Unknown, Schema.Unknown, {
+      strict: true,
+      decode: (u) => u ?? {},
+      encode: (u) => u
+    }),
+    body
+  ).annotations({ jsonSchema: JSONSchema.make(body), ...strict })
+
+export const FetchAllBody = Schema.Struct({
+  posts: Schema.optionalWith(batch(TrackedPost), { exact: true }),
+  ...Limits
+}).annotations({ identifier: "FetchAllInteractions", ...strict })
+
+export const BatchGenerateBody = Schema.Struct({
+  requests: batch(PostRequest).pipe(Schema.minItems(1)),
+  ...Limits
+}).annotations({ identifier: "BatchGenerate", ...strict })
+
+export const TriggerConfigs = batch(TriggerConfig).pipe(Schema.minItems(1)).annotations({
+  identifier: "TriggerConfigs",
+  ...strict
+})
+
+export const LimitParams = Schema.Struct({
+  maxConcurrent: Schema.optionalWith(Schema.NumberFromString.pipe(Schema.compose(MaxConcurrent)), { exact: true }),
+  timeoutSeconds: Schema.optionalWith(Schema.NumberFromString.pipe(Schema.compose(TimeoutSeconds)), { exact: true })
+}).annotations(strict)
+
+export const ImportPostsBody = Schema.Struct({
+  posts: batch(TrackedPost).pipe(Schema.minItems(1))
+}).annotations({ identifier: "ImportPosts", ...strict })
+
+export const ListJobsParams = Schema.Struct({
+  kind: Schema.optionalWith(JobKind, { exact: true }),
+  status: Schema.optionalWith(JobStatus, { exact: true }),
+  limit: Schema.optionalWith(Schema.NumberFromString.pipe(Schema.compose(Schema.Int), Schema.between(1, 200)), {
+    default: () => 50
+  }),
+  offset: Schema.optionalWith(Schema.NumberFromString.pipe(Schema.compose(Schema.Int), Schema.between(0, 1_000_000_000)), {
+    default: () => 0
+  })
+}).annotations(strict)
+
+export const ProcessorName = Schema.Literal("interactions", "post_generation", "intraday_triggers")
+export type ProcessorName = typeof ProcessorName.Type
+
+export const ProcessorPatch = Schema.Struct(Limits).annotations({ identifier: "ProcessorPatch", ...strict })
+
+// ---- responses -----------------------------------------------------------------------------------
+
+/** The synchronous answer of a batch route: the finished job with its results in input order. */
+export const BatchResponse = JobDetail.annotations({ identifier: "BatchResponse" })
+
+export const JobAccepted = Schema.Struct({
+  ...JobView.fields,
+  location: Schema.String
+}).annotations({ identifier: "JobAccepted" })
+
+export const JobPage = Schema.Struct({
+  jobs: Schema.Array(JobView),
+  total: Schema.Number,
+  limit: Schema.Number,
+  offset: Schema.Number
+}).annotations({ identifier: "JobPage" })
+
+const WithFetchedAt = Schema.Struct({ ...Interactions.fields, fetchedAt: Schema.String })
+
+export const TrackedPostView = Schema.Struct({
+  postId: Schema.String,
+  articleId: Schema.optionalWith(Schema.String, { exact: true }),
+  kolSerial: Schema.String,
+  stockCode: Schema.optionalWith(Schema.String, { exact: true }),
+  content: Schema.optionalWith(Schema.String, { exact: true }),
+  source: Schema.Literal("imported", "generated"),
+  jobId: Schema.optionalWith(Schema.String, { exact: true }),
+  createdAt: Schema.String,
+  updatedAt: Schema.String,
+  interactions: Schema.optionalWith(WithFetchedAt, { exact: true }),
+  history: Schema.Array(Schema.Struct({ ...WithFetchedAt.fields, jobId: Schema.String }))
+}).annotations({ identifier: "TrackedPost" })
+
+export const ProcessorView = Schema.Struct({
+  name: ProcessorName,
+  maxConcurrent: Schema.Number,
+  timeoutSeconds: Schema.Number
+}).annotations({ identifier: "Processor" })
+
+export const BreakerView = Schema.Struct({
+  key: Schema.String,
+  status: Schema.Literal("closed", "open", "half_open"),
+  since: Schema.String,
+  retryAfterMs: Schema.optionalWith(Schema.Number, { exact: true }),
+  probesInFlight: Schema.Number
+}).annotations({ identifier: "Breaker" })
+
+const Ndjson = HttpApiSchema.Text({ contentType: "application/x-ndjson" })
+
+// ---- groups --------------------------------------------------------------------------------------
+
+export class BatchesGroup extends HttpApiGroup.make("batches")
+  .add(
+    HttpApiEndpoint.post("fetchAllInteractions", "/api/interactions/fetch-all-interactions")
+      .setPayload(optionalBody(FetchAllBody))
+      .setHeaders(BatchHeaders)
+      .addSuccess(BatchResponse)
+      .addSuccess(JobAccepted, { status: 202 })
+      .addError(Conflict)
+      .annotate(OpenApi.Description, "Fetch views/likes/comments/shares for the given posts, or every tracked post with an articleId.")
+  )
+  .add(
+    HttpApiEndpoint.post("batchGenerateStream", "/api/post/batch-generate-stream")
+      .setPayload(BatchGenerateBody)
+      .setHeaders(BatchHeaders)
+      .addSuccess(Ndjson)
+      .addSuccess(JobAccepted, { status: 202 })
+      .addError(Conflict)
+      .annotate(
+        OpenApi.Description,
+        "Generate posts with the LLM. Streams NDJSON events (started, item, progress, completed); SSE with Accept: text/event-stream."
+      )
+  )
+  .add(
+    HttpApiEndpoint.post("executeMultiple", "/api/intraday/parallel/execute-multiple")
+      .setPayload(TriggerConfigs)
+      .setUrlParams(LimitParams)
+      .setHeaders(BatchHeaders)
+      .addSuccess(BatchResponse)
+      .addSuccess(JobAccepted, { status: 202 })
+      .addError(Conflict)
+      .annotate(OpenApi.Description, "Run intraday triggers (market screen + news search) in parallel.")
+  )
+  .addError(BadRequest)
+  .addError(Unavailable)
+  .middleware(Authorization) {}
+
+export class JobsGroup extends HttpApiGroup.make("jobs")
+  .add(HttpApiEndpoint.get("list", "/api/jobs").setUrlParams(ListJobsParams).addSuccess(JobPage))
+  .add(
+    HttpApiEndpoint.get("get", "/api/jobs/:id")
+      .setPath(Schema.Struct({ id: Schema.String }))
+      .addSuccess(JobDetail)
+      .addError(NotFound)
+  )
+  .add(
+    HttpApiEndpoint.get("events", "/api/jobs/:id/events")
+      .setPath(Schema.Struct({ id: Schema.String }))
+      .setHeaders(Schema.Struct({ accept: Schema.optional(Schema.String) }))
+      .addSuccess(HttpApiSchema.Text({ contentType: "text/event-stream" }))
+      .addError(NotFound)
+      .annotate(OpenApi.Description, "Server-sent events: stored events replayed, then live ones until the job ends (NDJSON with Accept: application/x-ndjson).")
+  )
+  .add(
+    HttpApiEndpoint.del("cancel", "/api/jobs/:id")
+      .setPath(Schema.Struct({ id: Schema.String }))
+      .addSuccess(JobView)
+      .addError(NotFound)
+  )
+  .addError(BadRequest)
+  .middleware(Authorization) {}
+
+export class PostsGroup extends HttpApiGroup.make("posts")
+  .add(
+    HttpApiEndpoint.post("import", "/api/posts")
+      .setPayload(ImportPostsBody)
+      .addSuccess(Schema.Struct({ imported: Schema.Number }))
+  )
+  .add(
+    HttpApiEndpoint.get("get", "/api/posts/:id")
+      .setPath(Schema.Struct({ id: Schema.String }))
+      .addSuccess(TrackedPostView)
+      .addError(NotFound)
+  )
+  .addError(BadRequest)
+  .middleware(Authorization) {}
+
+export class ProcessorsGroup extends HttpApiGroup.make("processors")
+  .add(HttpApiEndpoint.get("list", "/api/processors").addSuccess(Schema.Array(ProcessorView)))
+  .add(
+    HttpApiEndpoint.patch("update", "/api/processors/:name")
+      .setPath(Schema.Struct({ name: Schema.String }))
+      .setPayload(ProcessorPatch)
+      .addSuccess(ProcessorView)
+      .addError(NotFound)
+      .annotate(OpenApi.Description, "Change maxConcurrent / timeoutSeconds at run time; running batches pick the change up.")
+  )
+  .add(HttpApiEndpoint.get("breakers", "/api/breakers").addSuccess(Schema.Array(BreakerView)))
+  .addError(BadRequest)
+  .middleware(Authorization) {}
+
+export class OpsGroup extends HttpApiGroup.make("ops")
+  .add(HttpApiEndpoint.get("health", "/health").addSuccess(Schema.Struct({ status: Schema.Literal("ok") })))
+  .add(
+    HttpApiEndpoint.get("ready", "/ready")
+      .addSuccess(Schema.Struct({ status: Schema.Literal("ready") }))
+      .addError(Unavailable)
+  )
+  .add(
+    HttpApiEndpoint.get("metrics", "/metrics").addSuccess(
+      HttpApiSchema.Text({ contentType: "text/plain; version=0.0.4; charset=utf-8" })
+    )
+  ) {}
+
+export class Api extends HttpApi.make("parallel-processor")
+  .add(BatchesGroup)
+  .add(JobsGroup)
+  .add(PostsGroup)
+  .add(ProcessorsGroup)
+  .add(OpsGroup)
+  .addError(NotFound)
+  .addError(Unavailable)
+  .annotate(OpenApi.Title, "parallel-processor")
+  .annotate(OpenApi.Version, "0.1.0")
+  .annotate(
+    OpenApi.Description,
+    "Runs many slow, flaky upstream calls in parallel as durable jobs: timeouts, retries, circuit breakers, streaming progress."
+  ) {}
+
+export { JobEvent }

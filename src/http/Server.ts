@@ -1,0 +1,94 @@
+/**
+ * The whole service as one Layer: database, durable job engine, processors and upstreams, the
+ * HttpApi server with docs and metrics, and a graceful shutdown that stops accepting work, lets
+ * running attempts finish within the grace period, and leaves unfinished jobs to resume on restart.
+ */
+import { HttpApiBuilder, HttpApiSwagger, HttpServer } from "@effect/platform"
+import { NodeHttpServer } from "@effect/platform-node"
+import { Config, Deferred, Duration, Effect, Layer, Option } from "effect"
+import { createServer } from "node:http"
+import * as CircuitBreakerRegistry from "../engine/CircuitBreakerRegistry.js"
+import * as Database from "../jobs/Database.js"
+import { JobRunner } from "../jobs/JobRunner.js"
+import { JobStore } from "../jobs/JobStore.js"
+import { JobWorkflowLive, Jobs, workflowEngineLayer } from "../jobs/Jobs.js"
+import { IntradayTriggersProcessor } from "../processors/IntradayTriggers.js"
+import { InteractionsProcessor } from "../processors/Interactions.js"
+import { PostGenerationProcessor } from "../processors/PostGeneration.js"
+import * as Upstreams from "../upstream/Upstreams.js"
+import { Api } from "./Api.js"
+import * as Handlers from "./Handlers.js"
+import * as Metrics from "./Metrics.js"
+import { authorization, hardening } from "./Middleware.js"
+
+const processors = Layer.mergeAll(InteractionsProcessor.layer, PostGenerationProcessor.layer, IntradayTriggersProcessor.layer).pipe(
+  Layer.provideMerge(Upstreams.layer),
+  Layer.provideMerge(CircuitBreakerRegistry.layer)
+)
+
+/** Everything but HTTP: usable by an Effect program that wants durable jobs without the server. */
+export const core = Layer.mergeAll(Jobs.Default, JobWorkflowLive).pipe(
+  Layer.provideMerge(JobRunner.Default),
+  Layer.provideMerge(JobStore.Default),
+  Layer.provideMerge(workflowEngineLayer),
+  Layer.provideMerge(processors),
+  Layer.provideMerge(Database.layerFromConfig),
+  Layer.provideMerge(Metrics.layer)
+)
+
+const listenConfig = Config.all({
+  host: Config.string("HOST").pipe(Config.withDefault("127.0.0.1")),
+  // Not Config.port: it rejects 0 ("any free port"), which tests and scripts use.
+  port: Config.integer("PORT").pipe(
+    Config.validate({ message: "Expected a port between 0 and 65535", validation: (n) => n >= 0 && n <= 65535 }),
+    Config.withDefault(8080)
+  ),
+  grace: Config.duration("SHUTDOWN_GRACE_PERIOD").pipe(Config.withDefault(Duration.seconds(10)))
+})
+
+/** The service: `core` behind the HttpApi server on HOST:PORT. */
+export const layer = Layer.unwrapEffect(
+  Effect.map(listenConfig, ({ host, port, grace }) => {
+    const server = createServer()
+    const http = HttpApiBuilder.serve().pipe(
+      Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
+      Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
+      Layer.provide(hardening),
+      Layer.provide(HttpApiBuilder.api(Api).pipe(Layer.provide(Handlers.layer), Layer.provide(authorization))),
+      Layer.provideMerge(NodeHttpServer.layer(() => server, { host, port }))
+    )
+
+    // Built after the server, so on shutdown this runs first: jobs start draining (and waiting
+    // requests answer 202) at the same moment the server stops accepting connections.
+    const graceful = Layer.scopedDiscard(
+      Effect.gen(function* () {
+        const runner = yield* JobRunner
+        const address = yield* HttpServer.addressFormattedWith(Effect.succeed)
+        const where = yield* Database.location.pipe(Effect.option)
+        const sandbox = yield* Effect.serviceOption(Upstreams.UpstreamMode).pipe(
+          Effect.map(Option.flatMap((mode) => mode.embeddedSandbox))
+        )
+        yield* Effect.logInfo(`parallel-processor listening on ${address}`).pipe(
+          Effect.annotateLogs({
+            docs: `${address}/docs`,
+            data: Option.match(where, { onNone: () => "?", onSome: (w) => w.filename }),
+            upstreams: Option.getOrElse(sandbox, () => "configured URLs")
+          })
+        )
+        yield* Effect.addFinalizer(() =>
+          Effect.gen(function* () {
+            yield* Effect.logInfo(`shutting down: no new connections; grace period ${Duration.format(grace)}`)
+            yield* Deferred.succeed(runner.shuttingDown, undefined)
+            const closed = Effect.async<void>((resume) => {
+              server.close(() => resume(Effect.void))
+              server.closeIdleConnections()
+            })
+            const finished = yield* closed.pipe(Effect.interruptible, Effect.timeout(grace), Effect.isSuccess)
+            if (!finished) server.closeAllConnections()
+          })
+        )
+      })
+    )
+    return graceful.pipe(Layer.provideMerge(http), Layer.provideMerge(core))
+  })
+)

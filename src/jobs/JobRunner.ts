@@ -1,0 +1,277 @@
+/**
+ * Runs one job's items through its processor's engine and commits each result as it finishes. This
+ * is the body of the job's durable activity: after a crash the workflow runs it again, and it picks
+ * up only the items that have no stored result. Also the in-process hub that live progress streams
+ * and waiting requests listen to, and the place that drains running jobs on shutdown.
+ */
+import { Config, Deferred, Duration, Effect, Fiber, Mailbox, Option, PubSub, Ref, Schedule, Schema } from "effect"
+import type { ItemResult } from "../engine/ItemResult.js"
+import * as RunControl from "../engine/RunControl.js"
+import { IntradayTriggersProcessor } from "../processors/IntradayTriggers.js"
+import { InteractionsProcessor } from "../processors/Interactions.js"
+import { PostGenerationProcessor } from "../processors/PostGeneration.js"
+import type * as Processor from "../processors/Processor.js"
+import { JobStore, viewOf, type ItemEffect, type JobRecord, type StoreError } from "./JobStore.js"
+import { kindSchemas, type Counts, type JobEvent, type JobKind } from "./Model.js"
+
+/** How a kind's items run and what a finished item changes besides its own row. */
+interface KindRunner {
+  readonly run: (
+    inputs: ReadonlyArray<unknown>,
+    jobId: string,
+    options: {
+      readonly overrides: Processor.Overrides
+      readonly control: RunControl.RunControl
+      readonly source: (all: ReadonlyArray<unknown>) => Iterable<unknown>
+      readonly onFinished: (result: ItemResult<unknown>, effect: ItemEffect | undefined) => Effect.Effect<void>
+      readonly onInFlight: (n: number) => void
+    }
+  ) => Effect.Effect<void>
+}
+
+const kindRunner = <I, A>(
+  processor: Processor.Processor<I, A>,
+  input: Schema.Schema<I, I>,
+  effectOf: (item: I, result: ItemResult<A>, jobId: string) => ItemEffect | undefined
+): KindRunner => ({
+  run: (inputs, jobId, options) =>
+    Effect.gen(function* () {
+      // Inputs were validated when the job was accepted; decoding again guards against a hand-edited row.
+      const decoded = yield* Effect.orDie(Schema.decodeUnknown(Schema.Array(input))(inputs))
+      yield* processor.run(options.source(decoded) as Iterable<I>, options.overrides, {
+        control: options.control,
+        runId: jobId,
+        onEvent: (event) => {
+          if (event._tag === "ItemFinished") {
+            const item = decoded[event.result.index]
+            return options.onFinished(
+              event.result as ItemResult<unknown>,
+              item === undefined ? undefined : effectOf(item, event.result, jobId)
+            )
+          }
+          options.onInFlight(event.counts.inFlight)
+          return Effect.void
+        }
+      })
+    })
+})
+
+export interface LiveRun {
+  readonly jobId: string
+  readonly control: RunControl.RunControl
+  /** Set when shutdown began: unfinished items are left for the next start, not marked cancelled. */
+  readonly stopping: Ref.Ref<boolean>
+  readonly done: Deferred.Deferred<RunOutcome>
+}
+
+/** `paused`: shutdown stopped the run before every item had a result; the job resumes on restart. */
+export type RunOutcome = "finished" | "paused"
+
+export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/JobRunner", {
+  scoped: Effect.gen(function* () {
+    const store = yield* JobStore
+    const interactions = yield* InteractionsProcessor
+    const postGeneration = yield* PostGenerationProcessor
+    const intraday = yield* IntradayTriggersProcessor
+    const grace = yield* Config.duration("SHUTDOWN_GRACE_PERIOD").pipe(Config.withDefault(Duration.seconds(10)))
+    const cancelPoll = yield* Config.duration("JOB_CANCEL_POLL_INTERVAL").pipe(Config.withDefault(Duration.millis(500)))
+
+    const runners: Record<JobKind, KindRunner> = {
+      interactions: kindRunner(interactions, kindSchemas.interactions.input, (post, result) =>
+        result.status === "succeeded"
+          ? { _tag: "Interactions", postId: post.postId, articleId: post.articleId, kolSerial: post.kolSerial, data: result.value }
+          : undefined
+      ),
+      "post-generation": kindRunner(postGeneration, kindSchemas["post-generation"].input, (request, result, jobId) =>
+        result.status === "succeeded"
+          ? {
+              _tag: "GeneratedPost",
+              postId: request.id ?? `${jobId}-${result.index}`,
+              kolSerial: request.kolSerial,
+              stockCode: request.stockCode,
+              content: result.value.content
+            }
+          : undefined
+      ),
+      "intraday-triggers": kindRunner(intraday, kindSchemas["intraday-triggers"].input, () => undefined)
+    }
+
+    /** Every event of every job in this process; subscribers filter by job id. */
+    const hub = yield* PubSub.unbounded<JobEvent>()
+    const live = new Map<string, LiveRun>()
+    const shuttingDown = yield* Deferred.make<void>()
+    const scope = yield* Effect.scope
+
+    const publish = (event: JobEvent) => PubSub.publish(hub, event)
+
+    const countsFrom = (job: JobRecord, results: Iterable<ItemResult<unknown>>): Counts => {
+      const c = { total: job.total, completed: 0, succeeded: 0, failed: 0, cancelled: 0, skipped: 0 }
+      for (const r of results) {
+        c.completed++
+        c[r.status]++
+      }
+      return c
+    }
+
+    const execute = (jobId: string): Effect.Effect<RunOutcome, StoreError> =>
+      Effect.gen(function* () {
+        const job = yield* store.getJob(jobId)
+        if (job === undefined || job.status === "completed" || job.status === "cancelled") return "finished"
+        const inputs = yield* store.inputsOf(jobId)
+        const stored = yield* store.items(jobId)
+        const results = new Map<number, ItemResult<unknown>>(stored.map((s) => [s.index, s.result]))
+        let seq = stored.reduce((max, s) => Math.max(max, s.seq), -1) + 1
+        const pending = inputs.flatMap((input, index) => (results.has(index) ? [] : [{ index, input }]))
+        const startedAt = Date.now()
+        yield* store.markRunning(jobId, startedAt)
+        yield* Effect.logInfo(
+          stored.length === 0 ? "job started" : `job resumed: ${stored.length} of ${inputs.length} items already done`
+        ).pipe(Effect.annotateLogs({ job: jobId, kind: job.kind }))
+
+        const control = yield* RunControl.make
+        const stopping = yield* Ref.make(false)
+        const draining = { on: false }
+        const done = yield* Deferred.make<RunOutcome>()
+        live.set(jobId, { jobId, control, stopping, done })
+
+        const writes = yield* Mailbox.make<{ result: ItemResult<unknown>; effect: ItemEffect | undefined }>()
+        let inFlight = 0
+        let finishedThisRun = 0
+        const writer = Effect.gen(function* () {
+          for (;;) {
+            const [chunk, end] = yield* writes.takeAll
+            const batch = Array.from(chunk, (w) => ({ seq: seq++, result: w.result, effect: w.effect }))
+            yield* store.saveItems(jobId, batch, Date.now())
+            for (const b of batch) {
+              results.set(b.result.index, b.result)
+              finishedThisRun++
+              yield* publish({ type: "item", jobId, seq: b.seq, result: b.result })
+              const counts = countsFrom(job, results.values())
+              const elapsed = Date.now() - startedAt
+              const remaining = counts.total - counts.completed
+              yield* publish({
+                type: "progress",
+                jobId,
+                ...counts,
+                inFlight,
+                ...(remaining > 0 && finishedThisRun > 0 ? { etaMs: Math.round((elapsed / finishedThisRun) * remaining) } : {})
+              })
+            }
+            if (end) return
+          }
+        })
+        const writerFiber = yield* Effect.fork(writer)
+
+        // A cancel may come from another process sharing the database; poll the flag.
+        const watcher = yield* store.cancelRequested(jobId).pipe(
+          Effect.flatMap((requested) => (requested ? control.cancel : Effect.void)),
+          Effect.catchAll(() => Effect.void),
+          Effect.repeat(Schedule.spaced(cancelPoll)),
+          Effect.interruptible,
+          Effect.forkIn(scope)
+        )
+        const cancelledBefore = job.cancelRequested
+        if (cancelledBefore) yield* control.cancel
+
+        const runFiber = yield* runners[job.kind]
+          .run(
+            pending.map((p) => p.input),
+            jobId,
+            {
+              overrides: job.options,
+              control,
+              // Shutdown stops handing out items; those already started finish within the grace period.
+              source: (all) => ({
+                *[Symbol.iterator]() {
+                  for (const item of all) {
+                    if (draining.on) return
+                    yield item
+                  }
+                }
+              }),
+              onFinished: (result, effect) =>
+                Effect.flatMap(Ref.get(stopping), (isStopping) => {
+                  const original = pending[result.index]
+                  if (original === undefined) return Effect.void
+                  // A shutdown interrupts unfinished items: they are not cancelled, they run after restart.
+                  if (isStopping && result.status === "cancelled") return Effect.void
+                  return writes.offer({ result: { ...result, index: original.index }, effect }).pipe(Effect.asVoid)
+                }),
+              onInFlight: (n) => {
+                inFlight = n
+              }
+            }
+          )
+          .pipe(
+            // The activity runs uninterruptibly inside the cluster; the engine needs interruption for
+            // its timeouts and for cancel, so its region is made interruptible again.
+            Effect.interruptible,
+            Effect.fork
+          )
+        const drainer = yield* Deferred.await(shuttingDown).pipe(
+          Effect.zipRight(Effect.sync(() => {
+            draining.on = true
+          })),
+          Effect.zipRight(Effect.sleep(grace)),
+          Effect.zipRight(Ref.set(stopping, true)),
+          Effect.zipRight(control.cancel),
+          Effect.interruptible,
+          Effect.fork
+        )
+        yield* Fiber.join(runFiber)
+        yield* Fiber.interrupt(drainer)
+        yield* writes.end
+        yield* Fiber.join(writerFiber)
+        yield* Fiber.interrupt(watcher)
+        live.delete(jobId)
+
+        const allDone = inputs.every((_, index) => results.has(index))
+        if (!allDone) {
+          // Only a shutdown can leave items without a result; the workflow resumes them on restart.
+          yield* Deferred.succeed(done, "paused")
+          yield* Effect.logInfo("job paused for shutdown").pipe(Effect.annotateLogs({ job: jobId }))
+          return "paused" as const
+        }
+        const cancelled = cancelledBefore || (yield* Deferred.isDone(control.cancelled))
+        const finishedAt = Date.now()
+        yield* store.finish(jobId, cancelled ? "cancelled" : "completed", finishedAt)
+        yield* Deferred.succeed(done, "finished")
+        const view = countsFrom(job, results.values())
+        const finished = yield* store.getJob(jobId)
+        if (finished !== undefined) yield* publish({ type: "completed", jobId, job: viewOf(finished, view) })
+        yield* Effect.logInfo(
+          `job ${cancelled ? "cancelled" : "completed"}: ${view.succeeded} succeeded, ${view.failed} failed, ${view.cancelled} cancelled, ${view.skipped} skipped`
+        ).pipe(Effect.annotateLogs({ job: jobId, kind: job.kind, durationMs: finishedAt - startedAt }))
+        return "finished" as const
+      }).pipe(Effect.withSpan("JobRunner.execute", { attributes: { jobId } }))
+
+    /** Cancels a job running in this process now; other processes see the stored flag. */
+    const cancelLocal = (jobId: string) =>
+      Option.match(Option.fromNullable(live.get(jobId)), { onNone: () => Effect.void, onSome: (run) => run.control.cancel })
+
+    // Shutdown: stop handing out items, give running attempts the grace period, then interrupt them.
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function* () {
+        yield* Deferred.succeed(shuttingDown, undefined)
+        const runs = Array.from(live.values())
+        if (runs.length === 0) return
+        yield* Effect.logInfo(`shutdown: draining ${runs.length} running job(s), grace ${Duration.format(grace)}`)
+        yield* Effect.forEach(runs, (run) => Deferred.await(run.done), { discard: true, concurrency: "unbounded" }).pipe(
+          Effect.timeout(Duration.sum(grace, Duration.seconds(2))),
+          Effect.ignore,
+          Effect.interruptible
+        )
+      })
+    )
+
+    return {
+      execute,
+      cancelLocal,
+      hub,
+      shuttingDown,
+      countsFrom,
+      isLive: (jobId: string) => live.has(jobId)
+    } as const
+  })
+}) {}
+

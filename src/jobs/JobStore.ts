@@ -1,0 +1,426 @@
+/**
+ * The SQL tables behind jobs and tracked posts: jobs with their inputs, one row per finished item
+ * (keyed by job id + item index, so a re-run after a crash cannot store an item twice), and posts
+ * with their latest interaction counts and history. Plain SQL that SQLite and PostgreSQL both accept.
+ */
+import { SqlClient, type SqlError } from "@effect/sql"
+import { Data, Effect, Layer } from "effect"
+import type { ItemResult } from "../engine/ItemResult.js"
+import type { Interactions } from "../upstream/Forum.js"
+import { isTerminal, successOf, type Counts, type JobKind, type JobOptions, type JobStatus, type JobView } from "./Model.js"
+
+export class StoreError extends Data.TaggedError("StoreError")<{ readonly message: string; readonly cause: unknown }> {}
+
+const orStoreError = (what: string) => <A, R>(effect: Effect.Effect<A, SqlError.SqlError | StoreError, R>) =>
+  Effect.mapError(effect, (cause) =>
+    cause._tag === "StoreError" ? cause : new StoreError({ message: `database: ${what} failed`, cause })
+  )
+
+export interface JobRecord {
+  readonly id: string
+  readonly kind: JobKind
+  readonly status: JobStatus
+  readonly options: JobOptions
+  readonly idempotencyKey: string | undefined
+  readonly requestHash: string | undefined
+  readonly total: number
+  readonly createdAt: number
+  readonly startedAt: number | undefined
+  readonly finishedAt: number | undefined
+  readonly cancelRequested: boolean
+}
+
+export interface StoredItem {
+  readonly index: number
+  readonly seq: number
+  readonly result: ItemResult<unknown>
+}
+
+export interface NewJob {
+  readonly id: string
+  readonly kind: JobKind
+  readonly inputs: ReadonlyArray<unknown>
+  readonly options: JobOptions
+  readonly idempotencyKey: string | undefined
+  readonly requestHash: string | undefined
+  readonly createdAt: number
+}
+
+/** What finishing an item changes besides its own row. */
+export type ItemEffect =
+  | { readonly _tag: "Interactions"; readonly postId: string; readonly articleId: string; readonly kolSerial: string; readonly data: Interactions }
+  | {
+      readonly _tag: "GeneratedPost"
+      readonly postId: string
+      readonly kolSerial: string
+      readonly stockCode: string
+      readonly content: string
+    }
+
+export interface TrackedPostRecord {
+  readonly postId: string
+  readonly articleId: string | undefined
+  readonly kolSerial: string
+  readonly stockCode: string | undefined
+  readonly content: string | undefined
+  readonly source: "imported" | "generated"
+  readonly jobId: string | undefined
+  readonly createdAt: string
+  readonly updatedAt: string
+  readonly interactions: (Interactions & { readonly fetchedAt: string }) | undefined
+  readonly history: ReadonlyArray<Interactions & { readonly fetchedAt: string; readonly jobId: string }>
+}
+
+const num = (u: unknown): number => (typeof u === "number" ? u : Number(u))
+const optNum = (u: unknown): number | undefined => (u === null || u === undefined ? undefined : num(u))
+const optStr = (u: unknown): string | undefined => (u === null || u === undefined ? undefined : String(u))
+const iso = (ms: number) => new Date(ms).toISOString()
+
+type Row = Record<string, unknown>
+
+const toJob = (row: Row): JobRecord => ({
+  id: String(row.id),
+  kind: String(row.kind) as JobKind,
+  status: String(row.status) as JobStatus,
+  options: JSON.parse(String(row.options)) as JobOptions,
+  idempotencyKey: optStr(row.idempotency_key),
+  requestHash: optStr(row.request_hash),
+  total: num(row.total),
+  createdAt: num(row.created_at),
+  startedAt: optNum(row.started_at),
+  finishedAt: optNum(row.finished_at),
+  cancelRequested: num(row.cancel_requested) === 1
+})
+
+const emptyCounts = (total: number): Counts => ({
+  total,
+  completed: 0,
+  succeeded: 0,
+  failed: 0,
+  cancelled: 0,
+  skipped: 0
+})
+
+const statements = [
+  `CREATE TABLE IF NOT EXISTS pp_jobs (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    status TEXT NOT NULL,
+    options TEXT NOT NULL,
+    inputs TEXT NOT NULL,
+    idempotency_key TEXT UNIQUE,
+    request_hash TEXT,
+    total INTEGER NOT NULL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    created_at BIGINT NOT NULL,
+    started_at BIGINT,
+    finished_at BIGINT
+  )`,
+  `CREATE INDEX IF NOT EXISTS pp_jobs_created ON pp_jobs (created_at)`,
+  `CREATE TABLE IF NOT EXISTS pp_job_items (
+    job_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    result TEXT NOT NULL,
+    finished_at BIGINT NOT NULL,
+    PRIMARY KEY (job_id, idx)
+  )`,
+  `CREATE TABLE IF NOT EXISTS pp_posts (
+    post_id TEXT PRIMARY KEY,
+    article_id TEXT,
+    kol_serial TEXT NOT NULL,
+    stock_code TEXT,
+    content TEXT,
+    source TEXT NOT NULL,
+    job_id TEXT,
+    interactions TEXT,
+    interactions_at BIGINT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+  )`,
+  `CREATE TABLE IF NOT EXISTS pp_post_interactions (
+    post_id TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    fetched_at BIGINT NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (post_id, job_id)
+  )`
+]
+
+export class JobStore extends Effect.Service<JobStore>()("parallel-processor/JobStore", {
+  effect: Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+
+    const ensureSchema = Effect.forEach(statements, (statement) => sql.unsafe(statement), { discard: true }).pipe(
+      orStoreError("creating tables")
+    )
+    yield* ensureSchema
+
+    const getJob = (id: string) =>
+      sql<Row>`SELECT * FROM pp_jobs WHERE id = ${id}`.pipe(
+        Effect.map((rows) => (rows[0] === undefined ? undefined : toJob(rows[0]))),
+        orStoreError("reading a job")
+      )
+
+    /** Inserts the job, or returns the one already stored under the same idempotency key. */
+    const createJob = (job: NewJob) =>
+      Effect.gen(function* () {
+        const inserted = yield* sql<Row>`INSERT INTO pp_jobs ${sql.insert({
+          id: job.id,
+          kind: job.kind,
+          status: "pending",
+          options: JSON.stringify(job.options),
+          inputs: JSON.stringify(job.inputs),
+          idempotency_key: job.idempotencyKey ?? null,
+          request_hash: job.requestHash ?? null,
+          total: job.inputs.length,
+          cancel_requested: 0,
+          created_at: job.createdAt
+        })} ON CONFLICT DO NOTHING RETURNING id`
+        if (inserted.length > 0) return { job: (yield* getJob(job.id))!, created: true }
+        const existing = job.idempotencyKey === undefined
+          ? []
+          : yield* sql<Row>`SELECT * FROM pp_jobs WHERE idempotency_key = ${job.idempotencyKey}`
+        const row = existing[0]
+        if (row === undefined) return yield* Effect.dieMessage(`job ${job.id} could not be stored`)
+        return { job: toJob(row), created: false }
+      }).pipe(sql.withTransaction, orStoreError("creating a job"))
+
+    const inputsOf = (id: string) =>
+      sql<Row>`SELECT inputs FROM pp_jobs WHERE id = ${id}`.pipe(
+        Effect.map((rows) => (rows[0] === undefined ? [] : (JSON.parse(String(rows[0].inputs)) as ReadonlyArray<unknown>))),
+        orStoreError("reading job inputs")
+      )
+
+    const items = (id: string) =>
+      sql<Row>`SELECT idx, seq, result FROM pp_job_items WHERE job_id = ${id} ORDER BY seq`.pipe(
+        Effect.map((rows) =>
+          rows.map((row): StoredItem => ({
+            index: num(row.idx),
+            seq: num(row.seq),
+            result: JSON.parse(String(row.result)) as ItemResult<unknown>
+          }))
+        ),
+        orStoreError("reading item results")
+      )
+
+    const counts = (job: JobRecord) =>
+      sql<Row>`SELECT status, COUNT(*) AS n FROM pp_job_items WHERE job_id = ${job.id} GROUP BY status`.pipe(
+        Effect.map((rows) => {
+          const c = { ...emptyCounts(job.total) }
+          for (const row of rows) {
+            const n = num(row.n)
+            c.completed += n
+            const status = String(row.status)
+            if (status === "succeeded" || status === "failed" || status === "cancelled" || status === "skipped") {
+              c[status] += n
+            }
+          }
+          return c as Counts
+        }),
+        orStoreError("counting item results")
+      )
+
+    const listJobs = (filter: {
+      readonly kind?: JobKind | undefined
+      readonly status?: JobStatus | undefined
+      readonly limit: number
+      readonly offset: number
+    }) =>
+      Effect.gen(function* () {
+        const where = sql.and([
+          ...(filter.kind === undefined ? [] : [sql`kind = ${filter.kind}`]),
+          ...(filter.status === undefined ? [] : [sql`status = ${filter.status}`])
+        ])
+        const rows = yield* sql<Row>`SELECT * FROM pp_jobs WHERE ${where} ORDER BY created_at DESC, id DESC LIMIT ${filter.limit} OFFSET ${filter.offset}`
+        const total = yield* sql<Row>`SELECT COUNT(*) AS n FROM pp_jobs WHERE ${where}`
+        return { jobs: rows.map(toJob), total: num(total[0]?.n ?? 0) }
+      }).pipe(orStoreError("listing jobs"))
+
+    const markRunning = (id: string, at: number) =>
+      sql`UPDATE pp_jobs SET status = 'running', started_at = COALESCE(started_at, ${at}) WHERE id = ${id} AND status = 'pending'`.pipe(
+        Effect.asVoid,
+        orStoreError("starting a job")
+      )
+
+    const finish = (id: string, status: JobStatus, at: number) =>
+      sql`UPDATE pp_jobs SET status = ${status}, finished_at = ${at} WHERE id = ${id}`.pipe(
+        Effect.asVoid,
+        orStoreError("finishing a job")
+      )
+
+    const requestCancel = (id: string) =>
+      sql`UPDATE pp_jobs SET cancel_requested = 1 WHERE id = ${id}`.pipe(Effect.asVoid, orStoreError("cancelling a job"))
+
+    const cancelRequested = (id: string) =>
+      sql<Row>`SELECT cancel_requested FROM pp_jobs WHERE id = ${id}`.pipe(
+        Effect.map((rows) => num(rows[0]?.cancel_requested ?? 0) === 1),
+        orStoreError("reading a cancel flag")
+      )
+
+    /**
+     * Stores finished items and what they change, in one transaction. A row that already exists (an
+     * item that ran again after a crash) is left as it was, and its side effects are not repeated.
+     */
+    const saveItems = (
+      jobId: string,
+      batch: ReadonlyArray<{ readonly seq: number; readonly result: ItemResult<unknown>; readonly effect?: ItemEffect | undefined }>,
+      at: number
+    ) =>
+      Effect.gen(function* () {
+        if (batch.length === 0) return
+        const existing = new Set(
+          (yield* sql<Row>`SELECT idx FROM pp_job_items WHERE job_id = ${jobId} AND ${sql.in("idx", batch.map((b) => b.result.index))}`).map(
+            (row) => num(row.idx)
+          )
+        )
+        const fresh = batch.filter((b) => !existing.has(b.result.index))
+        if (fresh.length === 0) return
+        yield* sql`INSERT INTO pp_job_items ${sql.insert(
+          fresh.map((b) => ({
+            job_id: jobId,
+            idx: b.result.index,
+            seq: b.seq,
+            status: b.result.status,
+            result: JSON.stringify(b.result),
+            finished_at: at
+          }))
+        )}`
+        const interactions = fresh.flatMap((b) => (b.effect?._tag === "Interactions" ? [b.effect] : []))
+        if (interactions.length > 0) {
+          yield* sql`INSERT INTO pp_posts ${sql.insert(
+            interactions.map((e) => ({
+              post_id: e.postId,
+              article_id: e.articleId,
+              kol_serial: e.kolSerial,
+              source: "imported",
+              interactions: JSON.stringify(e.data),
+              interactions_at: at,
+              created_at: at,
+              updated_at: at
+            }))
+          )} ON CONFLICT (post_id) DO UPDATE SET interactions = excluded.interactions, interactions_at = excluded.interactions_at, updated_at = excluded.updated_at, article_id = COALESCE(pp_posts.article_id, excluded.article_id)`
+          yield* sql`INSERT INTO pp_post_interactions ${sql.insert(
+            interactions.map((e) => ({ post_id: e.postId, job_id: jobId, fetched_at: at, data: JSON.stringify(e.data) }))
+          )} ON CONFLICT DO NOTHING`
+        }
+        const generated = fresh.flatMap((b) => (b.effect?._tag === "GeneratedPost" ? [b.effect] : []))
+        if (generated.length > 0) {
+          yield* sql`INSERT INTO pp_posts ${sql.insert(
+            generated.map((e) => ({
+              post_id: e.postId,
+              kol_serial: e.kolSerial,
+              stock_code: e.stockCode,
+              content: e.content,
+              source: "generated",
+              job_id: jobId,
+              created_at: at,
+              updated_at: at
+            }))
+          )} ON CONFLICT (post_id) DO UPDATE SET content = excluded.content, stock_code = excluded.stock_code, job_id = excluded.job_id, updated_at = excluded.updated_at`
+        }
+      }).pipe(sql.withTransaction, orStoreError("saving item results"))
+
+    const importPosts = (
+      posts: ReadonlyArray<{ readonly postId: string; readonly articleId: string; readonly kolSerial: string }>,
+      at: number
+    ) =>
+      (posts.length === 0
+        ? Effect.void
+        : sql`INSERT INTO pp_posts ${sql.insert(
+            posts.map((p) => ({
+              post_id: p.postId,
+              article_id: p.articleId,
+              kol_serial: p.kolSerial,
+              source: "imported",
+              created_at: at,
+              updated_at: at
+            }))
+          )} ON CONFLICT (post_id) DO UPDATE SET article_id = excluded.article_id, kol_serial = excluded.kol_serial, updated_at = excluded.updated_at`
+      ).pipe(Effect.asVoid, sql.withTransaction, orStoreError("importing posts"))
+
+    const trackedPosts = sql<Row>`SELECT post_id, article_id, kol_serial FROM pp_posts WHERE article_id IS NOT NULL ORDER BY created_at, post_id`.pipe(
+      Effect.map((rows) =>
+        rows.map((row) => ({ postId: String(row.post_id), articleId: String(row.article_id), kolSerial: String(row.kol_serial) }))
+      ),
+      orStoreError("listing tracked posts")
+    )
+
+    const getPost = (postId: string) =>
+      Effect.gen(function* () {
+        const rows = yield* sql<Row>`SELECT * FROM pp_posts WHERE post_id = ${postId}`
+        const row = rows[0]
+        if (row === undefined) return undefined
+        const history = yield* sql<Row>`SELECT job_id, fetched_at, data FROM pp_post_interactions WHERE post_id = ${postId} ORDER BY fetched_at, job_id`
+        const latestAt = optNum(row.interactions_at)
+        const latest = optStr(row.interactions)
+        const record: TrackedPostRecord = {
+          postId: String(row.post_id),
+          articleId: optStr(row.article_id),
+          kolSerial: String(row.kol_serial),
+          stockCode: optStr(row.stock_code),
+          content: optStr(row.content),
+          source: String(row.source) === "generated" ? "generated" : "imported",
+          jobId: optStr(row.job_id),
+          createdAt: iso(num(row.created_at)),
+          updatedAt: iso(num(row.updated_at)),
+          interactions:
+            latest === undefined || latestAt === undefined
+              ? undefined
+              : { ...(JSON.parse(latest) as Interactions), fetchedAt: iso(latestAt) },
+          history: history.map((h) => ({
+            ...(JSON.parse(String(h.data)) as Interactions),
+            fetchedAt: iso(num(h.fetched_at)),
+            jobId: String(h.job_id)
+          }))
+        }
+        return record
+      }).pipe(orStoreError("reading a post"))
+
+    /** Jobs that were running or waiting when the process stopped. */
+    const unfinished = sql<Row>`SELECT * FROM pp_jobs WHERE status IN ('pending', 'running')`.pipe(
+      Effect.map((rows) => rows.map(toJob).filter((job) => !isTerminal(job.status))),
+      orStoreError("listing unfinished jobs")
+    )
+
+    const ping = sql`SELECT 1`.pipe(Effect.asVoid, orStoreError("ping"))
+
+    return {
+      getJob,
+      createJob,
+      inputsOf,
+      items,
+      counts,
+      listJobs,
+      markRunning,
+      finish,
+      requestCancel,
+      cancelRequested,
+      saveItems,
+      importPosts,
+      trackedPosts,
+      getPost,
+      unfinished,
+      ping
+    } as const
+  })
+}) {}
+
+/** The store over whatever SqlClient is provided (the embedded SQLite file by default). */
+export const layer = JobStore.Default satisfies Layer.Layer<JobStore, StoreError, SqlClient.SqlClient>
+
+/** The API's view of a stored job with its item counts. */
+export const viewOf = (job: JobRecord, counts: Counts): JobView => ({
+  id: job.id,
+  kind: job.kind,
+  status: job.status,
+  success: successOf(job.status, counts),
+  ...counts,
+  options: job.options,
+  ...(job.idempotencyKey === undefined ? {} : { idempotencyKey: job.idempotencyKey }),
+  createdAt: iso(job.createdAt),
+  ...(job.startedAt === undefined ? {} : { startedAt: iso(job.startedAt) }),
+  ...(job.finishedAt === undefined ? {} : { finishedAt: iso(job.finishedAt) }),
+  ...(job.startedAt === undefined || job.finishedAt === undefined ? {} : { durationMs: job.finishedAt - job.startedAt })
+})

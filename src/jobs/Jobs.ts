@@ -1,0 +1,228 @@
+/**
+ * Jobs: every batch the service accepts is a stored job executed as an `@effect/workflow` workflow
+ * on an `@effect/cluster` runner, so a job survives the process dying and resumes on the next start.
+ * This module is what the HTTP handlers talk to: submit (with idempotency keys), read, list, cancel,
+ * follow progress (stored events replayed, then live ones), and wait for the end.
+ */
+import * as ClusterWorkflowEngine from "@effect/cluster/ClusterWorkflowEngine"
+import * as RunnerAddress from "@effect/cluster/RunnerAddress"
+import * as RunnerHealth from "@effect/cluster/RunnerHealth"
+import * as Runners from "@effect/cluster/Runners"
+import * as RunnerStorage from "@effect/cluster/RunnerStorage"
+import * as Sharding from "@effect/cluster/Sharding"
+import * as ShardingConfig from "@effect/cluster/ShardingConfig"
+import * as SqlMessageStorage from "@effect/cluster/SqlMessageStorage"
+import type { SqlClient } from "@effect/sql"
+import * as Activity from "@effect/workflow/Activity"
+import * as Workflow from "@effect/workflow/Workflow"
+import { WorkflowEngine } from "@effect/workflow/WorkflowEngine"
+import { Data, Deferred, Effect, Layer, Option, PubSub, Schedule, Schema, Stream } from "effect"
+import { createHash } from "node:crypto"
+import { JobRunner } from "./JobRunner.js"
+import { JobStore, viewOf, type JobRecord, type StoreError } from "./JobStore.js"
+import { isTerminal, type JobDetail, type JobEvent, type JobKind, type JobOptions, type JobStatus, type JobView } from "./Model.js"
+
+export class JobNotFound extends Data.TaggedError("JobNotFound")<{ readonly id: string }> {}
+export class IdempotencyConflict extends Data.TaggedError("IdempotencyConflict")<{ readonly key: string }> {}
+
+/** One workflow type for every job; the job's own row says what to run. */
+export const JobWorkflow = Workflow.make({
+  name: "Job",
+  payload: { jobId: Schema.String },
+  idempotencyKey: ({ jobId }) => jobId
+})
+
+/**
+ * The workflow body: one activity that runs the job's unfinished items. Items are not activities of
+ * their own: each activity costs ~3–4 ms of CPU in the cluster (measured: 2,000 × 20 ms items at 50
+ * concurrent took 8–11× the ideal), so item results are committed to our own table instead, which
+ * gives the same guarantee — a finished item is never run again — at ~0.1 ms.
+ */
+export const JobWorkflowLive = JobWorkflow.toLayer(({ jobId }) =>
+  Effect.gen(function* () {
+    const runner = yield* JobRunner
+    yield* Activity.make({
+      name: "run-items",
+      execute: runner.execute(jobId).pipe(
+        Effect.retry({ schedule: Schedule.exponential("200 millis"), times: 5 }),
+        Effect.tapError((error) => Effect.logError("job could not run", error.message).pipe(Effect.annotateLogs({ job: jobId }))),
+        Effect.orDie,
+        // Paused by shutdown: the activity must not complete, so the next start runs it again.
+        Effect.flatMap((outcome) => (outcome === "paused" ? Effect.never : Effect.void))
+      )
+    })
+  })
+)
+
+/**
+ * A single runner over the SQL database. The address is fixed and runner storage is in memory: the
+ * data file is locked to this process (see `Database`), so there is no other runner to coordinate
+ * with, and a restart resumes at once instead of waiting for a shard lock to expire.
+ */
+export const clusterLayer = ShardingConfig.layer({
+  runnerAddress: Option.some(RunnerAddress.make("localhost", 34431)),
+  // Our own shutdown drains jobs first; after that nothing is left for the cluster to wait for.
+  entityTerminationTimeout: "1 second",
+  entityRegistrationTimeout: "1 minute"
+}).pipe((config) =>
+  Sharding.layer.pipe(
+    Layer.provideMerge(Runners.layerNoop),
+    Layer.provideMerge(SqlMessageStorage.layer),
+    Layer.provide([RunnerStorage.layerMemory, RunnerHealth.layerNoop]),
+    Layer.provide(config)
+  )
+)
+
+export const workflowEngineLayer: Layer.Layer<WorkflowEngine, never, SqlClient.SqlClient> =
+  ClusterWorkflowEngine.layer.pipe(Layer.provide(clusterLayer))
+
+export interface ListFilter {
+  readonly kind?: JobKind | undefined
+  readonly status?: JobStatus | undefined
+  readonly limit: number
+  readonly offset: number
+}
+
+const requestHash = (kind: JobKind, inputs: ReadonlyArray<unknown>, options: JobOptions) =>
+  createHash("sha256").update(JSON.stringify({ kind, inputs, options })).digest("hex")
+
+export class Jobs extends Effect.Service<Jobs>()("parallel-processor/Jobs", {
+  scoped: Effect.gen(function* () {
+    const store = yield* JobStore
+    const runner = yield* JobRunner
+    const engine = yield* WorkflowEngine
+
+    const start = (jobId: string) =>
+      JobWorkflow.execute({ jobId }, { discard: true }).pipe(
+        Effect.provideService(WorkflowEngine, engine),
+        Effect.asVoid
+      )
+
+    // Jobs accepted just before a crash may not have reached the workflow engine; starting them again
+    // is harmless (the execution id is the job id) and the engine resumes the rest on its own.
+    yield* Effect.gen(function* () {
+      const unfinished = yield* store.unfinished
+      if (unfinished.length > 0) yield* Effect.logInfo(`resuming ${unfinished.length} unfinished job(s)`)
+      yield* Effect.forEach(unfinished, (job) => start(job.id), { discard: true })
+    }).pipe(
+      Effect.catchAll((error) => Effect.logError("could not list unfinished jobs", error.message)),
+      Effect.forkScoped
+    )
+
+    const view = (job: JobRecord): Effect.Effect<JobView, StoreError> =>
+      Effect.map(store.counts(job), (counts) => viewOf(job, counts))
+
+    const find = (id: string) =>
+      Effect.flatMap(store.getJob(id), (job) => (job === undefined ? Effect.fail(new JobNotFound({ id })) : Effect.succeed(job)))
+
+    const submit = (
+      kind: JobKind,
+      inputs: ReadonlyArray<unknown>,
+      options: JobOptions,
+      idempotencyKey?: string
+    ): Effect.Effect<{ readonly job: JobView; readonly created: boolean }, IdempotencyConflict | StoreError> =>
+      Effect.gen(function* () {
+        const hash = requestHash(kind, inputs, options)
+        const { job, created } = yield* store.createJob({
+          id: globalThis.crypto.randomUUID(),
+          kind,
+          inputs,
+          options,
+          idempotencyKey,
+          requestHash: hash,
+          createdAt: Date.now()
+        })
+        if (!created && job.requestHash !== hash) {
+          return yield* new IdempotencyConflict({ key: idempotencyKey ?? "" })
+        }
+        if (created) {
+          yield* start(job.id)
+          yield* Effect.logInfo(`job accepted: ${inputs.length} item(s)`).pipe(Effect.annotateLogs({ job: job.id, kind }))
+        }
+        return { job: yield* view(job), created }
+      })
+
+    const get = (id: string): Effect.Effect<JobDetail, JobNotFound | StoreError> =>
+      Effect.gen(function* () {
+        const job = yield* find(id)
+        const items = yield* store.items(id)
+        const results = items.map((i) => i.result).sort((a, b) => a.index - b.index)
+        return { ...(yield* view(job)), results }
+      })
+
+    const list = (filter: ListFilter) =>
+      Effect.gen(function* () {
+        const page = yield* store.listJobs(filter)
+        const jobs = yield* Effect.forEach(page.jobs, view)
+        return { jobs, total: page.total, limit: filter.limit, offset: filter.offset }
+      })
+
+    const cancel = (id: string): Effect.Effect<JobView, JobNotFound | StoreError> =>
+      Effect.gen(function* () {
+        const job = yield* find(id)
+        if (isTerminal(job.status)) return yield* view(job)
+        yield* store.requestCancel(id)
+        yield* runner.cancelLocal(id)
+        yield* Effect.logInfo("job cancel requested").pipe(Effect.annotateLogs({ job: id }))
+        return yield* view({ ...job, cancelRequested: true })
+      })
+
+    /** Stored events first (as a client that watched from the start would have seen them), then live ones. */
+    const events = (id: string): Stream.Stream<JobEvent, JobNotFound | StoreError> =>
+      Stream.unwrapScoped(
+        Effect.gen(function* () {
+          // Subscribe before reading, so nothing that finishes in between is missed.
+          const subscription = yield* PubSub.subscribe(runner.hub)
+          const job = yield* find(id)
+          const stored = yield* store.items(id)
+          const replay: Array<JobEvent> = [
+            { type: "started", jobId: id, kind: job.kind, total: job.total, at: new Date(job.startedAt ?? job.createdAt).toISOString() }
+          ]
+          const counts = { total: job.total, completed: 0, succeeded: 0, failed: 0, cancelled: 0, skipped: 0 }
+          for (const item of stored) {
+            counts.completed++
+            counts[item.result.status]++
+            replay.push({ type: "item", jobId: id, seq: item.seq, result: item.result })
+            replay.push({ type: "progress", jobId: id, ...counts, inFlight: 0 })
+          }
+          if (isTerminal(job.status)) {
+            replay.push({ type: "completed", jobId: id, job: yield* view(job) })
+            return Stream.fromIterable(replay)
+          }
+          const lastSeq = stored.reduce((max, s) => Math.max(max, s.seq), -1)
+          let dropProgress = false
+          const liveEvents = Stream.fromQueue(subscription).pipe(
+            Stream.filter((event) => {
+              if (event.jobId !== id) return false
+              if (event.type === "item") {
+                dropProgress = event.seq <= lastSeq
+                return !dropProgress
+              }
+              if (event.type === "progress") return !dropProgress
+              return event.type === "completed"
+            }),
+            Stream.takeUntil((event) => event.type === "completed")
+          )
+          return Stream.concat(Stream.fromIterable(replay), liveEvents)
+        })
+      )
+
+    /** Waits until the job ends; `false` when this process began shutting down first. */
+    const awaitEnd = (id: string): Effect.Effect<boolean, JobNotFound | StoreError> =>
+      Effect.scoped(
+        Effect.gen(function* () {
+          const subscription = yield* PubSub.subscribe(runner.hub)
+          const job = yield* find(id)
+          if (isTerminal(job.status)) return true
+          const ended = Stream.fromQueue(subscription).pipe(
+            Stream.filter((e) => e.jobId === id && e.type === "completed"),
+            Stream.runHead,
+            Effect.as(true)
+          )
+          return yield* Effect.raceFirst(ended, Effect.as(Deferred.await(runner.shuttingDown), false))
+        })
+      )
+
+    return { submit, get, list, cancel, events, awaitEnd, view, find } as const
+  })
+}) {}
