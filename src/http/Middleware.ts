@@ -19,6 +19,29 @@ export const maxBodyBytes = Config.integer("MAX_BODY_BYTES").pipe(
   Config.withDefault(1024 * 1024)
 )
 
+/**
+ * One entry per field: a union's alternatives and an optional field's "undefined" branch each add an
+ * issue of their own, which would bury the one that matters.
+ */
+const issuesOf = (raw: ReadonlyArray<{ readonly path: ReadonlyArray<PropertyKey>; readonly message: string }>) => {
+  const byPath = new Map<string, Array<string>>()
+  for (const issue of raw) {
+    if (issue.path.length === 0 && issue.message.startsWith("Expected null")) continue
+    const path = pathOf(issue.path)
+    const messages = byPath.get(path) ?? []
+    if (!messages.includes(issue.message)) messages.push(issue.message)
+    byPath.set(path, messages)
+  }
+  return Array.from(byPath, ([path, messages]) => {
+    const useful = messages.length > 1 ? messages.filter((m) => !m.startsWith("Expected undefined")) : messages
+    const literals = useful.map((m) => /^Expected (".*"), actual (.*)$/.exec(m))
+    const message = literals.length > 1 && literals.every((m) => m !== null)
+      ? `Expected one of ${literals.map((m) => m?.[1]).join(", ")}, actual ${literals[0]?.[2] ?? ""}`
+      : useful.join("; ")
+    return { path, message }
+  })
+}
+
 /** Global middleware of the HttpApi router (also wraps its not-found fallback). */
 export const hardening = HttpApiBuilder.middleware(
   Api,
@@ -40,10 +63,7 @@ export const hardening = HttpApiBuilder.middleware(
             return Effect.succeed(jsonError(404, "NotFound", `no route for ${error.request.method} ${error.request.url}`))
           }
           if (error instanceof HttpApiError.HttpApiDecodeError) {
-            const issues = error.issues
-              // A union's alternatives each add an issue; keep the ones that point into the input.
-              .filter((issue) => !(issue.path.length === 0 && issue.message.startsWith("Expected null")))
-              .map((issue) => ({ path: pathOf(issue.path), message: issue.message }))
+            const issues = issuesOf(error.issues)
             const message = issues.length === 0 ? "invalid request" : issues.map((i) => `${i.path}: ${i.message}`).join("; ")
             return Effect.succeed(jsonError(400, "BadRequest", message, { issues }))
           }

@@ -42,6 +42,7 @@ const kindRunner = <I, A>(
         control: options.control,
         runId: jobId,
         onEvent: (event) => {
+          options.onInFlight(event.counts.inFlight)
           if (event._tag === "ItemFinished") {
             const item = decoded[event.result.index]
             return options.onFinished(
@@ -49,7 +50,6 @@ const kindRunner = <I, A>(
               item === undefined ? undefined : effectOf(item, event.result, jobId)
             )
           }
-          options.onInFlight(event.counts.inFlight)
           return Effect.void
         }
       })

@@ -41,6 +41,15 @@ const sandboxCredentials = Layer.effect(
   }))
 ).pipe(Layer.provide(KolCredentials.fromConfig))
 
+/** Latencies like the real upstreams', so a demo shows what parallelism buys (SANDBOX_PROFILE=instant for none). */
+const realisticKnobs = {
+  login: { latency: { kind: "fixed", ms: 150 } },
+  interactions: { latency: { kind: "lognormal", medianMs: 300, sigma: 0.4 } },
+  chat: { latency: { kind: "lognormal", medianMs: 1500, sigma: 0.3 } },
+  screen: { latency: { kind: "lognormal", medianMs: 250, sigma: 0.3 } },
+  news: { latency: { kind: "lognormal", medianMs: 400, sigma: 0.3 } }
+} as const satisfies Sandbox.SandboxOptions["knobs"]
+
 const clients = Layer.mergeAll(ForumClient.layer, LlmClient.layer, MarketClient.layer, NewsClient.layer)
 
 const external = clients.pipe(
@@ -53,7 +62,9 @@ const embedded = Layer.unwrapScoped(
     const host = yield* Config.string("SANDBOX_HOST").pipe(Config.withDefault("127.0.0.1"))
     const port = yield* Config.integer("SANDBOX_PORT").pipe(Config.withDefault(0))
     const seed = yield* Config.integer("SANDBOX_SEED").pipe(Config.withDefault(42))
-    const sandbox = yield* Effect.provide(Sandbox.Sandbox, yield* Layer.build(Sandbox.layer({ host, port, seed })))
+    const profile = yield* Config.literal("realistic", "instant")("SANDBOX_PROFILE").pipe(Config.withDefault("realistic"))
+    const knobs = profile === "realistic" ? realisticKnobs : {}
+    const sandbox = yield* Effect.provide(Sandbox.Sandbox, yield* Layer.build(Sandbox.layer({ host, port, seed, knobs })))
     yield* Effect.logInfo(`no upstream URL set: using the embedded sandbox at ${sandbox.url} (knobs: ${sandbox.url}/__knobs)`)
     return clients.pipe(
       Layer.provide(

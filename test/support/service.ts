@@ -1,0 +1,65 @@
+/**
+ * Runs the real service as a child process (`node --import tsx src/main.ts`) on a free port, for
+ * tests that kill and restart it. The port is read from the service's own start-up log line.
+ */
+import { spawn, type ChildProcess } from "node:child_process"
+import * as path from "node:path"
+import { Data, Deferred, Duration, Effect, Scope } from "effect"
+
+export class ServiceStartError extends Data.TaggedError("ServiceStartError")<{ readonly message: string }> {}
+
+export interface ServiceProcess {
+  readonly url: string
+  readonly pid: number
+  /** Everything the process printed so far. */
+  readonly output: () => string
+  readonly kill: (signal: NodeJS.Signals) => Effect.Effect<void>
+  /** Resolves with the exit code (or the signal's name) once the process has exited. */
+  readonly exited: Effect.Effect<number | string>
+}
+
+const root = path.resolve(import.meta.dirname, "../..")
+
+export const start = (env: Readonly<Record<string, string>>): Effect.Effect<ServiceProcess, ServiceStartError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const exit = yield* Deferred.make<number | string>()
+    const listening = yield* Deferred.make<string, ServiceStartError>()
+    let output = ""
+    const child: ChildProcess = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
+          cwd: root,
+          env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", HOST: "127.0.0.1", PORT: "0", ...env },
+          stdio: ["ignore", "pipe", "pipe"]
+        })
+      ),
+      (child) =>
+        child.exitCode === null && child.signalCode === null
+          ? Effect.sync(() => child.kill("SIGKILL")).pipe(Effect.zipRight(Deferred.await(exit)), Effect.asVoid)
+          : Effect.void
+    )
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString("utf8")
+      const match = /listening on (http:\/\/[^\s]+)/.exec(output)
+      if (match?.[1] !== undefined) Deferred.unsafeDone(listening, Effect.succeed(match[1]))
+    }
+    child.stdout?.on("data", onData)
+    child.stderr?.on("data", onData)
+    child.on("exit", (code, signal) => {
+      Deferred.unsafeDone(exit, Effect.succeed(code ?? signal ?? "unknown"))
+      Deferred.unsafeDone(listening, Effect.fail(new ServiceStartError({ message: `service exited before listening:\n${output}` })))
+    })
+    const url = yield* Deferred.await(listening).pipe(
+      Effect.timeoutFail({
+        duration: Duration.seconds(30),
+        onTimeout: () => new ServiceStartError({ message: `service did not start within 30 s:\n${output}` })
+      })
+    )
+    return {
+      url,
+      pid: child.pid ?? -1,
+      output: () => output,
+      kill: (signal) => Effect.sync(() => void child.kill(signal)),
+      exited: Deferred.await(exit)
+    }
+  })
