@@ -12,7 +12,7 @@ import { InteractionsProcessor } from "../processors/Interactions.js"
 import { PostGenerationProcessor } from "../processors/PostGeneration.js"
 import type * as Processor from "../processors/Processor.js"
 import { JobStore, viewOf, type ItemEffect, type JobRecord, type StoreError } from "./JobStore.js"
-import { kindSchemas, type Counts, type JobEvent, type JobKind } from "./Model.js"
+import { kindSchemas, type JobEvent, type JobKind } from "./Model.js"
 
 /** How a kind's items run and what a finished item changes besides its own row. */
 interface KindRunner {
@@ -75,6 +75,9 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
     const intraday = yield* IntradayTriggersProcessor
     const grace = yield* Config.duration("SHUTDOWN_GRACE_PERIOD").pipe(Config.withDefault(Duration.seconds(10)))
     const cancelPoll = yield* Config.duration("JOB_CANCEL_POLL_INTERVAL").pipe(Config.withDefault(Duration.millis(500)))
+    // Group commit: results that finish within this window share one transaction. A crash can lose
+    // at most this window of finished results (those items run again).
+    const commitInterval = yield* Config.duration("JOB_COMMIT_INTERVAL").pipe(Config.withDefault(Duration.millis(5)))
 
     const runners: Record<JobKind, KindRunner> = {
       interactions: kindRunner(interactions, kindSchemas.interactions.input, (post, result) =>
@@ -104,7 +107,7 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
 
     const publish = (event: JobEvent) => PubSub.publish(hub, event)
 
-    const countsFrom = (job: JobRecord, results: Iterable<ItemResult<unknown>>): Counts => {
+    const countsFrom = (job: JobRecord, results: Iterable<ItemResult<unknown>>) => {
       const c = { total: job.total, completed: 0, succeeded: 0, failed: 0, cancelled: 0, skipped: 0 }
       for (const r of results) {
         c.completed++
@@ -137,6 +140,7 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
         const writes = yield* Mailbox.make<{ result: ItemResult<unknown>; effect: ItemEffect | undefined }>()
         let inFlight = 0
         let finishedThisRun = 0
+        const counts = countsFrom(job, results.values())
         const writer = Effect.gen(function* () {
           for (;;) {
             const [chunk, end] = yield* writes.takeAll
@@ -145,8 +149,9 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
             for (const b of batch) {
               results.set(b.result.index, b.result)
               finishedThisRun++
+              counts.completed++
+              counts[b.result.status]++
               yield* publish({ type: "item", jobId, seq: b.seq, result: b.result })
-              const counts = countsFrom(job, results.values())
               const elapsed = Date.now() - startedAt
               const remaining = counts.total - counts.completed
               yield* publish({
@@ -158,6 +163,7 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
               })
             }
             if (end) return
+            yield* Effect.sleep(commitInterval)
           }
         })
         const writerFiber = yield* Effect.fork(writer)

@@ -270,15 +270,8 @@ export class JobStore extends Effect.Service<JobStore>()("parallel-processor/Job
     ) =>
       Effect.gen(function* () {
         if (batch.length === 0) return
-        const existing = new Set(
-          (yield* sql<Row>`SELECT idx FROM pp_job_items WHERE job_id = ${jobId} AND ${sql.in("idx", batch.map((b) => b.result.index))}`).map(
-            (row) => num(row.idx)
-          )
-        )
-        const fresh = batch.filter((b) => !existing.has(b.result.index))
-        if (fresh.length === 0) return
-        yield* sql`INSERT INTO pp_job_items ${sql.insert(
-          fresh.map((b) => ({
+        const inserted = yield* sql<Row>`INSERT INTO pp_job_items ${sql.insert(
+          batch.map((b) => ({
             job_id: jobId,
             idx: b.result.index,
             seq: b.seq,
@@ -286,7 +279,9 @@ export class JobStore extends Effect.Service<JobStore>()("parallel-processor/Job
             result: JSON.stringify(b.result),
             finished_at: at
           }))
-        )}`
+        )} ON CONFLICT DO NOTHING RETURNING idx`
+        const stored = new Set(inserted.map((row) => num(row.idx)))
+        const fresh = batch.filter((b) => stored.has(b.result.index))
         const interactions = fresh.flatMap((b) => (b.effect?._tag === "Interactions" ? [b.effect] : []))
         if (interactions.length > 0) {
           yield* sql`INSERT INTO pp_posts ${sql.insert(

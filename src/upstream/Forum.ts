@@ -148,7 +148,7 @@ export const makeForumClient = (
               )
           )
         )
-      }).pipe(Effect.withSpan("ForumClient.interactions"))
+      }).pipe(Effect.withSpan("ForumClient.interactions", { captureStackTrace: false }))
 
     return { interactions }
   })

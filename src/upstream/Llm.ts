@@ -81,7 +81,7 @@ export class LlmClient extends Context.Tag("parallel-processor/LlmClient")<
                     }
             })
           }),
-          Effect.withSpan("LlmClient.complete")
+          Effect.withSpan("LlmClient.complete", { captureStackTrace: false })
         )
       }
       return { complete }

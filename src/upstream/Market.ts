@@ -36,7 +36,7 @@ export class MarketClient extends Context.Tag("parallel-processor/MarketClient")
             `market screen ${triggerKey}`
           ).pipe(
             Effect.map((r) => r.stocks),
-            Effect.withSpan("MarketClient.screen")
+            Effect.withSpan("MarketClient.screen", { captureStackTrace: false })
           )
       }
     })

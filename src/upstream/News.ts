@@ -34,7 +34,7 @@ export class NewsClient extends Context.Tag("parallel-processor/NewsClient")<
           })
           return callJson(client, request, NewsResponse, "news search").pipe(
             Effect.map((r) => r.news),
-            Effect.withSpan("NewsClient.search")
+            Effect.withSpan("NewsClient.search", { captureStackTrace: false })
           )
         }
       }

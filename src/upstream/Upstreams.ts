@@ -3,7 +3,7 @@
  * no upstream URL is set at all — against the sandbox started inside the process, so `npm start`
  * works on a fresh machine. Setting any URL turns the sandbox off (and then every URL is required).
  */
-import { FetchHttpClient } from "@effect/platform"
+import { NodeHttpClient } from "@effect/platform-node"
 import { Config, Context, Effect, Layer, Option, Redacted } from "effect"
 import * as Sandbox from "../sandbox/Sandbox.js"
 import { ForumClient } from "./Forum.js"
@@ -50,10 +50,13 @@ const realisticKnobs = {
   news: { latency: { kind: "lognormal", medianMs: 400, sigma: 0.3 } }
 } as const satisfies Sandbox.SandboxOptions["knobs"]
 
+// undici's own request API: a fraction of the CPU of `fetch` per call (measured in bench:http), same AbortSignal support.
+const httpClient = NodeHttpClient.layerUndici
+
 const clients = Layer.mergeAll(ForumClient.layer, LlmClient.layer, MarketClient.layer, NewsClient.layer)
 
 const external = clients.pipe(
-  Layer.provide(Layer.mergeAll(FetchHttpClient.layer, UpstreamConfig.fromEnv, KolCredentials.fromConfig)),
+  Layer.provide(Layer.mergeAll(httpClient, UpstreamConfig.fromEnv, KolCredentials.fromConfig)),
   Layer.merge(Layer.succeed(UpstreamMode, { embeddedSandbox: Option.none() }))
 )
 
@@ -69,7 +72,7 @@ const embedded = Layer.unwrapScoped(
     return clients.pipe(
       Layer.provide(
         Layer.mergeAll(
-          FetchHttpClient.layer,
+          httpClient,
           UpstreamConfig.allAt(sandbox.url, { llmApiKey: Redacted.make("sandbox"), newsApiKey: Redacted.make("sandbox") }),
           sandboxCredentials
         )
