@@ -118,11 +118,11 @@ export const ImportPostsBody = Schema.Struct({
 export const ListJobsParams = Schema.Struct({
   kind: Schema.optionalWith(JobKind, { exact: true }),
   status: Schema.optionalWith(JobStatus, { exact: true }),
-  limit: Schema.optionalWith(Schema.NumberFromString.pipe(Schema.compose(Schema.Int), Schema.between(1, 200)), {
-    default: () => 50
-  }),
+  /** Default 50. */
+  limit: Schema.optionalWith(Schema.NumberFromString.pipe(Schema.compose(Schema.Int), Schema.between(1, 200)), { exact: true }),
+  /** Default 0. */
   offset: Schema.optionalWith(Schema.NumberFromString.pipe(Schema.compose(Schema.Int), Schema.between(0, 1_000_000_000)), {
-    default: () => 0
+    exact: true
   })
 }).annotations(strict)
 

@@ -106,7 +106,13 @@ const JobsLive = HttpApiBuilder.group(Api, "jobs", (handlers) =>
     const jobs = yield* Jobs
     const runner = yield* JobRunner
     return handlers
-      .handle("list", ({ urlParams }) => Effect.catchTag(jobs.list(urlParams), "StoreError", storeUnavailable))
+      .handle("list", ({ urlParams }) =>
+        Effect.catchTag(
+          jobs.list({ kind: urlParams.kind, status: urlParams.status, limit: urlParams.limit ?? 50, offset: urlParams.offset ?? 0 }),
+          "StoreError",
+          storeUnavailable
+        )
+      )
       .handle("get", ({ path }) =>
         jobs.get(path.id).pipe(Effect.catchTags({ StoreError: storeUnavailable, JobNotFound: notFound }))
       )

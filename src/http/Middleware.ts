@@ -14,6 +14,16 @@ const jsonError = (status: number, error: string, message: string, extra: object
 
 const pathOf = (path: ReadonlyArray<PropertyKey>) => (path.length === 0 ? "body" : path.map(String).join("."))
 
+/** Chunked bodies are read up to this multiple of the limit before the connection is dropped. */
+const CHUNKED_HARD_CAP = 4
+
+const tooLarge = (limit: number) =>
+  HttpServerResponse.unsafeJson(
+    { _tag: "PayloadTooLarge", message: `request body exceeds MAX_BODY_BYTES (${limit} bytes)` },
+    // The rest of an oversized body is not read; closing the connection keeps it from being parsed as a request.
+    { status: 413, headers: { connection: "close" } }
+  )
+
 export const maxBodyBytes = Config.integer("MAX_BODY_BYTES").pipe(
   Config.validate({ message: "must be a positive number of bytes", validation: (n) => n > 0 }),
   Config.withDefault(1024 * 1024)
@@ -49,11 +59,19 @@ export const hardening = HttpApiBuilder.middleware(
     Effect.gen(function* () {
       const request = yield* HttpServerRequest.HttpServerRequest
       const declared = Number(request.headers["content-length"] ?? 0)
-      if (declared > limit) return jsonError(413, "PayloadTooLarge", `request body exceeds MAX_BODY_BYTES (${limit} bytes)`)
+      if (declared > limit) return tooLarge(limit)
+      if (request.headers["content-length"] === undefined && request.headers["transfer-encoding"] !== undefined) {
+        // A chunked body's size is known only by reading it. Node's body limit destroys the socket,
+        // which loses the 413; so read up to a hard cap (the text is cached for the handler) and
+        // answer 413 ourselves. Only a body beyond the hard cap gets the connection dropped.
+        const body = yield* request.text.pipe(
+          HttpIncomingMessage.withMaxBodySize(Option.some(limit * CHUNKED_HARD_CAP)),
+          Effect.option
+        )
+        if (Option.isNone(body) || Buffer.byteLength(body.value, "utf8") > limit) return tooLarge(limit)
+      }
       return yield* app
     }).pipe(
-      // Bodies without Content-Length (chunked) are cut off while reading.
-      HttpIncomingMessage.withMaxBodySize(Option.some(limit)),
       Effect.catchAllCause((cause) => {
         if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
         const failure = Cause.failureOption(cause)
@@ -74,7 +92,7 @@ export const hardening = HttpApiBuilder.middleware(
           // HttpApi reads the body with `orDie`, so body problems arrive as defects.
           return Effect.succeed(
             String(defect.value.cause).includes("maxBytes exceeded")
-              ? jsonError(413, "PayloadTooLarge", `request body exceeds MAX_BODY_BYTES (${limit} bytes)`)
+              ? tooLarge(limit)
               : jsonError(400, "BadRequest", "malformed JSON body")
           )
         }
