@@ -495,6 +495,13 @@ describe("jobs", () => {
 
         const missing = yield* raw(`${base}/api/jobs/no-such-job/events`)
         expect(missing.status).toBe(404)
+
+        // SSE reconnect: Last-Event-ID = the seq of the last item seen → only newer events.
+        const firstSeq = Number(frames.find((f) => f.event === "item")?.id)
+        const resumed = yield* raw(`${base}/api/jobs/${done.id}/events`, { headers: { "last-event-id": String(firstSeq) } })
+        const resumedFrames = sseFrames(resumed.body)
+        expect(resumedFrames.map((f) => f.event)).toEqual(["item", "progress", "item", "progress", "completed"])
+        expect(resumedFrames.filter((f) => f.event === "item").map((f) => Number(f.id))).toEqual([firstSeq + 1, firstSeq + 2])
       })
     ))
 

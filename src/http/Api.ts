@@ -229,7 +229,13 @@ export class JobsGroup extends HttpApiGroup.make("jobs")
   .add(
     HttpApiEndpoint.get("events", "/api/jobs/:id/events")
       .setPath(Schema.Struct({ id: Schema.String }))
-      .setHeaders(Schema.Struct({ accept: Schema.optional(Schema.String) }))
+      .setHeaders(
+        Schema.Struct({
+          accept: Schema.optional(Schema.String),
+          /** SSE reconnect: the `id` (item seq) of the last event received; older ones are not replayed. */
+          "last-event-id": Schema.optional(Schema.NumberFromString.pipe(Schema.compose(Schema.Int)))
+        })
+      )
       .addSuccess(HttpApiSchema.Text({ contentType: "text/event-stream" }))
       .addError(NotFound)
       .annotate(OpenApi.Description, "Server-sent events: stored events replayed, then live ones until the job ends (NDJSON with Accept: application/x-ndjson).")

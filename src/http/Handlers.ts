@@ -119,7 +119,13 @@ const JobsLive = HttpApiBuilder.group(Api, "jobs", (handlers) =>
       .handle("events", ({ path, headers }) =>
         // Check the job exists first, so an unknown id is a 404 rather than an empty stream.
         jobs.find(path.id).pipe(
-          Effect.map(() => eventResponse(jobs.events(path.id), !(headers.accept ?? "").includes("application/x-ndjson"), runner.shuttingDown)),
+          Effect.map(() =>
+            eventResponse(
+              jobs.events(path.id, headers["last-event-id"]),
+              !(headers.accept ?? "").includes("application/x-ndjson"),
+              runner.shuttingDown
+            )
+          ),
           Effect.catchTags({ StoreError: storeUnavailable, JobNotFound: notFound })
         )
       )

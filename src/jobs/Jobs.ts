@@ -168,20 +168,22 @@ export class Jobs extends Effect.Service<Jobs>()("parallel-processor/Jobs", {
       })
 
     /** Stored events first (as a client that watched from the start would have seen them), then live ones. */
-    const events = (id: string): Stream.Stream<JobEvent, JobNotFound | StoreError> =>
+    const events = (id: string, afterSeq?: number): Stream.Stream<JobEvent, JobNotFound | StoreError> =>
       Stream.unwrapScoped(
         Effect.gen(function* () {
           // Subscribe before reading, so nothing that finishes in between is missed.
           const subscription = yield* PubSub.subscribe(runner.hub)
           const job = yield* find(id)
           const stored = yield* store.items(id)
-          const replay: Array<JobEvent> = [
-            { type: "started", jobId: id, kind: job.kind, total: job.total, at: new Date(job.startedAt ?? job.createdAt).toISOString() }
-          ]
+          // A client reconnecting with the last `seq` it saw (SSE Last-Event-ID) gets only what is newer.
+          const replay: Array<JobEvent> = afterSeq === undefined
+            ? [{ type: "started", jobId: id, kind: job.kind, total: job.total, at: new Date(job.startedAt ?? job.createdAt).toISOString() }]
+            : []
           const counts = { total: job.total, completed: 0, succeeded: 0, failed: 0, cancelled: 0, skipped: 0 }
           for (const item of stored) {
             counts.completed++
             counts[item.result.status]++
+            if (afterSeq !== undefined && item.seq <= afterSeq) continue
             replay.push({ type: "item", jobId: id, seq: item.seq, result: item.result })
             replay.push({ type: "progress", jobId: id, ...counts, inFlight: 0 })
           }
