@@ -64,14 +64,14 @@ export const layer = Layer.unwrapEffect(
       Effect.gen(function* () {
         const runner = yield* JobRunner
         const address = yield* HttpServer.addressFormattedWith(Effect.succeed)
-        const where = yield* Database.location.pipe(Effect.option)
+        const where = yield* Database.Location
         const sandbox = yield* Effect.serviceOption(Upstreams.UpstreamMode).pipe(
           Effect.map(Option.flatMap((mode) => mode.embeddedSandbox))
         )
         yield* Effect.logInfo(`parallel-processor listening on ${address}`).pipe(
           Effect.annotateLogs({
             docs: `${address}/docs`,
-            data: Option.match(where, { onNone: () => "?", onSome: (w) => w.filename }),
+            data: Database.describe(where),
             upstreams: Option.getOrElse(sandbox, () => "configured URLs")
           })
         )

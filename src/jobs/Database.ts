@@ -1,21 +1,34 @@
 /**
- * Where the service keeps its state: an embedded SQLite file under `DATA_DIR` by default, or the file
- * named by `DATABASE_URL` (`sqlite:<path>` or `file:<path>`). The data file is locked for the life of
- * the process, because two processes on one SQLite file would both resume and run the same jobs.
+ * Where the service keeps its state: an embedded SQLite file under `DATA_DIR` by default, the file
+ * named by `DATABASE_URL` (`sqlite:<path>` or `file:<path>`), or PostgreSQL (`postgres://…`), which
+ * several instances can share. A SQLite file is locked for the life of the process, because two
+ * processes on one SQLite file would both resume and run the same jobs.
  */
+import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import { SqlClient } from "@effect/sql"
-import { Config, Data, Effect, Layer, Option, Redacted } from "effect"
+import { Config, Context, Data, Effect, Layer, Option, Redacted } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 
 export class DatabaseConfigError extends Data.TaggedError("DatabaseConfigError")<{ readonly message: string }> {}
 
-export interface DatabaseLocation {
-  readonly dialect: "sqlite"
-  /** Absolute path of the SQLite file. */
-  readonly filename: string
-}
+export type DatabaseLocation =
+  | {
+      readonly dialect: "sqlite"
+      /** Absolute path of the SQLite file. */
+      readonly filename: string
+    }
+  | {
+      readonly dialect: "pg"
+      readonly url: Redacted.Redacted
+      /** host:port/database, for logs (no credentials). */
+      readonly display: string
+    }
+
+/** Where the data is, fit for a log line (never the password). */
+export const describe = (where: DatabaseLocation): string =>
+  where.dialect === "sqlite" ? where.filename : `postgres://${where.display}`
 
 export const DEFAULT_FILE = "parallel-processor.db"
 
@@ -34,9 +47,18 @@ export const location: Effect.Effect<DatabaseLocation, DatabaseConfigError> = Ef
   const raw = Redacted.value(url.value).trim()
   const match = /^(sqlite|file):(\/\/)?(.+)$/.exec(raw)
   if (match?.[3] !== undefined) return { dialect: "sqlite" as const, filename: path.resolve(match[3]) }
+  if (/^postgres(ql)?:\/\//i.test(raw)) {
+    const parsed = Option.liftThrowable(() => new URL(raw))()
+    if (Option.isNone(parsed)) return yield* new DatabaseConfigError({ message: "DATABASE_URL is not a valid postgres:// URL" })
+    return {
+      dialect: "pg" as const,
+      url: url.value,
+      display: `${parsed.value.hostname}:${parsed.value.port || "5432"}${parsed.value.pathname}`
+    }
+  }
   const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(raw)?.[1]
   return yield* new DatabaseConfigError({
-    message: `DATABASE_URL: unsupported scheme ${scheme === undefined ? "(none)" : `"${scheme}"`}; use sqlite:<path>`
+    message: `DATABASE_URL: unsupported scheme ${scheme === undefined ? "(none)" : `"${scheme}"`}; use postgres://… or sqlite:<path>`
   })
 })
 
@@ -87,19 +109,26 @@ const tune = Effect.flatMap(SqlClient.SqlClient, (sql) =>
   Effect.zipRight(sql`PRAGMA synchronous = NORMAL`, sql`PRAGMA busy_timeout = 5000`)
 )
 
-/** SqlClient for the configured location, with the file locked and tuned for many small commits. */
+/** SqlClient for the configured location; a SQLite file is locked and tuned for many small commits. */
 export const layer = (
   where: DatabaseLocation
 ): Layer.Layer<SqlClient.SqlClient, DataDirLocked | DatabaseConfigError> =>
-  Layer.unwrapScoped(
-    Effect.map(lockFile(where.filename), () =>
-      SqliteClient.layer({ filename: where.filename }).pipe(
-        Layer.tap((context) => Effect.orDie(Effect.provide(tune, context))),
-        Layer.mapError((error) => new DatabaseConfigError({ message: error.message }))
+  where.dialect === "pg"
+    ? PgClient.layer({ url: where.url, applicationName: "parallel-processor", maxConnections: 20 }).pipe(
+        Layer.mapError(() => new DatabaseConfigError({ message: `cannot connect to ${describe(where)}` }))
       )
-    )
-  )
+    : Layer.unwrapScoped(
+        Effect.map(lockFile(where.filename), () =>
+          SqliteClient.layer({ filename: where.filename }).pipe(
+            Layer.tap((context) => Effect.orDie(Effect.provide(tune, context))),
+            Layer.mapError((error) => new DatabaseConfigError({ message: error.message }))
+          )
+        )
+      )
 
-/** `layer` at the location the environment names. */
-export const layerFromConfig: Layer.Layer<SqlClient.SqlClient, DataDirLocked | DatabaseConfigError> =
-  Layer.unwrapEffect(Effect.map(location, layer))
+/** The location as a service, for the start-up log and the cluster mode choice. */
+export class Location extends Context.Tag("parallel-processor/DatabaseLocation")<Location, DatabaseLocation>() {}
+
+/** `layer` at the location the environment names, plus that location. */
+export const layerFromConfig: Layer.Layer<SqlClient.SqlClient | Location, DataDirLocked | DatabaseConfigError> =
+  Layer.unwrapEffect(Effect.map(location, (where) => Layer.merge(layer(where), Layer.succeed(Location, where))))

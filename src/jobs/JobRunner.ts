@@ -123,7 +123,6 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
         const inputs = yield* store.inputsOf(jobId)
         const stored = yield* store.items(jobId)
         const results = new Map<number, ItemResult<unknown>>(stored.map((s) => [s.index, s.result]))
-        let seq = stored.reduce((max, s) => Math.max(max, s.seq), -1) + 1
         const pending = inputs.flatMap((input, index) => (results.has(index) ? [] : [{ index, input }]))
         const startedAt = Date.now()
         yield* store.markRunning(jobId, startedAt)
@@ -144,10 +143,9 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
         const writer = Effect.gen(function* () {
           for (;;) {
             const [chunk, end] = yield* writes.takeAll
-            const batch = Array.from(chunk, (w) => ({ seq: seq++, result: w.result, effect: w.effect }))
-            yield* store.saveItems(jobId, batch, Date.now())
-            for (const b of batch) {
-              results.set(b.result.index, b.result)
+            const saved = yield* store.saveItems(jobId, Array.from(chunk), Date.now())
+            for (const b of saved) {
+              results.set(b.index, b.result)
               finishedThisRun++
               counts.completed++
               counts[b.result.status]++
@@ -231,6 +229,10 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
         yield* Fiber.interrupt(watcher)
         live.delete(jobId)
 
+        if (!inputs.every((_, index) => results.has(index))) {
+          // Another process may have stored some of these items (a re-run after a failover).
+          for (const item of yield* store.items(jobId)) results.set(item.index, item.result)
+        }
         const allDone = inputs.every((_, index) => results.has(index))
         if (!allDone) {
           // Only a shutdown can leave items without a result; the workflow resumes them on restart.

@@ -101,6 +101,9 @@ const emptyCounts = (total: number): Counts => ({
   skipped: 0
 })
 
+/** Arbitrary, fixed: the advisory lock key that serializes schema creation. */
+export const SCHEMA_LOCK_KEY = 7_240_611_001
+
 const statements = [
   `CREATE TABLE IF NOT EXISTS pp_jobs (
     id TEXT PRIMARY KEY,
@@ -112,11 +115,13 @@ const statements = [
     request_hash TEXT,
     total INTEGER NOT NULL,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
+    next_seq BIGINT NOT NULL DEFAULT 0,
     created_at BIGINT NOT NULL,
     started_at BIGINT,
     finished_at BIGINT
   )`,
   `CREATE INDEX IF NOT EXISTS pp_jobs_created ON pp_jobs (created_at)`,
+  `CREATE INDEX IF NOT EXISTS pp_jobs_status ON pp_jobs (status)`,
   `CREATE TABLE IF NOT EXISTS pp_job_items (
     job_id TEXT NOT NULL,
     idx INTEGER NOT NULL,
@@ -126,6 +131,7 @@ const statements = [
     finished_at BIGINT NOT NULL,
     PRIMARY KEY (job_id, idx)
   )`,
+  `CREATE INDEX IF NOT EXISTS pp_job_items_seq ON pp_job_items (job_id, seq)`,
   `CREATE TABLE IF NOT EXISTS pp_posts (
     post_id TEXT PRIMARY KEY,
     article_id TEXT,
@@ -152,9 +158,15 @@ export class JobStore extends Effect.Service<JobStore>()("parallel-processor/Job
   effect: Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
 
-    const ensureSchema = Effect.forEach(statements, (statement) => sql.unsafe(statement), { discard: true }).pipe(
-      orStoreError("creating tables")
-    )
+    const createAll = Effect.forEach(statements, (statement) => sql.unsafe(statement), { discard: true })
+    // Instances starting together on an empty PostgreSQL database would race on CREATE TABLE IF NOT
+    // EXISTS (it is not atomic there); a transaction-scoped advisory lock makes them take turns.
+    const ensureSchema = sql
+      .onDialectOrElse({
+        pg: () => sql.withTransaction(Effect.zipRight(sql`SELECT pg_advisory_xact_lock(${SCHEMA_LOCK_KEY})`, createAll)),
+        orElse: () => createAll
+      })
+      .pipe(orStoreError("creating tables"))
     yield* ensureSchema
 
     const getJob = (id: string) =>
@@ -195,6 +207,19 @@ export class JobStore extends Effect.Service<JobStore>()("parallel-processor/Job
 
     const items = (id: string) =>
       sql<Row>`SELECT idx, seq, result FROM pp_job_items WHERE job_id = ${id} ORDER BY seq`.pipe(
+        Effect.map((rows) =>
+          rows.map((row): StoredItem => ({
+            index: num(row.idx),
+            seq: num(row.seq),
+            result: JSON.parse(String(row.result)) as ItemResult<unknown>
+          }))
+        ),
+        orStoreError("reading item results")
+      )
+
+    /** Items stored after `seq`, for followers in other processes. */
+    const itemsAfter = (id: string, seq: number) =>
+      sql<Row>`SELECT idx, seq, result FROM pp_job_items WHERE job_id = ${id} AND seq > ${seq} ORDER BY seq`.pipe(
         Effect.map((rows) =>
           rows.map((row): StoredItem => ({
             index: num(row.idx),
@@ -265,13 +290,18 @@ export class JobStore extends Effect.Service<JobStore>()("parallel-processor/Job
      */
     const saveItems = (
       jobId: string,
-      batch: ReadonlyArray<{ readonly seq: number; readonly result: ItemResult<unknown>; readonly effect?: ItemEffect | undefined }>,
+      batch: ReadonlyArray<{ readonly result: ItemResult<unknown>; readonly effect?: ItemEffect | undefined }>,
       at: number
     ) =>
       Effect.gen(function* () {
-        if (batch.length === 0) return
+        if (batch.length === 0) return []
+        // Sequence numbers come from the job's row, so writers on several instances never collide;
+        // the row lock also orders their transactions.
+        const counter = yield* sql<Row>`UPDATE pp_jobs SET next_seq = next_seq + ${batch.length} WHERE id = ${jobId} RETURNING next_seq`
+        const first = num(counter[0]?.next_seq ?? batch.length) - batch.length
+        const numbered = batch.map((b, i) => ({ ...b, seq: first + i }))
         const inserted = yield* sql<Row>`INSERT INTO pp_job_items ${sql.insert(
-          batch.map((b) => ({
+          numbered.map((b) => ({
             job_id: jobId,
             idx: b.result.index,
             seq: b.seq,
@@ -281,7 +311,7 @@ export class JobStore extends Effect.Service<JobStore>()("parallel-processor/Job
           }))
         )} ON CONFLICT DO NOTHING RETURNING idx`
         const stored = new Set(inserted.map((row) => num(row.idx)))
-        const fresh = batch.filter((b) => stored.has(b.result.index))
+        const fresh = numbered.filter((b) => stored.has(b.result.index))
         const interactions = fresh.flatMap((b) => (b.effect?._tag === "Interactions" ? [b.effect] : []))
         if (interactions.length > 0) {
           yield* sql`INSERT INTO pp_posts ${sql.insert(
@@ -315,6 +345,7 @@ export class JobStore extends Effect.Service<JobStore>()("parallel-processor/Job
             }))
           )} ON CONFLICT (post_id) DO UPDATE SET content = excluded.content, stock_code = excluded.stock_code, job_id = excluded.job_id, updated_at = excluded.updated_at`
         }
+        return fresh.map((b): StoredItem => ({ index: b.result.index, seq: b.seq, result: b.result }))
       }).pipe(sql.withTransaction, orStoreError("saving item results"))
 
     const importPosts = (
@@ -386,6 +417,7 @@ export class JobStore extends Effect.Service<JobStore>()("parallel-processor/Job
       createJob,
       inputsOf,
       items,
+      itemsAfter,
       counts,
       listJobs,
       markRunning,
