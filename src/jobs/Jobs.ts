@@ -16,11 +16,12 @@ import type { SqlClient } from "@effect/sql"
 import * as Activity from "@effect/workflow/Activity"
 import * as Workflow from "@effect/workflow/Workflow"
 import { WorkflowEngine } from "@effect/workflow/WorkflowEngine"
-import { Data, Deferred, Effect, Layer, Option, PubSub, Schedule, Schema, Stream } from "effect"
+import { Config, Data, Deferred, Duration, Effect, Layer, Option, PubSub, Schedule, Schema, Stream } from "effect"
 import { createHash } from "node:crypto"
 import { JobRunner } from "./JobRunner.js"
 import { JobStore, viewOf, type JobRecord, type StoreError } from "./JobStore.js"
-import { isTerminal, type JobDetail, type JobEvent, type JobKind, type JobOptions, type JobStatus, type JobView } from "./Model.js"
+import * as Database from "./Database.js"
+import { isTerminal, type Counts, type JobDetail, type JobEvent, type JobKind, type JobOptions, type JobStatus, type JobView } from "./Model.js"
 
 export class JobNotFound extends Data.TaggedError("JobNotFound")<{ readonly id: string }> {}
 export class IdempotencyConflict extends Data.TaggedError("IdempotencyConflict")<{ readonly key: string }> {}
@@ -91,6 +92,9 @@ export class Jobs extends Effect.Service<Jobs>()("parallel-processor/Jobs", {
     const store = yield* JobStore
     const runner = yield* JobRunner
     const engine = yield* WorkflowEngine
+    // With a shared database, a job may run in another instance: follow it through the database.
+    const shared = (yield* Database.Location).dialect === "pg"
+    const pollInterval = yield* Config.duration("JOB_EVENTS_POLL_INTERVAL").pipe(Config.withDefault(Duration.millis(100)))
 
     const start = (jobId: string) =>
       JobWorkflow.execute({ jobId }, { discard: true }).pipe(
@@ -205,9 +209,47 @@ export class Jobs extends Effect.Service<Jobs>()("parallel-processor/Jobs", {
             }),
             Stream.takeUntil((event) => event.type === "completed")
           )
-          return Stream.concat(Stream.fromIterable(replay), liveEvents)
+          return Stream.concat(Stream.fromIterable(replay), shared ? polled(id, lastSeq, counts) : liveEvents)
         })
       )
+
+    /**
+     * Live events of a job that may run in another process: new item rows and the job's status,
+     * read every `pollInterval` (instances share nothing but the database).
+     */
+    const polled = (id: string, fromSeq: number, start: Counts): Stream.Stream<JobEvent, JobNotFound | StoreError> => {
+      const counts = { ...start }
+      let lastSeq = fromSeq
+      let ended = false
+      const step: Effect.Effect<ReadonlyArray<JobEvent>, JobNotFound | StoreError> = Effect.gen(function* () {
+        // Read the status first: rows stored before a terminal status are then all visible below.
+        const job = yield* find(id)
+        const fresh = yield* store.itemsAfter(id, lastSeq)
+        const out: Array<JobEvent> = []
+        for (const item of fresh) {
+          lastSeq = Math.max(lastSeq, item.seq)
+          counts.completed++
+          counts[item.result.status]++
+          out.push({ type: "item", jobId: id, seq: item.seq, result: item.result })
+          out.push({ type: "progress", jobId: id, ...counts, inFlight: 0 })
+        }
+        if (isTerminal(job.status)) {
+          ended = true
+          out.push({ type: "completed", jobId: id, job: yield* view(job) })
+        }
+        return out
+      })
+      return Stream.repeatEffectOption(
+        Effect.suspend(() =>
+          ended
+            ? Effect.fail(Option.none())
+            : step.pipe(
+                Effect.tap(() => (ended ? Effect.void : Effect.sleep(pollInterval))),
+                Effect.mapError(Option.some)
+              )
+        )
+      ).pipe(Stream.flattenIterables)
+    }
 
     /** Waits until the job ends; `false` when this process began shutting down first. */
     const awaitEnd = (id: string): Effect.Effect<boolean, JobNotFound | StoreError> =>
@@ -216,11 +258,21 @@ export class Jobs extends Effect.Service<Jobs>()("parallel-processor/Jobs", {
           const subscription = yield* PubSub.subscribe(runner.hub)
           const job = yield* find(id)
           if (isTerminal(job.status)) return true
-          const ended = Stream.fromQueue(subscription).pipe(
+          const local = Stream.fromQueue(subscription).pipe(
             Stream.filter((e) => e.jobId === id && e.type === "completed"),
             Stream.runHead,
             Effect.as(true)
           )
+          // Shared database: the job may finish in another instance, which only the database tells.
+          const ended = shared
+            ? Effect.raceFirst(
+                local,
+                find(id).pipe(
+                  Effect.repeat({ schedule: Schedule.spaced(pollInterval), until: (now) => isTerminal(now.status) }),
+                  Effect.as(true)
+                )
+              )
+            : local
           return yield* Effect.raceFirst(ended, Effect.as(Deferred.await(runner.shuttingDown), false))
         })
       )
