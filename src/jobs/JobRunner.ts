@@ -4,7 +4,7 @@
  * up only the items that have no stored result. Also the in-process hub that live progress streams
  * and waiting requests listen to, and the place that drains running jobs on shutdown.
  */
-import { Config, Deferred, Duration, Effect, Fiber, Mailbox, Option, PubSub, Ref, Schedule, Schema } from "effect"
+import { Config, Deferred, Duration, Effect, Fiber, Mailbox, PubSub, Ref, Schedule, Schema } from "effect"
 import type { ItemResult } from "../engine/ItemResult.js"
 import * as RunControl from "../engine/RunControl.js"
 import { IntradayTriggersProcessor } from "../processors/IntradayTriggers.js"
@@ -116,14 +116,40 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
       return c
     }
 
-    const execute = (jobId: string): Effect.Effect<RunOutcome, StoreError> =>
+    /** Marks a job whose items all have results as ended, and tells its followers. */
+    const finalize = (jobId: string, startedAt: number) =>
+      Effect.gen(function* () {
+        const job = yield* store.getJob(jobId)
+        if (job === undefined || job.status === "completed" || job.status === "cancelled") return
+        const status = job.cancelRequested ? "cancelled" : "completed"
+        const finishedAt = Date.now()
+        yield* store.finish(jobId, status, finishedAt)
+        const counts = yield* store.counts(job)
+        const finished = yield* store.getJob(jobId)
+        if (finished !== undefined) yield* publish({ type: "completed", jobId, job: viewOf(finished, counts) })
+        yield* Effect.logInfo(
+          `job ${status}: ${counts.succeeded} succeeded, ${counts.failed} failed, ${counts.cancelled} cancelled, ${counts.skipped} skipped`
+        ).pipe(Effect.annotateLogs({ job: jobId, kind: job.kind, durationMs: finishedAt - (job.startedAt ?? startedAt) }))
+      })
+
+    /**
+     * Runs the job's items that belong to `slice` (index mod parts = part) and have no stored
+     * result. With `finalizeAfter`, also ends the job (the single-runner case, one slice).
+     */
+    const execute = (
+      jobId: string,
+      slice: { readonly part: number; readonly parts: number } = { part: 0, parts: 1 },
+      finalizeAfter = true
+    ): Effect.Effect<RunOutcome, StoreError> =>
       Effect.gen(function* () {
         const job = yield* store.getJob(jobId)
         if (job === undefined || job.status === "completed" || job.status === "cancelled") return "finished"
         const inputs = yield* store.inputsOf(jobId)
         const stored = yield* store.items(jobId)
         const results = new Map<number, ItemResult<unknown>>(stored.map((s) => [s.index, s.result]))
-        const pending = inputs.flatMap((input, index) => (results.has(index) ? [] : [{ index, input }]))
+        const mine = (index: number) => index % slice.parts === slice.part
+        const pending = inputs.flatMap((input, index) => (results.has(index) || !mine(index) ? [] : [{ index, input }]))
+        const runKey = `${jobId}#${slice.part}`
         const startedAt = Date.now()
         yield* store.markRunning(jobId, startedAt)
         yield* Effect.logInfo(
@@ -134,7 +160,7 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
         const stopping = yield* Ref.make(false)
         const draining = { on: false }
         const done = yield* Deferred.make<RunOutcome>()
-        live.set(jobId, { jobId, control, stopping, done })
+        live.set(runKey, { jobId, control, stopping, done })
 
         const writes = yield* Mailbox.make<{ result: ItemResult<unknown>; effect: ItemEffect | undefined }>()
         let inFlight = 0
@@ -227,35 +253,31 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
         yield* writes.end
         yield* Fiber.join(writerFiber)
         yield* Fiber.interrupt(watcher)
-        live.delete(jobId)
+        live.delete(runKey)
 
-        if (!inputs.every((_, index) => results.has(index))) {
+        if (!inputs.every((_, index) => !mine(index) || results.has(index))) {
           // Another process may have stored some of these items (a re-run after a failover).
           for (const item of yield* store.items(jobId)) results.set(item.index, item.result)
         }
-        const allDone = inputs.every((_, index) => results.has(index))
+        const allDone = inputs.every((_, index) => !mine(index) || results.has(index))
         if (!allDone) {
           // Only a shutdown can leave items without a result; the workflow resumes them on restart.
           yield* Deferred.succeed(done, "paused")
-          yield* Effect.logInfo("job paused for shutdown").pipe(Effect.annotateLogs({ job: jobId }))
+          yield* Effect.logInfo("job paused for shutdown").pipe(Effect.annotateLogs({ job: jobId, part: slice.part }))
           return "paused" as const
         }
-        const cancelled = cancelledBefore || (yield* Deferred.isDone(control.cancelled))
-        const finishedAt = Date.now()
-        yield* store.finish(jobId, cancelled ? "cancelled" : "completed", finishedAt)
+        if (finalizeAfter) yield* finalize(jobId, startedAt)
         yield* Deferred.succeed(done, "finished")
-        const view = countsFrom(job, results.values())
-        const finished = yield* store.getJob(jobId)
-        if (finished !== undefined) yield* publish({ type: "completed", jobId, job: viewOf(finished, view) })
-        yield* Effect.logInfo(
-          `job ${cancelled ? "cancelled" : "completed"}: ${view.succeeded} succeeded, ${view.failed} failed, ${view.cancelled} cancelled, ${view.skipped} skipped`
-        ).pipe(Effect.annotateLogs({ job: jobId, kind: job.kind, durationMs: finishedAt - startedAt }))
         return "finished" as const
       }).pipe(Effect.withSpan("JobRunner.execute", { attributes: { jobId } }))
 
     /** Cancels a job running in this process now; other processes see the stored flag. */
     const cancelLocal = (jobId: string) =>
-      Option.match(Option.fromNullable(live.get(jobId)), { onNone: () => Effect.void, onSome: (run) => run.control.cancel })
+      Effect.forEach(
+        Array.from(live.values()).filter((run) => run.jobId === jobId),
+        (run) => run.control.cancel,
+        { discard: true }
+      )
 
     // Shutdown: stop handing out items, give running attempts the grace period, then interrupt them.
     yield* Effect.addFinalizer(() =>
@@ -278,7 +300,8 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
       hub,
       shuttingDown,
       countsFrom,
-      isLive: (jobId: string) => live.has(jobId)
+      finalize,
+      isLive: (jobId: string) => Array.from(live.values()).some((run) => run.jobId === jobId)
     } as const
   })
 }) {}

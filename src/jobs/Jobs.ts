@@ -4,15 +4,6 @@
  * This module is what the HTTP handlers talk to: submit (with idempotency keys), read, list, cancel,
  * follow progress (stored events replayed, then live ones), and wait for the end.
  */
-import * as ClusterWorkflowEngine from "@effect/cluster/ClusterWorkflowEngine"
-import * as RunnerAddress from "@effect/cluster/RunnerAddress"
-import * as RunnerHealth from "@effect/cluster/RunnerHealth"
-import * as Runners from "@effect/cluster/Runners"
-import * as RunnerStorage from "@effect/cluster/RunnerStorage"
-import * as Sharding from "@effect/cluster/Sharding"
-import * as ShardingConfig from "@effect/cluster/ShardingConfig"
-import * as SqlMessageStorage from "@effect/cluster/SqlMessageStorage"
-import type { SqlClient } from "@effect/sql"
 import * as Activity from "@effect/workflow/Activity"
 import * as Workflow from "@effect/workflow/Workflow"
 import { WorkflowEngine } from "@effect/workflow/WorkflowEngine"
@@ -33,49 +24,60 @@ export const JobWorkflow = Workflow.make({
   idempotencyKey: ({ jobId }) => jobId
 })
 
-/**
- * The workflow body: one activity that runs the job's unfinished items. Items are not activities of
- * their own: each activity costs ~3–4 ms of CPU in the cluster (measured: 2,000 × 20 ms items at 50
- * concurrent took 8–11× the ideal), so item results are committed to our own table instead, which
- * gives the same guarantee — a finished item is never run again — at ~0.1 ms.
- */
-export const JobWorkflowLive = JobWorkflow.toLayer(({ jobId }) =>
-  Effect.gen(function* () {
-    const runner = yield* JobRunner
-    yield* Activity.make({
-      name: "run-items",
-      execute: runner.execute(jobId).pipe(
-        Effect.retry({ schedule: Schedule.exponential("200 millis"), times: 5 }),
-        Effect.tapError((error) => Effect.logError("job could not run", error.message).pipe(Effect.annotateLogs({ job: jobId }))),
-        Effect.orDie,
-        // Paused by shutdown: the activity must not complete, so the next start runs it again.
-        Effect.flatMap((outcome) => (outcome === "paused" ? Effect.never : Effect.void))
-      )
-    })
+/** One slice of a job (items whose index mod `parts` is `part`); its own entity, so its own shard. */
+export const JobPartWorkflow = Workflow.make({
+  name: "JobPart",
+  payload: { jobId: Schema.String, part: Schema.Number, parts: Schema.Number },
+  idempotencyKey: ({ jobId, part, parts }) => `${jobId}/${part}/${parts}`
+})
+
+const runItems = (
+  runner: JobRunner,
+  jobId: string,
+  slice: { readonly part: number; readonly parts: number },
+  finalizeAfter: boolean
+) =>
+  Activity.make({
+    name: `run-items-${slice.part}`,
+    execute: runner.execute(jobId, slice, finalizeAfter).pipe(
+      Effect.retry({ schedule: Schedule.exponential("200 millis"), times: 5 }),
+      Effect.tapError((error) => Effect.logError("job could not run", error.message).pipe(Effect.annotateLogs({ job: jobId }))),
+      Effect.orDie,
+      // Paused by shutdown: the activity must not complete, so it runs again after the restart (or on
+      // the runner that takes over the shard).
+      Effect.flatMap((outcome) => (outcome === "paused" ? Effect.never : Effect.void))
+    )
   })
-)
 
 /**
- * A single runner over the SQL database. The address is fixed and runner storage is in memory: the
- * data file is locked to this process (see `Database`), so there is no other runner to coordinate
- * with, and a restart resumes at once instead of waiting for a shard lock to expire.
+ * The workflow bodies. Items are not activities of their own: each activity costs ~3–4 ms of CPU in
+ * the cluster (measured: 2,000 × 20 ms items at 50 concurrent took 8–11× the ideal), so item results
+ * are committed to our own table instead, which gives the same guarantee — a finished item is never
+ * run again — at ~0.1 ms. With one runner a job is one activity; with a shared database it is split
+ * into `JOB_PARTITIONS` child workflows, which the cluster spreads over the runners' shards.
  */
-export const clusterLayer = ShardingConfig.layer({
-  runnerAddress: Option.some(RunnerAddress.make("localhost", 34431)),
-  // Our own shutdown drains jobs first; after that nothing is left for the cluster to wait for.
-  entityTerminationTimeout: "1 second",
-  entityRegistrationTimeout: "1 minute"
-}).pipe((config) =>
-  Sharding.layer.pipe(
-    Layer.provideMerge(Runners.layerNoop),
-    Layer.provideMerge(SqlMessageStorage.layer),
-    Layer.provide([RunnerStorage.layerMemory, RunnerHealth.layerNoop]),
-    Layer.provide(config)
+export const JobWorkflowLive = Layer.mergeAll(
+  JobWorkflow.toLayer(({ jobId }) =>
+    Effect.gen(function* () {
+      const runner = yield* JobRunner
+      const where = yield* Database.Location
+      if (where.dialect !== "pg") return yield* runItems(runner, jobId, { part: 0, parts: 1 }, true)
+      const parts = yield* Config.integer("JOB_PARTITIONS").pipe(Config.withDefault(6), Effect.orDie)
+      yield* Effect.forEach(
+        Array.from({ length: parts }, (_, part) => part),
+        (part) => JobPartWorkflow.execute({ jobId, part, parts }),
+        { concurrency: "unbounded", discard: true }
+      )
+      yield* Activity.make({
+        name: "finalize",
+        execute: Effect.orDie(runner.finalize(jobId, Date.now()))
+      })
+    })
+  ),
+  JobPartWorkflow.toLayer(({ jobId, part, parts }) =>
+    Effect.flatMap(JobRunner, (runner) => runItems(runner, jobId, { part, parts }, false))
   )
 )
-
-export const workflowEngineLayer: Layer.Layer<WorkflowEngine, never, SqlClient.SqlClient> =
-  ClusterWorkflowEngine.layer.pipe(Layer.provide(clusterLayer))
 
 export interface ListFilter {
   readonly kind?: JobKind | undefined

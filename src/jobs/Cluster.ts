@@ -1,0 +1,106 @@
+/**
+ * The `@effect/cluster` runtime jobs execute on. Embedded SQLite: one runner in this process (the
+ * data file is locked to it). PostgreSQL: this process is one of N runners that share the database,
+ * talk to each other over sockets (`RUNNER_HOST`:`RUNNER_PORT`) and own a share of the shards each;
+ * a dead runner's shards move to the survivors.
+ */
+import * as ClusterWorkflowEngine from "@effect/cluster/ClusterWorkflowEngine"
+import * as RunnerAddress from "@effect/cluster/RunnerAddress"
+import * as RunnerHealth from "@effect/cluster/RunnerHealth"
+import * as Runners from "@effect/cluster/Runners"
+import * as RunnerStorage from "@effect/cluster/RunnerStorage"
+import * as Sharding from "@effect/cluster/Sharding"
+import * as ShardingConfig from "@effect/cluster/ShardingConfig"
+import * as SocketRunner from "@effect/cluster/SocketRunner"
+import * as SqlMessageStorage from "@effect/cluster/SqlMessageStorage"
+import * as SqlRunnerStorage from "@effect/cluster/SqlRunnerStorage"
+import { layerClientProtocol, layerSocketServer } from "@effect/platform-node/NodeClusterSocket"
+import * as RpcSerialization from "@effect/rpc/RpcSerialization"
+import { SqlClient } from "@effect/sql"
+import type { WorkflowEngine } from "@effect/workflow/WorkflowEngine"
+import { Config, Effect, Layer, Option } from "effect"
+import * as Database from "./Database.js"
+
+/**
+ * One runner over the SQL database. The address is fixed and runner storage is in memory: the
+ * data file is locked to this process, so there is no other runner to coordinate with, and a restart
+ * resumes at once instead of waiting for a shard lock to expire.
+ */
+export const single = ShardingConfig.layer({
+  runnerAddress: Option.some(RunnerAddress.make("localhost", 34431)),
+  // Our own shutdown drains jobs first; after that nothing is left for the cluster to wait for.
+  entityTerminationTimeout: "1 second",
+  entityRegistrationTimeout: "1 minute"
+}).pipe((config) =>
+  Sharding.layer.pipe(
+    Layer.provideMerge(Runners.layerNoop),
+    Layer.provideMerge(SqlMessageStorage.layer),
+    Layer.provide([RunnerStorage.layerMemory, RunnerHealth.layerNoop]),
+    Layer.provide(config)
+  )
+)
+
+export const runnerConfig = Config.all({
+  host: Config.string("RUNNER_HOST").pipe(Config.withDefault("127.0.0.1")),
+  port: Config.integer("RUNNER_PORT").pipe(
+    Config.validate({ message: "Expected a port between 1 and 65535", validation: (n) => n >= 1 && n <= 65535 }),
+    Config.withDefault(34431)
+  ),
+  /** How long a dead runner's shards stay locked before survivors take them. */
+  lockExpiration: Config.duration("RUNNER_LOCK_EXPIRATION").pipe(Config.withDefault("10 seconds"))
+})
+
+/** Arbitrary, fixed: serializes the cluster's own table creation across instances starting together. */
+const CLUSTER_SCHEMA_LOCK_KEY = 7_240_611_002
+
+/**
+ * Many runners over PostgreSQL. The sharding config is built here, not read from the environment
+ * (`ShardingConfig.layerFromEnv` would take the HTTP server's `HOST`/`PORT` as the runner address).
+ */
+export const multi = Layer.unwrapEffect(
+  Effect.gen(function* () {
+    const { host, port, lockExpiration } = yield* runnerConfig
+    const config = ShardingConfig.layer({
+      runnerAddress: Option.some(RunnerAddress.make(host, port)),
+      shardLockExpiration: lockExpiration,
+      shardLockRefreshInterval: "2 seconds",
+      entityTerminationTimeout: "1 second",
+      entityRegistrationTimeout: "1 minute",
+      entityReplyPollInterval: "100 millis",
+      entityMessagePollInterval: "1 second",
+      refreshAssignmentsInterval: "1 second"
+    })
+    const storage = Layer.mergeAll(Layer.orDie(SqlMessageStorage.layer), Layer.orDie(SqlRunnerStorage.layer)).pipe(
+      Layer.provide(config)
+    )
+    // Creating the cluster's tables is not atomic in PostgreSQL: instances that start together take
+    // turns, holding an advisory lock on one connection while the storage layers create them.
+    yield* Effect.scoped(
+      Effect.gen(function* () {
+        const sql = yield* SqlClient.SqlClient
+        const connection = yield* sql.reserve
+        yield* connection.executeRaw(`SELECT pg_advisory_lock(${CLUSTER_SCHEMA_LOCK_KEY})`, [])
+        yield* Effect.addFinalizer(() =>
+          Effect.ignore(connection.executeRaw(`SELECT pg_advisory_unlock(${CLUSTER_SCHEMA_LOCK_KEY})`, []))
+        )
+        yield* Layer.build(storage)
+      })
+    ).pipe(Effect.orDie)
+    const health = RunnerHealth.layerPing.pipe(Layer.provide(Runners.layerRpc), Layer.provide(layerClientProtocol))
+    return SocketRunner.layer.pipe(
+      Layer.provide([layerSocketServer, layerClientProtocol]),
+      Layer.provide(health),
+      Layer.provideMerge(storage),
+      Layer.provide(config),
+      Layer.provide(RpcSerialization.layerMsgPack),
+      Layer.orDie
+    )
+  })
+)
+
+/** The workflow engine on the cluster the database calls for. */
+export const workflowEngineLayer: Layer.Layer<WorkflowEngine, never, SqlClient.SqlClient | Database.Location> = Layer.unwrapEffect(
+  Effect.map(Database.Location, (where) =>
+    ClusterWorkflowEngine.layer.pipe(Layer.provide(where.dialect === "pg" ? multi : single))
+  )
+).pipe(Layer.orDie)
