@@ -4,13 +4,18 @@
  * up only the items that have no stored result. Also the in-process hub that live progress streams
  * and waiting requests listen to, and the place that drains running jobs on shutdown.
  */
-import { Config, Deferred, Duration, Effect, Fiber, Mailbox, PubSub, Ref, Schedule, Schema } from "effect"
+import { Config, Deferred, Duration, Effect, Exit, Fiber, Mailbox, Option, PubSub, Ref, Schedule, Schema, Scope, Stream } from "effect"
 import type { ItemResult } from "../engine/ItemResult.js"
+import type { ProgressEvent } from "../engine/Progress.js"
+import * as ClusterGate from "./ClusterGate.js"
+import type { LocalGate } from "./ClusterGate.js"
 import * as RunControl from "../engine/RunControl.js"
 import { IntradayTriggersProcessor } from "../processors/IntradayTriggers.js"
 import { InteractionsProcessor } from "../processors/Interactions.js"
 import { PostGenerationProcessor } from "../processors/PostGeneration.js"
 import type * as Processor from "../processors/Processor.js"
+import { runnerConfig } from "./Cluster.js"
+import * as Database from "./Database.js"
 import { JobStore, viewOf, type ItemEffect, type JobRecord, type StoreError } from "./JobStore.js"
 import { kindSchemas, type JobEvent, type JobKind } from "./Model.js"
 
@@ -25,8 +30,11 @@ interface KindRunner {
       readonly source: (all: ReadonlyArray<unknown>) => Iterable<unknown>
       readonly onFinished: (result: ItemResult<unknown>, effect: ItemEffect | undefined) => Effect.Effect<void>
       readonly onInFlight: (n: number) => void
+      /** A cluster-wide limit: items take a permit before they start and return it when they finish. */
+      readonly gate?: LocalGate | undefined
     }
   ) => Effect.Effect<void>
+  readonly maxConcurrent: Effect.Effect<number>
 }
 
 const kindRunner = <I, A>(
@@ -34,25 +42,44 @@ const kindRunner = <I, A>(
   input: Schema.Schema<I, I>,
   effectOf: (item: I, result: ItemResult<A>, jobId: string) => ItemEffect | undefined
 ): KindRunner => ({
+  maxConcurrent: processor.maxConcurrent.get,
   run: (inputs, jobId, options) =>
     Effect.gen(function* () {
       // Inputs were validated when the job was accepted; decoding again guards against a hand-edited row.
       const decoded = yield* Effect.orDie(Schema.decodeUnknown(Schema.Array(input))(inputs))
-      yield* processor.run(options.source(decoded) as Iterable<I>, options.overrides, {
+      const gate = options.gate
+      const runOptions = {
         control: options.control,
         runId: jobId,
-        onEvent: (event) => {
+        onEvent: (event: ProgressEvent<A>): Effect.Effect<void> => {
           options.onInFlight(event.counts.inFlight)
           if (event._tag === "ItemFinished") {
             const item = decoded[event.result.index]
-            return options.onFinished(
+            const finished = options.onFinished(
               event.result as ItemResult<unknown>,
               item === undefined ? undefined : effectOf(item, event.result, jobId)
             )
+            // With a gate every finished item was pulled, so it holds a permit.
+            return gate === undefined ? finished : Effect.zipRight(finished, gate.release)
           }
           return Effect.void
         }
-      })
+      }
+      const source = options.source(decoded) as Iterable<I>
+      if (gate === undefined) {
+        yield* processor.run(source, options.overrides, runOptions)
+        return
+      }
+      // One item per pull, each after a permit: the engine asks for the next item only when it has
+      // room, so waiting for the cluster-wide limit never counts against an attempt's timeout.
+      const iterator = source[Symbol.iterator]()
+      const items = Stream.repeatEffectOption(
+        Effect.suspend(() => {
+          const next = iterator.next()
+          return next.done === true ? Effect.fail(Option.none()) : Effect.as(gate.acquire, next.value)
+        })
+      )
+      yield* Stream.runDrain(processor.stream(items, options.overrides, runOptions))
     })
 })
 
@@ -78,6 +105,34 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
     // Group commit: results that finish within this window share one transaction. A crash can lose
     // at most this window of finished results (those items run again).
     const commitInterval = yield* Config.duration("JOB_COMMIT_INTERVAL").pipe(Config.withDefault(Duration.millis(5)))
+    // A shared database means other instances run parts of the same jobs: limits are held together.
+    const shared = (yield* Database.Location).dialect === "pg"
+    const runnerId = shared ? yield* Effect.map(runnerConfig, (c) => `${c.host}:${c.port}`) : "local"
+    const gateSettings = {
+      renewEvery: yield* Config.duration("CLUSTER_LIMIT_RENEW_INTERVAL").pipe(Config.withDefault(Duration.millis(250))),
+      lease: yield* Config.duration("CLUSTER_LIMIT_LEASE").pipe(Config.withDefault(Duration.seconds(5)))
+    }
+    const gates = new Map<string, { readonly gate: LocalGate; readonly scope: Scope.CloseableScope; refs: number }>()
+    /** The job's gate on this runner, shared by its partitions here; closed with the last of them. */
+    const openGate = (jobId: string, limit: number) =>
+      Effect.gen(function* () {
+        const existing = gates.get(jobId)
+        if (existing !== undefined) {
+          existing.refs++
+          return existing.gate
+        }
+        const scope = yield* Scope.make()
+        const gate = yield* Scope.extend(ClusterGate.make(store, `job:${jobId}`, runnerId, limit, gateSettings), scope)
+        gates.set(jobId, { gate, scope, refs: 1 })
+        return gate
+      })
+    const closeGate = (jobId: string) =>
+      Effect.suspend(() => {
+        const entry = gates.get(jobId)
+        if (entry === undefined || --entry.refs > 0) return Effect.void
+        gates.delete(jobId)
+        return Scope.close(entry.scope, Exit.void)
+      })
 
     const runners: Record<JobKind, KindRunner> = {
       interactions: kindRunner(interactions, kindSchemas.interactions.input, (post, result) =>
@@ -203,7 +258,12 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
         const cancelledBefore = job.cancelRequested
         if (cancelledBefore) yield* control.cancel
 
-        const runFiber = yield* runners[job.kind]
+        const kind = runners[job.kind]
+        const gate = shared
+          ? yield* openGate(jobId, job.options.maxConcurrent ?? (yield* kind.maxConcurrent))
+          : undefined
+        if (gate !== undefined) yield* gate.want(pending.length)
+        const runFiber = yield* kind
           .run(
             pending.map((p) => p.input),
             jobId,
@@ -229,7 +289,8 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
                 }),
               onInFlight: (n) => {
                 inFlight = n
-              }
+              },
+              gate
             }
           )
           .pipe(
@@ -248,12 +309,24 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
           Effect.interruptible,
           Effect.fork
         )
-        yield* Fiber.join(runFiber)
-        yield* Fiber.interrupt(drainer)
-        yield* writes.end
-        yield* Fiber.join(writerFiber)
-        yield* Fiber.interrupt(watcher)
-        live.delete(runKey)
+        const cleanup = Effect.gen(function* () {
+          yield* Fiber.interrupt(runFiber)
+          yield* Fiber.interrupt(drainer)
+          if (gate !== undefined) yield* closeGate(jobId)
+          // What finished is still stored, even when this run was interrupted.
+          yield* writes.end
+          yield* Fiber.join(writerFiber)
+          yield* Fiber.interrupt(watcher)
+          live.delete(runKey)
+        })
+        // Interruptible although the cluster runs activities uninterruptibly: when this runner loses
+        // the shard (rebalancing, shutdown), the run must stop here, or it would run on two runners.
+        yield* Effect.interruptible(Fiber.join(runFiber)).pipe(
+          Effect.onInterrupt(() =>
+            cleanup.pipe(Effect.zipRight(Deferred.succeed(done, "paused")), Effect.ignore)
+          )
+        )
+        yield* cleanup
 
         if (!inputs.every((_, index) => !mine(index) || results.has(index))) {
           // Another process may have stored some of these items (a re-run after a failover).

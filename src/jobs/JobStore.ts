@@ -145,6 +145,14 @@ const statements = [
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL
   )`,
+  `CREATE TABLE IF NOT EXISTS pp_gate_claims (
+    gate TEXT NOT NULL,
+    runner TEXT NOT NULL,
+    claim INTEGER NOT NULL,
+    wants INTEGER NOT NULL,
+    expires_at BIGINT NOT NULL,
+    PRIMARY KEY (gate, runner)
+  )`,
   `CREATE TABLE IF NOT EXISTS pp_post_interactions (
     post_id TEXT NOT NULL,
     job_id TEXT NOT NULL,
@@ -410,6 +418,38 @@ export class JobStore extends Effect.Service<JobStore>()("parallel-processor/Job
       orStoreError("listing unfinished jobs")
     )
 
+    /**
+     * (PostgreSQL only.) One runner's share of a cluster-wide limit (`gate`), renewed under a lock on the gate's rows:
+     * the shares of live runners never add up to more than `limit`, a runner never gets less than what
+     * it has in use, and runners that want more than they hold get an even split. A runner that stops
+     * renewing (dead) loses its share when its lease runs out.
+     */
+    const renewClaim = (gate: string, runner: string, limit: number, inUse: number, wants: number, leaseMs: number) =>
+      Effect.gen(function* () {
+        // One lock per gate (row locks would not cover runners whose rows do not exist yet).
+        yield* sql`SELECT pg_advisory_xact_lock(hashtext(${gate}))`
+        const now = Date.now()
+        yield* sql`INSERT INTO pp_gate_claims ${sql.insert({ gate, runner, claim: 0, wants, expires_at: now + leaseMs })} ON CONFLICT DO NOTHING`
+        const rows = yield* sql<Row>`SELECT runner, claim, wants, expires_at FROM pp_gate_claims WHERE gate = ${gate}`
+        const others = rows.filter((r) => String(r.runner) !== runner && num(r.expires_at) > now)
+        const held = others.reduce((sum, r) => sum + num(r.claim), 0)
+        const free = Math.max(0, limit - held)
+        const wanting = [...others.filter((r) => num(r.wants) > 0).map((r) => String(r.runner)), ...(wants > 0 ? [runner] : [])].sort()
+        const position = wanting.indexOf(runner)
+        const fair = position < 0 ? 0 : Math.floor(limit / wanting.length) + (position < limit % wanting.length ? 1 : 0)
+        const starving = others.some((r) => num(r.wants) > num(r.claim))
+        const target = Math.min(wants, free, starving ? fair : limit)
+        const claim = Math.max(target, inUse)
+        yield* sql`UPDATE pp_gate_claims SET claim = ${claim}, wants = ${wants}, expires_at = ${now + leaseMs} WHERE gate = ${gate} AND runner = ${runner}`
+        return claim
+      }).pipe(sql.withTransaction, orStoreError("renewing a concurrency share"))
+
+    const dropClaim = (gate: string, runner: string) =>
+      sql`DELETE FROM pp_gate_claims WHERE gate = ${gate} AND runner = ${runner}`.pipe(
+        Effect.asVoid,
+        orStoreError("releasing a concurrency share")
+      )
+
     const ping = sql`SELECT 1`.pipe(Effect.asVoid, orStoreError("ping"))
 
     return {
@@ -429,6 +469,8 @@ export class JobStore extends Effect.Service<JobStore>()("parallel-processor/Job
       trackedPosts,
       getPost,
       unfinished,
+      renewClaim,
+      dropClaim,
       ping
     } as const
   })

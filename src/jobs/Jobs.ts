@@ -45,7 +45,7 @@ const runItems = (
       Effect.orDie,
       // Paused by shutdown: the activity must not complete, so it runs again after the restart (or on
       // the runner that takes over the shard).
-      Effect.flatMap((outcome) => (outcome === "paused" ? Effect.never : Effect.void))
+      Effect.flatMap((outcome) => (outcome === "paused" ? Effect.interruptible(Effect.never) : Effect.void))
     )
   })
 

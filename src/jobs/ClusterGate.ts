@@ -1,0 +1,74 @@
+/**
+ * A job's concurrency limit held across every instance together. Each runner keeps a lease on a
+ * share of the limit in the shared database (`JobStore.renewClaim`: shares of live runners never add
+ * up to more than the limit; a dead runner's share returns when its lease expires) and hands its
+ * share out locally as semaphore permits: an item takes a permit before the engine starts it and
+ * gives it back when it finishes. The database is touched once per renewal, not once per call.
+ */
+import { Duration, Effect, Fiber, Schedule, type Scope } from "effect"
+import type { JobStore } from "./JobStore.js"
+
+export interface LocalGate {
+  /** Waits for a permit (an item about to start). */
+  readonly acquire: Effect.Effect<void>
+  /** Gives a permit back (the item finished). */
+  readonly release: Effect.Effect<void>
+  /** Items this runner will want to run (renewals ask for this many). */
+  readonly want: (n: number) => Effect.Effect<void>
+}
+
+export interface GateSettings {
+  readonly renewEvery: Duration.Duration
+  readonly lease: Duration.Duration
+}
+
+export const make = (
+  store: JobStore,
+  gate: string,
+  runner: string,
+  limit: number,
+  settings: GateSettings
+): Effect.Effect<LocalGate, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const semaphore = yield* Effect.makeSemaphore(0)
+    let inUse = 0
+    let wants = 0
+    let capacity = 0
+    const leaseMs = Duration.toMillis(settings.lease)
+    const renew = Effect.suspend(() => store.renewClaim(gate, runner, limit, inUse, wants, leaseMs)).pipe(
+      Effect.flatMap((claim) => {
+        if (claim === capacity) return Effect.void
+        capacity = claim
+        return semaphore.resize(claim)
+      }),
+      // A failed renewal keeps the current share; the lease covers a few missed renewals.
+      Effect.catchAll((error) => Effect.logWarning(`could not renew the concurrency share of ${gate}`, error.message))
+    )
+    const renewing = yield* renew.pipe(
+      Effect.repeat(Schedule.spaced(settings.renewEvery)),
+      Effect.interruptible,
+      Effect.forkScoped
+    )
+    yield* Effect.addFinalizer(() =>
+      Fiber.interrupt(renewing).pipe(Effect.zipRight(Effect.ignore(store.dropClaim(gate, runner))))
+    )
+    return {
+      acquire: Effect.zipRight(
+        semaphore.take(1),
+        Effect.sync(() => {
+          inUse++
+        })
+      ),
+      release: Effect.suspend(() => {
+        inUse--
+        wants--
+        return semaphore.release(1)
+      }),
+      want: (n) =>
+        Effect.suspend(() => {
+          wants += n
+          // Ask at once rather than at the next renewal, so a new job starts without waiting.
+          return renew
+        })
+    }
+  })

@@ -1,0 +1,144 @@
+/**
+ * Several instances on one PostgreSQL: three real service processes (spawned), one sandbox upstream
+ * in this process (its counters see every instance's calls), a PostgreSQL server brought up by the
+ * test. Checks the cluster-wide limit, that items spread over every instance, that any instance
+ * answers for any job, and that a SIGKILLed instance's part of a job finishes elsewhere without
+ * re-running finished items.
+ */
+import { FetchHttpClient } from "@effect/platform"
+import { describe, expect, it } from "@effect/vitest"
+import { Duration, Effect, Layer, Schedule, Stream } from "effect"
+import * as fs from "node:fs"
+import * as net from "node:net"
+import * as os from "node:os"
+import * as path from "node:path"
+import * as Client from "../src/http/Client.js"
+import * as Sandbox from "../src/sandbox/Sandbox.js"
+import { createDatabase, postgres } from "./support/postgres.js"
+import * as Service from "./support/service.js"
+
+const freePort = Effect.async<number>((resume) => {
+  const server = net.createServer()
+  server.listen(0, "127.0.0.1", () => {
+    const address = server.address()
+    const port = typeof address === "object" && address !== null ? address.port : 0
+    server.close(() => resume(Effect.succeed(port)))
+  })
+})
+
+const tempDir = Effect.acquireRelease(
+  Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "pp-cluster-"))),
+  (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+)
+
+const posts = (n: number, prefix: string) =>
+  Array.from({ length: n }, (_, i) => ({ postId: `${prefix}-p${i}`, articleId: `${prefix}-a${i}`, kolSerial: "101" }))
+
+/** Three instances on a fresh database of one PostgreSQL server, against the sandbox. */
+const cluster = (database: string) =>
+  Effect.gen(function* () {
+    const server = yield* postgres
+    const url = yield* createDatabase(server.url, database)
+    const sandbox = yield* Sandbox.Sandbox
+    const instances = yield* Effect.forEach(
+      [0, 1, 2],
+      () =>
+        Effect.gen(function* () {
+          const dataDir = yield* tempDir
+          return yield* Service.start({
+            DATABASE_URL: url,
+            DATA_DIR: dataDir,
+            RUNNER_HOST: "127.0.0.1",
+            RUNNER_PORT: String(yield* freePort),
+            RUNNER_LOCK_EXPIRATION: "3 seconds",
+            JOB_PARTITIONS: "12",
+            FORUM_API_URL: sandbox.url,
+            LLM_BASE_URL: sandbox.url,
+            MARKET_API_URL: sandbox.url,
+            NEWS_API_URL: sandbox.url,
+            KOL_101_EMAIL: "kol101@example.com",
+            KOL_101_PASSWORD: "pw-101"
+          })
+        }),
+      // All at once, on an empty database: table creation must not race.
+      { concurrency: "unbounded" }
+    )
+    return { sandbox, instances }
+  })
+
+const waitFor = (url: string, id: string, done: (job: { readonly completed: number; readonly status: string }) => boolean) =>
+  Effect.gen(function* () {
+    const client = yield* Client.make(url)
+    return yield* client.jobs.get({ path: { id } }).pipe(
+      Effect.filterOrFail(done, () => "not yet"),
+      Effect.retry(Schedule.spaced(Duration.millis(50)).pipe(Schedule.upTo(Duration.seconds(60))))
+    )
+  })
+
+const submit = (url: string, items: ReadonlyArray<{ postId: string; articleId: string; kolSerial: string }>, maxConcurrent: number) =>
+  Effect.gen(function* () {
+    const client = yield* Client.make(url)
+    const accepted = yield* client.batches.fetchAllInteractions({
+      payload: { posts: items, maxConcurrent },
+      headers: { prefer: "respond-async" }
+    })
+    return accepted.id
+  })
+
+const env = Layer.merge(Sandbox.layer({ seed: 5, knobs: { interactions: { latency: { kind: "fixed", ms: 150 } } } }), FetchHttpClient.layer)
+
+describe("several instances on PostgreSQL", () => {
+  it.live(
+    "a 60-item job at maxConcurrent 4: never more than 4 calls in flight in total, items on every instance, any instance answers",
+    () =>
+      Effect.gen(function* () {
+        const { sandbox, instances } = yield* cluster("cluster_limit")
+        const [a, b, c] = instances
+        if (a === undefined || b === undefined || c === undefined) return expect.fail("three instances")
+        yield* sandbox.reset
+        const id = yield* submit(a.url, posts(60, "lim"), 4)
+        // Progress from an instance that did not accept the job.
+        const events = yield* Client.jobEvents(c.url, id).pipe(Stream.runCollect, Effect.timeout("60 seconds"))
+        const types = Array.from(events, (e) => e.type)
+        expect(types[0]).toBe("started")
+        expect(types.filter((t) => t === "item")).toHaveLength(60)
+        expect(types[types.length - 1]).toBe("completed")
+        const job = yield* waitFor(b.url, id, (j) => j.status === "completed")
+        expect(job.succeeded).toBe(60)
+        const stats = (yield* sandbox.stats).routes.interactions
+        expect(stats.calls).toBe(60)
+        expect(stats.peakInFlight).toBeLessThanOrEqual(4)
+        expect(stats.peakInFlight).toBeGreaterThanOrEqual(3)
+        // Every instance ran a part of the job.
+        for (const instance of instances) expect(instance.output()).toContain(id)
+      }).pipe(Effect.provide(env), Effect.scoped),
+    120_000
+  )
+
+  it.live(
+    "an instance SIGKILLed mid-job: the job completes on the others, finished items are not re-run",
+    () =>
+      Effect.gen(function* () {
+        const { sandbox, instances } = yield* cluster("cluster_kill")
+        const [a, b, c] = instances
+        if (a === undefined || b === undefined || c === undefined) return expect.fail("three instances")
+        yield* sandbox.reset
+        const id = yield* submit(a.url, posts(60, "kill"), 6)
+        const partial = yield* waitFor(b.url, id, (j) => j.completed >= 15)
+        yield* c.kill("SIGKILL")
+        const job = yield* waitFor(b.url, id, (j) => j.status === "completed").pipe(
+          Effect.tapError(() =>
+            Effect.gen(function* () {
+              const client = yield* Client.make(b.url)
+              const now = yield* client.jobs.get({ path: { id } })
+              console.log("STUCK", now.status, now.completed, "\n--- A\n", a.output().slice(-6000), "\n--- B\n", b.output().slice(-6000))
+            }).pipe(Effect.ignore)
+          )
+        )
+        expect(job.succeeded).toBe(60)
+        const calls = (yield* sandbox.stats).routes.interactions.byId
+        for (const done of partial.results) expect(calls[`kill-a${done.index}`]).toBe(1)
+      }).pipe(Effect.provide(env), Effect.scoped),
+    120_000
+  )
+})
