@@ -63,6 +63,9 @@ const cluster = (database: string) =>
       // All at once, on an empty database: table creation must not race.
       { concurrency: "unbounded" }
     )
+    // Each runner that joins takes over some shards; a partition moved while it runs re-runs its
+    // in-flight items elsewhere (at-least-once). Let the shard assignment settle before the job.
+    yield* Effect.sleep("6 seconds")
     return { sandbox, instances }
   })
 
@@ -98,7 +101,18 @@ describe("several instances on PostgreSQL", () => {
         yield* sandbox.reset
         const id = yield* submit(a.url, posts(60, "lim"), 4)
         // Progress from an instance that did not accept the job.
-        const events = yield* Client.jobEvents(c.url, id).pipe(Stream.runCollect, Effect.timeout("60 seconds"))
+        const events = yield* Client.jobEvents(c.url, id).pipe(
+          Stream.runCollect,
+          Effect.timeout("60 seconds"),
+          Effect.tapError(() =>
+            Effect.gen(function* () {
+              const client = yield* Client.make(b.url)
+              const now = yield* client.jobs.get({ path: { id } })
+              console.log("STUCK", now.status, now.completed, JSON.stringify(yield* sandbox.stats).slice(0, 300))
+              for (const i of instances) console.log("--- instance\n", i.output().slice(-5000))
+            }).pipe(Effect.ignore)
+          )
+        )
         const types = Array.from(events, (e) => e.type)
         expect(types[0]).toBe("started")
         expect(types.filter((t) => t === "item")).toHaveLength(60)

@@ -13,6 +13,8 @@ export interface LocalGate {
   readonly acquire: Effect.Effect<void>
   /** Gives a permit back (the item finished). */
   readonly release: Effect.Effect<void>
+  /** A run that ends early (interrupted) returns the permits it holds and the items it will not start. */
+  readonly giveBack: (held: number, unstarted: number) => Effect.Effect<void>
   /** Items this runner will want to run (renewals ask for this many). */
   readonly want: (n: number) => Effect.Effect<void>
 }
@@ -35,14 +37,25 @@ export const make = (
     let wants = 0
     let capacity = 0
     const leaseMs = Duration.toMillis(settings.lease)
-    const renew = Effect.suspend(() => store.renewClaim(gate, runner, limit, inUse, wants, leaseMs)).pipe(
-      Effect.flatMap((claim) => {
-        if (claim === capacity) return Effect.void
-        capacity = claim
-        return semaphore.resize(claim)
-      }),
-      // A failed renewal keeps the current share; the lease covers a few missed renewals.
-      Effect.catchAll((error) => Effect.logWarning(`could not renew the concurrency share of ${gate}`, error.message))
+    // Renewals take turns: the stored share and the local capacity must change in the order they
+    // were decided. The stored share is never below what may be in use (capacity or taken); the
+    // local capacity follows the decided target at once, down or up.
+    const mutex = yield* Effect.makeSemaphore(1)
+    const renew = mutex.withPermits(1)(
+      Effect.suspend(() => store.renewClaim(gate, runner, limit, Math.max(capacity, inUse), wants, leaseMs)).pipe(
+        Effect.flatMap((target) => {
+          if (target === capacity) return Effect.void
+          const before = capacity
+          capacity = target
+          return Effect.zipRight(
+            semaphore.resize(target),
+            Effect.logDebug(`share of ${gate}: ${before} → ${target} of ${limit} (in use ${inUse}, wanted ${wants})`)
+          )
+        }),
+        Effect.timeoutFail({ duration: "5 seconds", onTimeout: () => new Error("renewal timed out") }),
+        // A failed renewal keeps the current share; the lease covers a few missed renewals.
+        Effect.catchAll((error) => Effect.logWarning(`could not renew the concurrency share of ${gate}: ${error.message}`))
+      )
     )
     const renewing = yield* renew.pipe(
       Effect.repeat(Schedule.spaced(settings.renewEvery)),
@@ -64,6 +77,12 @@ export const make = (
         wants--
         return semaphore.release(1)
       }),
+      giveBack: (held, unstarted) =>
+        Effect.suspend(() => {
+          inUse -= held
+          wants -= held + unstarted
+          return held > 0 ? Effect.asVoid(semaphore.release(held)) : Effect.void
+        }),
       want: (n) =>
         Effect.suspend(() => {
           wants += n

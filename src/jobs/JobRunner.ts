@@ -48,6 +48,9 @@ const kindRunner = <I, A>(
       // Inputs were validated when the job was accepted; decoding again guards against a hand-edited row.
       const decoded = yield* Effect.orDie(Schema.decodeUnknown(Schema.Array(input))(inputs))
       const gate = options.gate
+      // Permits this run holds and items it has not started: an interrupted run gives them back.
+      let held = 0
+      let unstarted = 0
       const runOptions = {
         control: options.control,
         runId: jobId,
@@ -60,7 +63,15 @@ const kindRunner = <I, A>(
               item === undefined ? undefined : effectOf(item, event.result, jobId)
             )
             // With a gate every finished item was pulled, so it holds a permit.
-            return gate === undefined ? finished : Effect.zipRight(finished, gate.release)
+            return gate === undefined
+              ? finished
+              : Effect.zipRight(
+                  finished,
+                  Effect.suspend(() => {
+                    held--
+                    return gate.release
+                  })
+                )
           }
           return Effect.void
         }
@@ -73,13 +84,23 @@ const kindRunner = <I, A>(
       // One item per pull, each after a permit: the engine asks for the next item only when it has
       // room, so waiting for the cluster-wide limit never counts against an attempt's timeout.
       const iterator = source[Symbol.iterator]()
+      unstarted = decoded.length
       const items = Stream.repeatEffectOption(
         Effect.suspend(() => {
           const next = iterator.next()
-          return next.done === true ? Effect.fail(Option.none()) : Effect.as(gate.acquire, next.value)
+          if (next.done === true) return Effect.fail(Option.none())
+          return gate.acquire.pipe(
+            Effect.map(() => {
+              unstarted--
+              held++
+              return next.value
+            })
+          )
         })
       )
-      yield* Stream.runDrain(processor.stream(items, options.overrides, runOptions))
+      yield* Stream.runDrain(processor.stream(items, options.overrides, runOptions)).pipe(
+        Effect.ensuring(Effect.suspend(() => gate.giveBack(held, unstarted)))
+      )
     })
 })
 

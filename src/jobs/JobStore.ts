@@ -421,10 +421,10 @@ export class JobStore extends Effect.Service<JobStore>()("parallel-processor/Job
     /**
      * (PostgreSQL only.) One runner's share of a cluster-wide limit (`gate`), renewed under a lock on the gate's rows:
      * the shares of live runners never add up to more than `limit`, a runner never gets less than what
-     * it has in use, and runners that want more than they hold get an even split. A runner that stops
+     * it may have in use (`floor`), and runners that want more than they hold get an even split. A runner that stops
      * renewing (dead) loses its share when its lease runs out.
      */
-    const renewClaim = (gate: string, runner: string, limit: number, inUse: number, wants: number, leaseMs: number) =>
+    const renewClaim = (gate: string, runner: string, limit: number, floor: number, wants: number, leaseMs: number) =>
       Effect.gen(function* () {
         // One lock per gate (row locks would not cover runners whose rows do not exist yet).
         yield* sql`SELECT pg_advisory_xact_lock(hashtext(${gate}))`
@@ -439,9 +439,12 @@ export class JobStore extends Effect.Service<JobStore>()("parallel-processor/Job
         const fair = position < 0 ? 0 : Math.floor(limit / wanting.length) + (position < limit % wanting.length ? 1 : 0)
         const starving = others.some((r) => num(r.wants) > num(r.claim))
         const target = Math.min(wants, free, starving ? fair : limit)
-        const claim = Math.max(target, inUse)
+        // `floor` is what this runner may have in use right now; its recorded share never goes below
+        // it, so shrinking takes effect one renewal later, after the runner has stopped handing out
+        // the difference.
+        const claim = Math.max(target, floor)
         yield* sql`UPDATE pp_gate_claims SET claim = ${claim}, wants = ${wants}, expires_at = ${now + leaseMs} WHERE gate = ${gate} AND runner = ${runner}`
-        return claim
+        return target
       }).pipe(sql.withTransaction, orStoreError("renewing a concurrency share"))
 
     const dropClaim = (gate: string, runner: string) =>
