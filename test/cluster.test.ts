@@ -130,6 +130,42 @@ describe("several instances on PostgreSQL", () => {
   )
 
   it.live(
+    "a dead upstream seen by one instance opens its breaker on every instance, and calls stop everywhere",
+    () =>
+      Effect.gen(function* () {
+        const { sandbox, instances } = yield* cluster("cluster_breaker")
+        const [a] = instances
+        if (a === undefined) return expect.fail("three instances")
+        yield* sandbox.setKnobs("screen", { errorRate: 1, latency: { kind: "fixed", ms: 20 } })
+        yield* sandbox.reset
+        const client = yield* Client.make(a.url)
+        yield* client.batches.executeMultiple({
+          payload: Array.from({ length: 30 }, () => ({ triggerKey: "limit_up" })),
+          urlParams: { maxConcurrent: 3 },
+          headers: { prefer: "respond-async" }
+        })
+        const marketState = (url: string) =>
+          Effect.flatMap(Client.make(url), (c) => c.processors.breakers()).pipe(
+            Effect.map((all) => all.find((b) => b.key === "market")?.status)
+          )
+        // Open on all three, whichever instance saw the failures.
+        yield* Effect.forEach(instances, (instance) =>
+          marketState(instance.url).pipe(
+            Effect.filterOrFail((status) => status === "open", () => "not open yet"),
+            Effect.retry(Schedule.spaced(Duration.millis(100)).pipe(Schedule.upTo(Duration.seconds(20))))
+          )
+        )
+        // At least one instance did not see the failures itself: it opened from the shared state.
+        expect(instances.some((i) => i.output().includes("circuit breaker market opened (shared state)"))).toBe(true)
+        const before = (yield* sandbox.stats).routes.screen.calls
+        yield* Effect.sleep("2 seconds")
+        const after = (yield* sandbox.stats).routes.screen.calls
+        expect(after - before).toBe(0)
+      }).pipe(Effect.provide(env), Effect.scoped),
+    120_000
+  )
+
+  it.live(
     "an instance SIGKILLed mid-job: the job completes on the others, finished items are not re-run",
     () =>
       Effect.gen(function* () {

@@ -192,6 +192,8 @@ export interface Transition {
   readonly from: BreakerStatus
   readonly to: BreakerStatus
   readonly at: number
+  /** Set by `override`: the change came from outside (e.g. the cluster), not from this breaker's calls. */
+  readonly external?: boolean
 }
 
 export interface Snapshot {
@@ -218,6 +220,13 @@ export interface CircuitBreaker {
   readonly changes: Stream.Stream<Transition>
   /** State changes from this moment on (subscribed before it returns), for as long as the scope lasts. */
   readonly subscribe: Effect.Effect<Stream.Stream<Transition>, never, Scope.Scope>
+  /**
+   * Set the state from outside — e.g. the cluster-wide view of an upstream: open until exactly
+   * `until` (epoch ms; a time already past lets the next call through as a probe), or closed. Calls admitted before are then ignored when they report (new generation).
+   */
+  readonly override: (to: { readonly _tag: "Open"; readonly until: number } | { readonly _tag: "Closed" }) => Effect.Effect<void>
+  /** While open: until when (epoch ms). */
+  readonly openUntil: Effect.Effect<number | undefined>
 }
 
 const statusOf = (tag: BreakerState["_tag"]): BreakerStatus =>
@@ -250,15 +259,15 @@ export const makeWith = (
     const transitionCounter = (to: BreakerStatus) => EngineMetrics.breakerTransitions(key, to)
     yield* Metric.set(gauge, 0)
 
-    const announce = (from: BreakerStatus, to: BreakerStatus, at: number): Effect.Effect<void> =>
+    const announce = (from: BreakerStatus, to: BreakerStatus, at: number, external = false): Effect.Effect<void> =>
       Effect.all(
         [
           Metric.set(gauge, statusGauge(to)),
           Metric.increment(transitionCounter(to)),
-          PubSub.publish(transitions, { key, from, to, at }),
+          PubSub.publish(transitions, external ? { key, from, to, at, external } : { key, from, to, at }),
           to === "open"
-            ? Effect.logWarning(`circuit breaker ${key} opened`)
-            : Effect.logInfo(`circuit breaker ${key} ${to === "closed" ? "closed" : "half-open"}`)
+            ? Effect.logWarning(`circuit breaker ${key} opened${external ? " (shared state)" : ""}`)
+            : Effect.logInfo(`circuit breaker ${key} ${to === "closed" ? "closed" : "half-open"}${external ? " (shared state)" : ""}`)
         ],
         { discard: true }
       ).pipe(Effect.annotateLogs({ breaker: key, from, to }))
@@ -364,11 +373,31 @@ export const makeWith = (
         }
       })
 
+    const override = (to: { readonly _tag: "Open"; readonly until: number } | { readonly _tag: "Closed" }) =>
+      Effect.flatMap(
+        Ref.modify(ref, (s): readonly [Transition | undefined, BreakerState] => {
+          const now = clock.unsafeCurrentTimeMillis()
+          if (to._tag === "Open") {
+            if (s._tag === "Open" && s.until === to.until) return [undefined, s]
+            const next: BreakerState = { _tag: "Open", generation: s.generation + 1, since: s._tag === "Open" ? s.since : now, until: to.until }
+            return [s._tag === "Open" ? undefined : { key, from: statusOf(s._tag), to: "open", at: now }, next]
+          }
+          if (s._tag === "Closed") return [undefined, s]
+          return [
+            { key, from: statusOf(s._tag), to: "closed", at: now },
+            { _tag: "Closed", generation: s.generation + 1, since: now, rule: rule.initial(now) }
+          ]
+        }),
+        (transition) => (transition === undefined ? Effect.void : announce(transition.from, transition.to, transition.at, true))
+      )
+
     return {
       key,
       acquire,
       release,
       snapshot,
+      override,
+      openUntil: Effect.map(Ref.get(ref), (s) => (s._tag === "Open" ? s.until : undefined)),
       changes: Stream.fromPubSub(transitions).pipe(Stream.filter((t) => t.key === key)),
       subscribe: Effect.map(PubSub.subscribe(transitions), (queue) =>
         Stream.fromQueue(queue).pipe(Stream.filter((t) => t.key === key))

@@ -8,6 +8,7 @@ import { NodeHttpServer } from "@effect/platform-node"
 import { Config, Deferred, Duration, Effect, Layer, Option } from "effect"
 import { createServer } from "node:http"
 import * as CircuitBreakerRegistry from "../engine/CircuitBreakerRegistry.js"
+import * as ClusterBreakers from "../jobs/ClusterBreakers.js"
 import * as Database from "../jobs/Database.js"
 import { JobRunner } from "../jobs/JobRunner.js"
 import { JobStore } from "../jobs/JobStore.js"
@@ -28,7 +29,7 @@ const processors = Layer.mergeAll(InteractionsProcessor.layer, PostGenerationPro
 )
 
 /** Everything but HTTP: usable by an Effect program that wants durable jobs without the server. */
-export const core = Layer.mergeAll(Jobs.Default, JobWorkflowLive).pipe(
+export const core = Layer.mergeAll(Jobs.Default, JobWorkflowLive, ClusterBreakers.layer).pipe(
   Layer.provideMerge(JobRunner.Default),
   Layer.provideMerge(JobStore.Default),
   Layer.provideMerge(workflowEngineLayer),

@@ -2,21 +2,19 @@
  * A job's concurrency limit held across every instance together. Each runner keeps a lease on a
  * share of the limit in the shared database (`JobStore.renewClaim`: shares of live runners never add
  * up to more than the limit; a dead runner's share returns when its lease expires) and hands its
- * share out locally as semaphore permits: an item takes a permit before the engine starts it and
- * gives it back when it finishes. The database is touched once per renewal, not once per call.
+ * share out locally as semaphore permits, one per attempt in flight (a retry waiting for its backoff
+ * holds none). The database is touched once per renewal, not once per call.
  */
-import { Duration, Effect, Fiber, Schedule, type Scope } from "effect"
+import { Duration, Effect, Fiber, type RateLimiter, Schedule, type Scope } from "effect"
 import type { JobStore } from "./JobStore.js"
 
 export interface LocalGate {
-  /** Waits for a permit (an item about to start). */
-  readonly acquire: Effect.Effect<void>
-  /** Gives a permit back (the item finished). */
-  readonly release: Effect.Effect<void>
-  /** A run that ends early (interrupted) returns the permits it holds and the items it will not start. */
-  readonly giveBack: (held: number, unstarted: number) => Effect.Effect<void>
-  /** Items this runner will want to run (renewals ask for this many). */
+  /** Holds a permit for the duration of one attempt (the wait is outside the attempt's timeout). */
+  readonly limit: RateLimiter.RateLimiter
+  /** Items this runner will want to run (renewals ask for a share that fits them). */
   readonly want: (n: number) => Effect.Effect<void>
+  /** Items that no longer need a permit (finished, or left for another run). */
+  readonly done: (n: number) => void
 }
 
 export interface GateSettings {
@@ -65,29 +63,29 @@ export const make = (
     yield* Effect.addFinalizer(() =>
       Fiber.interrupt(renewing).pipe(Effect.zipRight(Effect.ignore(store.dropClaim(gate, runner))))
     )
+    const acquire = Effect.zipRight(
+      semaphore.take(1),
+      Effect.sync(() => {
+        inUse++
+      })
+    )
+    const release = Effect.suspend(() => {
+      inUse--
+      return Effect.asVoid(semaphore.release(1))
+    })
     return {
-      acquire: Effect.zipRight(
-        semaphore.take(1),
-        Effect.sync(() => {
-          inUse++
-        })
-      ),
-      release: Effect.suspend(() => {
-        inUse--
-        wants--
-        return semaphore.release(1)
-      }),
-      giveBack: (held, unstarted) =>
-        Effect.suspend(() => {
-          inUse -= held
-          wants -= held + unstarted
-          return held > 0 ? Effect.asVoid(semaphore.release(held)) : Effect.void
-        }),
+      limit: <A, E, R>(attempt: Effect.Effect<A, E, R>) =>
+        Effect.uninterruptibleMask((restore) =>
+          Effect.zipRight(restore(acquire), Effect.ensuring(restore(attempt), release))
+        ),
       want: (n) =>
         Effect.suspend(() => {
           wants += n
           // Ask at once rather than at the next renewal, so a new job starts without waiting.
           return renew
-        })
+        }),
+      done: (n) => {
+        wants -= n
+      }
     }
   })

@@ -4,9 +4,8 @@
  * up only the items that have no stored result. Also the in-process hub that live progress streams
  * and waiting requests listen to, and the place that drains running jobs on shutdown.
  */
-import { Config, Deferred, Duration, Effect, Exit, Fiber, Mailbox, Option, PubSub, Ref, Schedule, Schema, Scope, Stream } from "effect"
+import { Config, Deferred, Duration, Effect, Exit, Fiber, Mailbox, PubSub, Ref, Schedule, Schema, Scope } from "effect"
 import type { ItemResult } from "../engine/ItemResult.js"
-import type { ProgressEvent } from "../engine/Progress.js"
 import * as ClusterGate from "./ClusterGate.js"
 import type { LocalGate } from "./ClusterGate.js"
 import * as RunControl from "../engine/RunControl.js"
@@ -30,7 +29,7 @@ interface KindRunner {
       readonly source: (all: ReadonlyArray<unknown>) => Iterable<unknown>
       readonly onFinished: (result: ItemResult<unknown>, effect: ItemEffect | undefined) => Effect.Effect<void>
       readonly onInFlight: (n: number) => void
-      /** A cluster-wide limit: items take a permit before they start and return it when they finish. */
+      /** A cluster-wide limit: each attempt holds one of this runner's permits while it calls. */
       readonly gate?: LocalGate | undefined
     }
   ) => Effect.Effect<void>
@@ -48,59 +47,27 @@ const kindRunner = <I, A>(
       // Inputs were validated when the job was accepted; decoding again guards against a hand-edited row.
       const decoded = yield* Effect.orDie(Schema.decodeUnknown(Schema.Array(input))(inputs))
       const gate = options.gate
-      // Permits this run holds and items it has not started: an interrupted run gives them back.
-      let held = 0
-      let unstarted = 0
-      const runOptions = {
-        control: options.control,
-        runId: jobId,
-        onEvent: (event: ProgressEvent<A>): Effect.Effect<void> => {
-          options.onInFlight(event.counts.inFlight)
-          if (event._tag === "ItemFinished") {
-            const item = decoded[event.result.index]
-            const finished = options.onFinished(
-              event.result as ItemResult<unknown>,
-              item === undefined ? undefined : effectOf(item, event.result, jobId)
-            )
-            // With a gate every finished item was pulled, so it holds a permit.
-            return gate === undefined
-              ? finished
-              : Effect.zipRight(
-                  finished,
-                  Effect.suspend(() => {
-                    held--
-                    return gate.release
-                  })
-                )
+      let unfinished = decoded.length
+      const overrides = gate === undefined ? options.overrides : { ...options.overrides, rateLimiter: gate.limit }
+      yield* processor
+        .run(options.source(decoded) as Iterable<I>, overrides, {
+          control: options.control,
+          runId: jobId,
+          onEvent: (event) => {
+            options.onInFlight(event.counts.inFlight)
+            if (event._tag === "ItemFinished") {
+              unfinished--
+              gate?.done(1)
+              const item = decoded[event.result.index]
+              return options.onFinished(
+                event.result as ItemResult<unknown>,
+                item === undefined ? undefined : effectOf(item, event.result, jobId)
+              )
+            }
+            return Effect.void
           }
-          return Effect.void
-        }
-      }
-      const source = options.source(decoded) as Iterable<I>
-      if (gate === undefined) {
-        yield* processor.run(source, options.overrides, runOptions)
-        return
-      }
-      // One item per pull, each after a permit: the engine asks for the next item only when it has
-      // room, so waiting for the cluster-wide limit never counts against an attempt's timeout.
-      const iterator = source[Symbol.iterator]()
-      unstarted = decoded.length
-      const items = Stream.repeatEffectOption(
-        Effect.suspend(() => {
-          const next = iterator.next()
-          if (next.done === true) return Effect.fail(Option.none())
-          return gate.acquire.pipe(
-            Effect.map(() => {
-              unstarted--
-              held++
-              return next.value
-            })
-          )
         })
-      )
-      yield* Stream.runDrain(processor.stream(items, options.overrides, runOptions)).pipe(
-        Effect.ensuring(Effect.suspend(() => gate.giveBack(held, unstarted)))
-      )
+        .pipe(Effect.ensuring(Effect.sync(() => gate?.done(unfinished))))
     })
 })
 

@@ -153,6 +153,14 @@ const statements = [
     expires_at BIGINT NOT NULL,
     PRIMARY KEY (gate, runner)
   )`,
+  `CREATE TABLE IF NOT EXISTS pp_breakers (
+    breaker TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    open_until BIGINT NOT NULL,
+    probe_holder TEXT,
+    probe_expires BIGINT,
+    updated_at BIGINT NOT NULL
+  )`,
   `CREATE TABLE IF NOT EXISTS pp_post_interactions (
     post_id TEXT NOT NULL,
     job_id TEXT NOT NULL,
@@ -453,6 +461,36 @@ export class JobStore extends Effect.Service<JobStore>()("parallel-processor/Job
         orStoreError("releasing a concurrency share")
       )
 
+    /** The cluster-wide state of an upstream's breaker, written by the instance that saw it change. */
+    const publishBreaker = (breaker: string, state: "open" | "closed", openUntil: number, at: number) =>
+      sql`INSERT INTO pp_breakers ${sql.insert({ breaker, state, open_until: openUntil, probe_holder: null, probe_expires: null, updated_at: at })}
+        ON CONFLICT (breaker) DO UPDATE SET state = excluded.state, open_until = excluded.open_until,
+        probe_holder = NULL, probe_expires = NULL, updated_at = excluded.updated_at`.pipe(
+        Effect.asVoid,
+        orStoreError("publishing a breaker state")
+      )
+
+    const breakerStates = sql<Row>`SELECT breaker, state, open_until, updated_at FROM pp_breakers`.pipe(
+      Effect.map((rows) =>
+        rows.map((r) => ({
+          breaker: String(r.breaker),
+          state: String(r.state) === "open" ? ("open" as const) : ("closed" as const),
+          openUntil: num(r.open_until),
+          updatedAt: num(r.updated_at)
+        }))
+      ),
+      orStoreError("reading breaker states")
+    )
+
+    /** The one half-open probe of an open breaker, cluster-wide: true for the instance that gets it. */
+    const claimProbe = (breaker: string, runner: string, now: number, ttlMs: number) =>
+      sql<Row>`UPDATE pp_breakers SET probe_holder = ${runner}, probe_expires = ${now + ttlMs}
+        WHERE breaker = ${breaker} AND state = 'open' AND open_until <= ${now}
+        AND (probe_holder IS NULL OR probe_expires < ${now} OR probe_holder = ${runner}) RETURNING breaker`.pipe(
+        Effect.map((rows) => rows.length > 0),
+        orStoreError("claiming a breaker probe")
+      )
+
     const ping = sql`SELECT 1`.pipe(Effect.asVoid, orStoreError("ping"))
 
     return {
@@ -474,6 +512,9 @@ export class JobStore extends Effect.Service<JobStore>()("parallel-processor/Job
       unfinished,
       renewClaim,
       dropClaim,
+      publishBreaker,
+      breakerStates,
+      claimProbe,
       ping
     } as const
   })

@@ -4,7 +4,7 @@
  * Defaults come from the guide and can be overridden by environment variables
  * (`<PREFIX>_MAX_CONCURRENT`, `<PREFIX>_TIMEOUT_SECONDS`) and per request.
  */
-import { Config, Duration, Effect, type Stream } from "effect"
+import { Config, Duration, Effect, type RateLimiter, type Stream } from "effect"
 import * as Adjustable from "../engine/Adjustable.js"
 import type { CircuitBreaker } from "../engine/CircuitBreaker.js"
 import * as Engine from "../engine/Engine.js"
@@ -21,6 +21,8 @@ export interface Overrides {
   readonly retry?: RetryPolicy
   /** Whole-batch deadline. */
   readonly deadline?: Duration.DurationInput
+  /** Taken around each attempt, outside its timeout (e.g. a cluster-wide concurrency permit). */
+  readonly rateLimiter?: RateLimiter.RateLimiter
 }
 
 export interface Limits {
@@ -99,6 +101,7 @@ export const make = <I, A>(definition: ProcessorDefinition<I, A>): Effect.Effect
       attemptTimeout: overrides.timeoutSeconds === undefined ? attemptTimeout : Duration.seconds(overrides.timeoutSeconds),
       ...(overrides.retry === undefined ? {} : { retry: overrides.retry }),
       ...(overrides.deadline === undefined ? {} : { deadline: overrides.deadline }),
+      ...(overrides.rateLimiter === undefined ? {} : { rateLimiter: overrides.rateLimiter }),
       ...(definition.breaker === undefined ? {} : { breaker: definition.breaker })
     })
     const withIds = <O extends { readonly idOf?: (item: I, index: number) => string }>(options: O): O & {
