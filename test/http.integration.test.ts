@@ -750,7 +750,7 @@ describe("processors and breakers", () => {
         const unknown = yield* rawJson(`${base}/api/processors/nope`, "PATCH", { maxConcurrent: 2 })
         expect(unknown.status).toBe(404)
         expect((yield* decodeError(unknown)).message).toContain("nope")
-        const tooMany = yield* rawJson(`${base}/api/processors/interactions`, "PATCH", { maxConcurrent: 100 })
+        const tooMany = yield* rawJson(`${base}/api/processors/interactions`, "PATCH", { maxConcurrent: 1000 })
         expect(tooMany.status).toBe(400)
         const error = yield* decodeError(tooMany)
         expect(error.message).toContain("maxConcurrent")

@@ -23,7 +23,11 @@ export const isTerminal = (status: JobStatus): boolean => status === "completed"
 /** Upper bound on items per batch: keeps one request's memory and response size bounded. */
 export const MAX_ITEMS_PER_BATCH = 10_000
 
-export const MaxConcurrent = Schema.Int.pipe(Schema.between(1, 64))
+/**
+ * Per request. 64 was the single-instance bound; with several instances the limit is held
+ * cluster-wide and a fleet can use more (the scale-out scenario asks for 150).
+ */
+export const MaxConcurrent = Schema.Int.pipe(Schema.between(1, 256))
 export const TimeoutSeconds = Schema.Number.pipe(Schema.between(0.1, 3600))
 
 /** Per-job limits; absent fields follow the processor's current settings (`PATCH /api/processors`). */
