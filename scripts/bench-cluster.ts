@@ -23,13 +23,13 @@ const MAX_CONCURRENT = 150
 const RUNS = 3
 const ideal = Math.ceil(ITEMS / MAX_CONCURRENT) * LATENCY_MS
 
-const freePort = () =>
+/** A free port below the OS's range for outgoing connections (32768+). */
+const freePort = (): Promise<number> =>
   new Promise<number>((resolve) => {
+    const port = 20000 + Math.floor(Math.random() * 12000)
     const server = net.createServer()
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      server.close(() => resolve(typeof address === "object" && address !== null ? address.port : 0))
-    })
+    server.once("error", () => resolve(freePort()))
+    server.listen(port, "127.0.0.1", () => server.close(() => resolve(port)))
   })
 
 const startProcess = (args: ReadonlyArray<string>, env: Record<string, string>, ready: RegExp) =>

@@ -17,13 +17,12 @@ import * as Sandbox from "../src/sandbox/Sandbox.js"
 import { createDatabase, postgres } from "./support/postgres.js"
 import * as Service from "./support/service.js"
 
-const freePort = Effect.async<number>((resume) => {
+/** A free port below the OS's range for outgoing connections (32768+), where none can take it meanwhile. */
+const freePort: Effect.Effect<number> = Effect.async<number>((resume) => {
+  const port = 20000 + Math.floor(Math.random() * 12000)
   const server = net.createServer()
-  server.listen(0, "127.0.0.1", () => {
-    const address = server.address()
-    const port = typeof address === "object" && address !== null ? address.port : 0
-    server.close(() => resume(Effect.succeed(port)))
-  })
+  server.once("error", () => resume(Effect.suspend(() => freePort)))
+  server.listen(port, "127.0.0.1", () => server.close(() => resume(Effect.succeed(port))))
 })
 
 const tempDir = Effect.acquireRelease(

@@ -44,7 +44,9 @@ export const runnerConfig = Config.all({
   host: Config.string("RUNNER_HOST").pipe(Config.withDefault("127.0.0.1")),
   port: Config.integer("RUNNER_PORT").pipe(
     Config.validate({ message: "Expected a port between 1 and 65535", validation: (n) => n >= 1 && n <= 65535 }),
-    Config.withDefault(34431)
+    // Below 32768: ports above are the OS's range for outgoing connections (a database socket once
+    // took a runner's port there).
+    Config.withDefault(24431)
   ),
   /** How long a dead runner's shards stay locked before survivors take them. */
   lockExpiration: Config.duration("RUNNER_LOCK_EXPIRATION").pipe(Config.withDefault("10 seconds"))
@@ -68,7 +70,9 @@ export const multi = Layer.unwrapEffect(
       entityRegistrationTimeout: "1 minute",
       entityReplyPollInterval: "100 millis",
       entityMessagePollInterval: "1 second",
-      refreshAssignmentsInterval: "1 second"
+      refreshAssignmentsInterval: "1 second",
+      // The health check pings runners, so a dead one is noticed before its heartbeat expires.
+      runnerHealthCheckInterval: "2 seconds"
     })
     const storage = Layer.mergeAll(Layer.orDie(SqlMessageStorage.layer), Layer.orDie(SqlRunnerStorage.layer)).pipe(
       Layer.provide(config)
