@@ -50,6 +50,7 @@ const cluster = (database: string) =>
             RUNNER_HOST: "127.0.0.1",
             RUNNER_PORT: String(yield* freePort),
             RUNNER_LOCK_EXPIRATION: "3 seconds",
+            BREAKER_RECOVERY_TIMEOUT: "4 seconds",
             JOB_PARTITIONS: "12",
             FORUM_API_URL: sandbox.url,
             LLM_BASE_URL: sandbox.url,
@@ -129,7 +130,7 @@ describe("several instances on PostgreSQL", () => {
   )
 
   it.live(
-    "a dead upstream seen by one instance opens its breaker on every instance, and calls stop everywhere",
+    "a dead upstream seen by one instance opens its breaker on every instance, calls stop everywhere, one probe cluster-wide closes it",
     () =>
       Effect.gen(function* () {
         const { sandbox, instances } = yield* cluster("cluster_breaker")
@@ -138,7 +139,7 @@ describe("several instances on PostgreSQL", () => {
         yield* sandbox.setKnobs("screen", { errorRate: 1, latency: { kind: "fixed", ms: 20 } })
         yield* sandbox.reset
         const client = yield* Client.make(a.url)
-        yield* client.batches.executeMultiple({
+        const failing = yield* client.batches.executeMultiple({
           payload: Array.from({ length: 30 }, () => ({ triggerKey: "limit_up" })),
           urlParams: { maxConcurrent: 3 },
           headers: { prefer: "respond-async" }
@@ -160,6 +161,34 @@ describe("several instances on PostgreSQL", () => {
         yield* Effect.sleep("2 seconds")
         const after = (yield* sandbox.stats).routes.screen.calls
         expect(after - before).toBe(0)
+
+        // Recovery: the upstream is back (and slow), the open period (4 s) ends. One probe for the
+        // whole cluster: while it is in flight, nobody else calls.
+        // No traffic left (its retries would probe early), then past any open period.
+        yield* waitFor(a.url, failing.id, (j) => j.status === "completed")
+        yield* sandbox.setKnobs("screen", { errorRate: 0, latency: { kind: "fixed", ms: 1500 } })
+        yield* Effect.sleep("7 seconds")
+        yield* sandbox.reset
+        const traffic = Effect.forEach(instances, (instance) =>
+          Effect.flatMap(Client.make(instance.url), (c) =>
+            c.batches.executeMultiple({
+              payload: Array.from({ length: 6 }, () => ({ triggerKey: "limit_up" })),
+              urlParams: { maxConcurrent: 3 },
+              headers: { prefer: "respond-async" }
+            })
+          )
+        )
+        yield* traffic
+        yield* Effect.sleep("1 second")
+        expect((yield* sandbox.stats).routes.screen.calls).toBeLessThanOrEqual(1)
+        // The probe succeeds; every instance closes.
+        yield* Effect.forEach(instances, (instance) =>
+          marketState(instance.url).pipe(
+            Effect.filterOrFail((status) => status === "closed", () => "not closed yet"),
+            Effect.tapError(() => Effect.ignore(traffic)),
+            Effect.retry(Schedule.spaced(Duration.millis(1000)).pipe(Schedule.upTo(Duration.seconds(30))))
+          )
+        )
       }).pipe(Effect.provide(env), Effect.scoped),
     120_000
   )

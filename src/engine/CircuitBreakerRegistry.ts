@@ -2,7 +2,7 @@
  * The process-wide set of circuit breakers, one per upstream key, so every batch that calls the same
  * upstream shares what the others learned about its health.
  */
-import { Effect, HashMap, Layer, Option, PubSub, Stream, SynchronizedRef } from "effect"
+import { Config, type Duration, Effect, HashMap, Layer, Option, PubSub, Stream, SynchronizedRef } from "effect"
 import * as CircuitBreaker from "./CircuitBreaker.js"
 
 export class CircuitBreakerRegistry extends Effect.Service<CircuitBreakerRegistry>()(
@@ -57,3 +57,18 @@ export const layer = CircuitBreakerRegistry.Default.pipe(Layer.provide(DefaultBr
 /** The registry with custom defaults for breakers created without explicit settings. */
 export const layerWith = (settings: Partial<CircuitBreaker.Settings>) =>
   CircuitBreakerRegistry.Default.pipe(Layer.provide(DefaultBreakerSettings.layer(settings)))
+
+/**
+ * The registry with `BREAKER_RECOVERY_TIMEOUT` (how long a breaker stays open before a probe; default
+ * 60 s) read from the environment; an invalid value keeps the default, with a warning.
+ */
+export const layerFromConfig = Layer.unwrapEffect(
+  Config.duration("BREAKER_RECOVERY_TIMEOUT").pipe(
+    Config.option,
+    Effect.tapError((error) => Effect.logWarning(`ignoring invalid BREAKER_RECOVERY_TIMEOUT: ${error.message}`)),
+    Effect.orElseSucceed(() => Option.none<Duration.Duration>()),
+    Effect.map((recovery) =>
+      Option.match(recovery, { onNone: () => layer, onSome: (recoveryTimeout) => layerWith({ recoveryTimeout }) })
+    )
+  )
+)

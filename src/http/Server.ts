@@ -25,7 +25,7 @@ import { authorization, hardening } from "./Middleware.js"
 
 const processors = Layer.mergeAll(InteractionsProcessor.layer, PostGenerationProcessor.layer, IntradayTriggersProcessor.layer).pipe(
   Layer.provideMerge(Upstreams.layer),
-  Layer.provideMerge(CircuitBreakerRegistry.layer)
+  Layer.provideMerge(CircuitBreakerRegistry.layerFromConfig)
 )
 
 /** Everything but HTTP: usable by an Effect program that wants durable jobs without the server. */
