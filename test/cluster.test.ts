@@ -219,4 +219,27 @@ describe("several instances on PostgreSQL", () => {
       }).pipe(Effect.provide(env), Effect.scoped),
     120_000
   )
+
+  it.live(
+    "an instance SIGTERMed mid-job: it exits 0 after its attempts finish, the others complete the job, nothing runs twice",
+    () =>
+      Effect.gen(function* () {
+        const { sandbox, instances } = yield* cluster("cluster_term")
+        const [a, b, c] = instances
+        if (a === undefined || b === undefined || c === undefined) return expect.fail("three instances")
+        yield* sandbox.reset
+        const id = yield* submit(a.url, posts(60, "term"), 6)
+        yield* waitFor(b.url, id, (j) => j.completed >= 15)
+        yield* c.kill("SIGTERM")
+        const exit = yield* c.exited.pipe(Effect.timeout("30 seconds"))
+        expect(exit, c.output().slice(-3000)).toBe(0)
+        const job = yield* waitFor(b.url, id, (j) => j.status === "completed")
+        expect(job.succeeded).toBe(60)
+        const calls = (yield* sandbox.stats).routes.interactions.byId
+        expect(Object.keys(calls)).toHaveLength(60)
+        const twice = Object.entries(calls).filter(([, n]) => n !== 1)
+        expect(twice, `${JSON.stringify(twice)}\n${c.output().slice(-4000)}`).toEqual([])
+      }).pipe(Effect.provide(env), Effect.scoped),
+    120_000
+  )
 })

@@ -29,7 +29,8 @@ const processors = Layer.mergeAll(InteractionsProcessor.layer, PostGenerationPro
 )
 
 /** Everything but HTTP: usable by an Effect program that wants durable jobs without the server. */
-export const core = Layer.mergeAll(Jobs.Default, JobWorkflowLive, ClusterBreakers.layer).pipe(
+export const core = JobRunner.drainOnShutdown.pipe(
+  Layer.provideMerge(Layer.mergeAll(Jobs.Default, JobWorkflowLive, ClusterBreakers.layer)),
   Layer.provideMerge(JobRunner.Default),
   Layer.provideMerge(JobStore.Default),
   Layer.provideMerge(workflowEngineLayer),

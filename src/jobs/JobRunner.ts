@@ -4,7 +4,7 @@
  * up only the items that have no stored result. Also the in-process hub that live progress streams
  * and waiting requests listen to, and the place that drains running jobs on shutdown.
  */
-import { Config, Deferred, Duration, Effect, Exit, Fiber, Mailbox, PubSub, Ref, Schedule, Schema, Scope } from "effect"
+import { Config, Deferred, Duration, Effect, Exit, Fiber, Layer, Mailbox, PubSub, Ref, Schedule, Schema, Scope } from "effect"
 import type { ItemResult } from "../engine/ItemResult.js"
 import * as ClusterGate from "./ClusterGate.js"
 import type { LocalGate } from "./ClusterGate.js"
@@ -341,22 +341,23 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
       )
 
     // Shutdown: stop handing out items, give running attempts the grace period, then interrupt them.
-    yield* Effect.addFinalizer(() =>
-      Effect.gen(function* () {
-        yield* Deferred.succeed(shuttingDown, undefined)
-        const runs = Array.from(live.values())
-        if (runs.length === 0) return
-        yield* Effect.logInfo(`shutdown: draining ${runs.length} running job(s), grace ${Duration.format(grace)}`)
-        yield* Effect.forEach(runs, (run) => Deferred.await(run.done), { discard: true, concurrency: "unbounded" }).pipe(
-          Effect.timeout(Duration.sum(grace, Duration.seconds(2))),
-          Effect.ignore,
-          Effect.interruptible
-        )
-      })
-    )
+    const drain = Effect.gen(function* () {
+      yield* Deferred.succeed(shuttingDown, undefined)
+      const runs = Array.from(live.values())
+      if (runs.length === 0) return
+      yield* Effect.logInfo(`shutdown: draining ${runs.length} running job(s), grace ${Duration.format(grace)}`)
+      yield* Effect.forEach(runs, (run) => Deferred.await(run.done), { discard: true, concurrency: "unbounded" }).pipe(
+        Effect.timeout(Duration.sum(grace, Duration.seconds(2))),
+        Effect.ignore,
+        Effect.interruptible
+      )
+    })
+    yield* Effect.addFinalizer(() => drain)
 
     return {
       execute,
+      /** Shutdown: stop handing out items, let running attempts finish (grace period), store them. */
+      drain,
       cancelLocal,
       hub,
       shuttingDown,
@@ -365,5 +366,14 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
       isLive: (jobId: string) => Array.from(live.values()).some((run) => run.jobId === jobId)
     } as const
   })
-}) {}
+}) {
+  /**
+   * Drains running jobs when it is released. It must be released before the workflow entities are
+   * unregistered (which interrupts their activities, and with them the attempts in flight), so it is
+   * built on top of them.
+   */
+  static readonly drainOnShutdown = Layer.scopedDiscard(
+    Effect.flatMap(JobRunner, (runner) => Effect.addFinalizer(() => runner.drain))
+  )
+}
 
