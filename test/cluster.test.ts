@@ -139,8 +139,9 @@ describe("several instances on PostgreSQL", () => {
         yield* sandbox.setKnobs("screen", { errorRate: 1, latency: { kind: "fixed", ms: 20 } })
         yield* sandbox.reset
         const client = yield* Client.make(a.url)
+        // One item: only the instance that runs it sees the failures (3 attempts ~5 s apart).
         const failing = yield* client.batches.executeMultiple({
-          payload: Array.from({ length: 30 }, () => ({ triggerKey: "limit_up" })),
+          payload: [{ triggerKey: "limit_up" }],
           urlParams: { maxConcurrent: 3 },
           headers: { prefer: "respond-async" }
         })
@@ -152,11 +153,11 @@ describe("several instances on PostgreSQL", () => {
         yield* Effect.forEach(instances, (instance) =>
           marketState(instance.url).pipe(
             Effect.filterOrFail((status) => status === "open", () => "not open yet"),
-            Effect.retry(Schedule.spaced(Duration.millis(100)).pipe(Schedule.upTo(Duration.seconds(20))))
+            Effect.retry(Schedule.spaced(Duration.millis(100)).pipe(Schedule.upTo(Duration.seconds(40))))
           )
         )
-        // At least one instance did not see the failures itself: it opened from the shared state.
-        expect(instances.some((i) => i.output().includes("circuit breaker market opened (shared state)"))).toBe(true)
+        // Two instances never called the upstream: they opened from the shared state.
+        expect(instances.filter((i) => i.output().includes("circuit breaker market opened (shared state)"))).toHaveLength(2)
         const before = (yield* sandbox.stats).routes.screen.calls
         yield* Effect.sleep("2 seconds")
         const after = (yield* sandbox.stats).routes.screen.calls
@@ -238,7 +239,11 @@ describe("several instances on PostgreSQL", () => {
         const calls = (yield* sandbox.stats).routes.interactions.byId
         expect(Object.keys(calls)).toHaveLength(60)
         const twice = Object.entries(calls).filter(([, n]) => n !== 1)
-        expect(twice, `${JSON.stringify(twice)}\n${c.output().slice(-4000)}`).toEqual([])
+        expect(
+          twice,
+          `${JSON.stringify(twice)}\n` +
+            instances.map((i) => i.output().split("\n").filter((l) => /resumed|started|paused|shutting|drain/.test(l)).join("\n")).join("\n---\n")
+        ).toEqual([])
       }).pipe(Effect.provide(env), Effect.scoped),
     120_000
   )

@@ -185,6 +185,9 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
       finalizeAfter = true
     ): Effect.Effect<RunOutcome, StoreError> =>
       Effect.gen(function* () {
+        // Shutting down: start nothing (the cluster retries interrupted activities); the work resumes
+        // after the restart or on the instance that takes the shard over.
+        if (yield* Deferred.isDone(shuttingDown)) return "paused"
         const job = yield* store.getJob(jobId)
         if (job === undefined || job.status === "completed" || job.status === "cancelled") return "finished"
         const inputs = yield* store.inputsOf(jobId)
