@@ -15,8 +15,8 @@ import { PostGenerationProcessor } from "../processors/PostGeneration.js"
 import type * as Processor from "../processors/Processor.js"
 import { runnerConfig } from "./Cluster.js"
 import * as Database from "./Database.js"
-import { JobStore, viewOf, type ItemEffect, type JobRecord, type StoreError } from "./JobStore.js"
-import { kindSchemas, type JobEvent, type JobKind } from "./Model.js"
+import { JobStore, viewOf, type ItemEffect, type StoreError } from "./JobStore.js"
+import { emptyTally, itemEvents, kindSchemas, tally, type JobEvent, type JobKind } from "./Model.js"
 
 /** How a kind's items run and what a finished item changes besides its own row. */
 interface KindRunner {
@@ -150,15 +150,6 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
 
     const publish = (event: JobEvent) => PubSub.publish(hub, event)
 
-    const countsFrom = (job: JobRecord, results: Iterable<ItemResult<unknown>>) => {
-      const c = { total: job.total, completed: 0, succeeded: 0, failed: 0, cancelled: 0, skipped: 0 }
-      for (const r of results) {
-        c.completed++
-        c[r.status]++
-      }
-      return c
-    }
-
     /** Marks a job whose items all have results as ended, and tells its followers. */
     const finalize = (jobId: string, startedAt: number) =>
       Effect.gen(function* () {
@@ -211,7 +202,8 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
         const writes = yield* Mailbox.make<{ result: ItemResult<unknown>; effect: ItemEffect | undefined }>()
         let inFlight = 0
         let finishedThisRun = 0
-        const counts = countsFrom(job, results.values())
+        const counts = emptyTally(job.total)
+        for (const result of results.values()) tally(counts, result.status)
         const writer = Effect.gen(function* () {
           for (;;) {
             const [chunk, end] = yield* writes.takeAll
@@ -219,18 +211,10 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
             for (const b of saved) {
               results.set(b.index, b.result)
               finishedThisRun++
-              counts.completed++
-              counts[b.result.status]++
-              yield* publish({ type: "item", jobId, seq: b.seq, result: b.result })
-              const elapsed = Date.now() - startedAt
+              tally(counts, b.result.status)
               const remaining = counts.total - counts.completed
-              yield* publish({
-                type: "progress",
-                jobId,
-                ...counts,
-                inFlight,
-                ...(remaining > 0 && finishedThisRun > 0 ? { etaMs: Math.round((elapsed / finishedThisRun) * remaining) } : {})
-              })
+              const eta = remaining > 0 ? { etaMs: Math.round(((Date.now() - startedAt) / finishedThisRun) * remaining) } : {}
+              for (const event of itemEvents(jobId, b, counts, { inFlight, ...eta })) yield* publish(event)
             }
             if (end) return
             yield* Effect.sleep(commitInterval)
@@ -364,7 +348,6 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
       cancelLocal,
       hub,
       shuttingDown,
-      countsFrom,
       finalize,
       isLive: (jobId: string) => Array.from(live.values()).some((run) => run.jobId === jobId)
     } as const

@@ -5,9 +5,9 @@
  */
 import { SqlClient, type SqlError } from "@effect/sql"
 import { Data, Effect, Layer } from "effect"
-import type { ItemResult } from "../engine/ItemResult.js"
+import type { ItemResult, ItemStatus } from "../engine/ItemResult.js"
 import type { Interactions } from "../upstream/Forum.js"
-import { isTerminal, successOf, type Counts, type JobKind, type JobOptions, type JobStatus, type JobView } from "./Model.js"
+import { emptyTally, successOf, tally, type Counts, type JobKind, type JobOptions, type JobStatus, type JobView } from "./Model.js"
 
 export class StoreError extends Data.TaggedError("StoreError")<{ readonly message: string; readonly cause: unknown }> {}
 
@@ -92,14 +92,14 @@ const toJob = (row: Row): JobRecord => ({
   cancelRequested: num(row.cancel_requested) === 1
 })
 
-const emptyCounts = (total: number): Counts => ({
-  total,
-  completed: 0,
-  succeeded: 0,
-  failed: 0,
-  cancelled: 0,
-  skipped: 0
+const toStored = (row: Row): StoredItem => ({
+  index: num(row.idx),
+  seq: num(row.seq),
+  result: JSON.parse(String(row.result)) as ItemResult<unknown>
 })
+
+const isItemStatus = (s: string): s is ItemStatus =>
+  s === "succeeded" || s === "failed" || s === "cancelled" || s === "skipped"
 
 /** Arbitrary, fixed: the advisory lock key that serializes schema creation. */
 export const SCHEMA_LOCK_KEY = 7_240_611_001
@@ -221,44 +221,22 @@ export class JobStore extends Effect.Service<JobStore>()("parallel-processor/Job
         orStoreError("reading job inputs")
       )
 
-    const items = (id: string) =>
-      sql<Row>`SELECT idx, seq, result FROM pp_job_items WHERE job_id = ${id} ORDER BY seq`.pipe(
-        Effect.map((rows) =>
-          rows.map((row): StoredItem => ({
-            index: num(row.idx),
-            seq: num(row.seq),
-            result: JSON.parse(String(row.result)) as ItemResult<unknown>
-          }))
-        ),
-        orStoreError("reading item results")
-      )
-
-    /** Items stored after `seq`, for followers in other processes. */
-    const itemsAfter = (id: string, seq: number) =>
-      sql<Row>`SELECT idx, seq, result FROM pp_job_items WHERE job_id = ${id} AND seq > ${seq} ORDER BY seq`.pipe(
-        Effect.map((rows) =>
-          rows.map((row): StoredItem => ({
-            index: num(row.idx),
-            seq: num(row.seq),
-            result: JSON.parse(String(row.result)) as ItemResult<unknown>
-          }))
-        ),
+    /** A job's stored items in finishing order; with `afterSeq`, only those stored after it. */
+    const items = (id: string, afterSeq = -1) =>
+      sql<Row>`SELECT idx, seq, result FROM pp_job_items WHERE job_id = ${id} AND seq > ${afterSeq} ORDER BY seq`.pipe(
+        Effect.map((rows) => rows.map(toStored)),
         orStoreError("reading item results")
       )
 
     const counts = (job: JobRecord) =>
       sql<Row>`SELECT status, COUNT(*) AS n FROM pp_job_items WHERE job_id = ${job.id} GROUP BY status`.pipe(
-        Effect.map((rows) => {
-          const c = { ...emptyCounts(job.total) }
+        Effect.map((rows): Counts => {
+          const counts = emptyTally(job.total)
           for (const row of rows) {
-            const n = num(row.n)
-            c.completed += n
             const status = String(row.status)
-            if (status === "succeeded" || status === "failed" || status === "cancelled" || status === "skipped") {
-              c[status] += n
-            }
+            if (isItemStatus(status)) tally(counts, status, num(row.n))
           }
-          return c as Counts
+          return counts
         }),
         orStoreError("counting item results")
       )
@@ -422,7 +400,7 @@ export class JobStore extends Effect.Service<JobStore>()("parallel-processor/Job
 
     /** Jobs that were running or waiting when the process stopped. */
     const unfinished = sql<Row>`SELECT * FROM pp_jobs WHERE status IN ('pending', 'running')`.pipe(
-      Effect.map((rows) => rows.map(toJob).filter((job) => !isTerminal(job.status))),
+      Effect.map((rows) => rows.map(toJob)),
       orStoreError("listing unfinished jobs")
     )
 
@@ -498,7 +476,6 @@ export class JobStore extends Effect.Service<JobStore>()("parallel-processor/Job
       createJob,
       inputsOf,
       items,
-      itemsAfter,
       counts,
       listJobs,
       markRunning,

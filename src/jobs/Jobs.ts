@@ -12,7 +12,7 @@ import { createHash } from "node:crypto"
 import { JobRunner } from "./JobRunner.js"
 import { JobStore, viewOf, type JobRecord, type StoreError } from "./JobStore.js"
 import * as Database from "./Database.js"
-import { isTerminal, type Counts, type JobDetail, type JobEvent, type JobKind, type JobOptions, type JobStatus, type JobView } from "./Model.js"
+import { emptyTally, isTerminal, itemEvents, tally, type Counts, type JobDetail, type JobEvent, type JobKind, type JobOptions, type JobStatus, type JobView } from "./Model.js"
 
 export class JobNotFound extends Data.TaggedError("JobNotFound")<{ readonly id: string }> {}
 export class IdempotencyConflict extends Data.TaggedError("IdempotencyConflict")<{ readonly key: string }> {}
@@ -185,13 +185,10 @@ export class Jobs extends Effect.Service<Jobs>()("parallel-processor/Jobs", {
           const replay: Array<JobEvent> = afterSeq === undefined
             ? [{ type: "started", jobId: id, kind: job.kind, total: job.total, at: new Date(job.startedAt ?? job.createdAt).toISOString() }]
             : []
-          const counts = { total: job.total, completed: 0, succeeded: 0, failed: 0, cancelled: 0, skipped: 0 }
+          const counts = emptyTally(job.total)
           for (const item of stored) {
-            counts.completed++
-            counts[item.result.status]++
-            if (afterSeq !== undefined && item.seq <= afterSeq) continue
-            replay.push({ type: "item", jobId: id, seq: item.seq, result: item.result })
-            replay.push({ type: "progress", jobId: id, ...counts, inFlight: 0 })
+            tally(counts, item.result.status)
+            if (afterSeq === undefined || item.seq > afterSeq) replay.push(...itemEvents(id, item, counts))
           }
           if (isTerminal(job.status)) {
             replay.push({ type: "completed", jobId: id, job: yield* view(job) })
@@ -226,14 +223,12 @@ export class Jobs extends Effect.Service<Jobs>()("parallel-processor/Jobs", {
       const step: Effect.Effect<ReadonlyArray<JobEvent>, JobNotFound | StoreError> = Effect.gen(function* () {
         // Read the status first: rows stored before a terminal status are then all visible below.
         const job = yield* find(id)
-        const fresh = yield* store.itemsAfter(id, lastSeq)
+        const fresh = yield* store.items(id, lastSeq)
         const out: Array<JobEvent> = []
         for (const item of fresh) {
           lastSeq = Math.max(lastSeq, item.seq)
-          counts.completed++
-          counts[item.result.status]++
-          out.push({ type: "item", jobId: id, seq: item.seq, result: item.result })
-          out.push({ type: "progress", jobId: id, ...counts, inFlight: 0 })
+          tally(counts, item.result.status)
+          out.push(...itemEvents(id, item, counts))
         }
         if (isTerminal(job.status)) {
           ended = true

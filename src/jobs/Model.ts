@@ -119,5 +119,30 @@ export const JobEvent = Schema.Union(
 )
 export type JobEvent = typeof JobEvent.Type
 
+/** Counts that grow as items finish (the runner's, a replay's, a follower's). */
+export type Tally = { -readonly [K in keyof Counts]: Counts[K] }
+
+export const emptyTally = (total: number): Tally => ({ total, completed: 0, succeeded: 0, failed: 0, cancelled: 0, skipped: 0 })
+
+/** Adds `n` finished items of `status`. */
+export const tally = (counts: Tally, status: ItemResult.ItemStatus, n = 1): void => {
+  counts.completed += n
+  counts[status] += n
+}
+
+/**
+ * The two events one finished item produces, `item` then `progress` with the counts after it
+ * (which the caller has already tallied).
+ */
+export const itemEvents = (
+  jobId: string,
+  item: { readonly seq: number; readonly result: AnyItemResult },
+  counts: Counts,
+  live: { readonly inFlight: number; readonly etaMs?: number } = { inFlight: 0 }
+): readonly [JobEvent, JobEvent] => [
+  { type: "item", jobId, seq: item.seq, result: item.result },
+  { type: "progress", jobId, ...counts, ...live }
+]
+
 export const successOf = (status: JobStatus, counts: Counts): boolean =>
   status === "completed" && counts.failed === 0 && counts.cancelled === 0

@@ -42,12 +42,6 @@ export interface Processor<I, A> {
     overrides?: Overrides,
     options?: Engine.RunOptions<I, A>
   ) => Effect.Effect<{ readonly results: ReadonlyArray<ItemResult<A>>; readonly summary: RunSummary }>
-  /** Results in completion order from items pulled as the engine has room (see `Engine.stream`). */
-  readonly stream: <E, R>(
-    items: Stream.Stream<I, E, R>,
-    overrides?: Overrides,
-    options?: Engine.RunOptions<I, A>
-  ) => Stream.Stream<ItemResult<A>, E, R>
   readonly events: (
     items: ReadonlyArray<I>,
     overrides?: Overrides,
@@ -119,7 +113,6 @@ export const make = <I, A>(definition: ProcessorDefinition<I, A>): Effect.Effect
       policy,
       run: (items, overrides, options = {}) =>
         Engine.runWithSummary(items, definition.task, policy(overrides), withIds(options)),
-      stream: (items, overrides, options = {}) => Engine.stream(items, definition.task, policy(overrides), withIds(options)),
       events: (items, overrides, options = {}) => Engine.events(items, definition.task, policy(overrides), withIds(options))
     }
   })
