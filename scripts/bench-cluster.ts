@@ -6,56 +6,18 @@
  * for the run by the test harness (installed from Debian's packages if missing). Prints wall, wall /
  * ideal (ideal = 2,000 × 20 ms / 150) and the speed-up over one instance; median of 3 runs each.
  */
-import { spawn, type ChildProcess } from "node:child_process"
-import * as net from "node:net"
 import os from "node:os"
 import path from "node:path"
 import { performance } from "node:perf_hooks"
-import { fileURLToPath } from "node:url"
 import { mkdirSync, writeFileSync } from "node:fs"
 import { Effect } from "effect"
 import { createDatabase, postgres } from "../test/support/postgres.js"
-
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
+import { freePort, root, startProcess, stop, upstreamEnv } from "./support/processes.js"
 const ITEMS = 2000
 const LATENCY_MS = 20
 const MAX_CONCURRENT = 150
 const RUNS = 3
 const ideal = Math.ceil(ITEMS / MAX_CONCURRENT) * LATENCY_MS
-
-/** A free port below the OS's range for outgoing connections (32768+). */
-const freePort = (): Promise<number> =>
-  new Promise<number>((resolve) => {
-    const port = 20000 + Math.floor(Math.random() * 12000)
-    const server = net.createServer()
-    server.once("error", () => resolve(freePort()))
-    server.listen(port, "127.0.0.1", () => server.close(() => resolve(port)))
-  })
-
-const startProcess = (args: ReadonlyArray<string>, env: Record<string, string>, ready: RegExp) =>
-  new Promise<{ child: ChildProcess; match: string }>((resolve, reject) => {
-    const child = spawn(process.execPath, args, {
-      cwd: root,
-      env: { PATH: process.env.PATH ?? "", ...env },
-      stdio: ["ignore", "pipe", "pipe"]
-    })
-    let output = ""
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString()
-      const m = ready.exec(output)
-      if (m?.[1] !== undefined) resolve({ child, match: m[1] })
-    }
-    child.stdout?.on("data", onData)
-    child.stderr?.on("data", onData)
-    child.on("exit", (code) => reject(new Error(`${args.join(" ")} exited (${code}):\n${output.slice(-3000)}`)))
-  })
-
-const stop = (child: ChildProcess) =>
-  new Promise<void>((resolve) => {
-    if (child.exitCode !== null) return resolve()
-    child.once("exit", () => resolve())
-    child.kill("SIGTERM")
-  })
 
 const job = async (url: string, run: string, items: number) => {
   const posts = Array.from({ length: items }, (_, i) => ({ postId: `${run}-p${i}`, articleId: `${run}-a${i}`, kolSerial: "101" }))
@@ -96,12 +58,7 @@ const program = Effect.gen(function* () {
               DATABASE_URL: url,
               RUNNER_HOST: "127.0.0.1",
               RUNNER_PORT: String(await freePort()),
-              FORUM_API_URL: upstreamUrl,
-              LLM_BASE_URL: upstreamUrl,
-              MARKET_API_URL: upstreamUrl,
-              NEWS_API_URL: upstreamUrl,
-              KOL_101_EMAIL: "kol101@example.com",
-              KOL_101_PASSWORD: "pw-101",
+              ...upstreamEnv(upstreamUrl)
             },
             /listening on (http:\/\/\S+)/
           )

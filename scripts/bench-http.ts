@@ -12,12 +12,10 @@
  * batches (`asyncio.gather` per batch of `c`, here Promise.all). Prints wall/ideal; median of 3.
  */
 import { NodeHttpClient } from "@effect/platform-node"
-import { spawn } from "node:child_process"
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from "node:fs"
 import os from "node:os"
 import path from "node:path"
 import { performance } from "node:perf_hooks"
-import { fileURLToPath } from "node:url"
 import { Effect, Layer, Redacted } from "effect"
 import pLimit from "p-limit"
 import { request } from "undici"
@@ -26,8 +24,8 @@ import { InteractionsProcessor } from "../src/processors/Interactions.js"
 import { ForumClient } from "../src/upstream/Forum.js"
 import { KolCredentials } from "../src/upstream/KolCredentials.js"
 import { UpstreamConfig } from "../src/upstream/UpstreamConfig.js"
+import { root, startProcess, stop, upstreamEnv } from "./support/processes.js"
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
 const RUNS = 3
 
 interface Scenario {
@@ -50,61 +48,26 @@ const median = (xs: ReadonlyArray<number>) => {
   return sorted[Math.floor(sorted.length / 2)] ?? NaN
 }
 
-/** Starts the stub upstream and resolves with its URL. */
-const startUpstream = () =>
-  new Promise<{ url: string; setLatency: (ms: number) => Promise<void>; stop: () => void }>((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(root, "dist/scripts/stub-upstream.js")], { stdio: ["ignore", "pipe", "inherit"] })
-    child.stdout.on("data", (chunk: Buffer) => {
-      const port = /listening (\d+)/.exec(chunk.toString())?.[1]
-      if (port === undefined) return
-      const url = `http://127.0.0.1:${port}`
-      resolve({
-        url,
-        setLatency: async (ms) => void (await fetch(`${url}/__latency/${ms}`, { method: "PUT" })),
-        stop: () => void child.kill()
-      })
-    })
-    child.on("exit", (code) => reject(new Error(`stub upstream exited (${code})`)))
-  })
+/** The stub upstream, with a way to change its latency. */
+const startUpstream = async () => {
+  const { child, match } = await startProcess([path.join(root, "dist/scripts/stub-upstream.js")], {}, /listening (\d+)/)
+  const url = `http://127.0.0.1:${match}`
+  return {
+    url,
+    setLatency: async (ms: number) => void (await fetch(`${url}/__latency/${ms}`, { method: "PUT" })),
+    stop: () => stop(child)
+  }
+}
 
-/** Starts the compiled service and resolves with its URL once it logs that it listens. */
-const startService = (upstreamUrl: string, dataDir: string) =>
-  new Promise<{ url: string; stop: () => Promise<void> }>((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(root, "dist/src/main.js")], {
-      cwd: root,
-      env: {
-        PATH: process.env.PATH ?? "",
-        HOST: "127.0.0.1",
-        PORT: "0",
-        DATA_DIR: dataDir,
-        FORUM_API_URL: upstreamUrl,
-        LLM_BASE_URL: upstreamUrl,
-        MARKET_API_URL: upstreamUrl,
-        NEWS_API_URL: upstreamUrl,
-        KOL_101_EMAIL: "kol101@example.com",
-        KOL_101_PASSWORD: "pw-101"
-      },
-      stdio: ["ignore", "pipe", "pipe"]
-    })
-    let output = ""
-    const exited = new Promise<void>((done) => child.on("exit", () => done()))
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString()
-      const match = /listening on (http:\/\/\S+)/.exec(output)
-      if (match?.[1] !== undefined) {
-        resolve({
-          url: match[1],
-          stop: () => {
-            child.kill("SIGTERM")
-            return exited
-          }
-        })
-      }
-    }
-    child.stdout.on("data", onData)
-    child.stderr.on("data", onData)
-    child.on("exit", (code) => reject(new Error(`service exited (${code}) before listening:\n${output}`)))
-  })
+/** The compiled service on a fresh data directory. */
+const startService = async (upstreamUrl: string, dataDir: string) => {
+  const { child, match } = await startProcess(
+    [path.join(root, "dist/src/main.js")],
+    { HOST: "127.0.0.1", PORT: "0", DATA_DIR: dataDir, ...upstreamEnv(upstreamUrl) },
+    /listening on (http:\/\/\S+)/
+  )
+  return { url: match, stop: () => stop(child) }
+}
 
 const viaService = async (url: string, s: Scenario, run: string) => {
   const body = JSON.stringify({ posts: postsFor(s, run), maxConcurrent: s.concurrency })
@@ -217,7 +180,7 @@ const program = Effect.gen(function* () {
     }
   } finally {
     yield* Effect.promise(() => service.stop())
-    upstream.stop()
+    yield* Effect.promise(() => upstream.stop())
     rmSync(dataDir, { recursive: true, force: true })
   }
   console.log(`\nbench:http — wall/ideal, median of ${RUNS} (node ${process.version}, ${os.cpus().length} cores)\n`)
