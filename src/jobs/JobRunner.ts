@@ -179,6 +179,11 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
         // Shutting down: start nothing (the cluster retries interrupted activities); the work resumes
         // after the restart or on the instance that takes the shard over.
         if (yield* Deferred.isDone(shuttingDown)) return "paused"
+        const runKey = `${jobId}#${slice.part}`
+        // The cluster may deliver a slice's activity again while it runs here (a retry after an
+        // interruption): join the run in progress rather than start a second one beside it.
+        const running = live.get(runKey)
+        if (running !== undefined) return yield* Deferred.await(running.done)
         const job = yield* store.getJob(jobId)
         if (job === undefined || job.status === "completed" || job.status === "cancelled") return "finished"
         const inputs = yield* store.inputsOf(jobId)
@@ -186,7 +191,6 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
         const results = new Map<number, ItemResult<unknown>>(stored.map((s) => [s.index, s.result]))
         const mine = (index: number) => index % slice.parts === slice.part
         const pending = inputs.flatMap((input, index) => (results.has(index) || !mine(index) ? [] : [{ index, input }]))
-        const runKey = `${jobId}#${slice.part}`
         const startedAt = Date.now()
         yield* store.markRunning(jobId, startedAt)
         yield* Effect.logInfo(
@@ -197,7 +201,16 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
         const stopping = yield* Ref.make(false)
         const draining = { on: false }
         const done = yield* Deferred.make<RunOutcome>()
+        const started = live.get(runKey)
+        if (started !== undefined) return yield* Deferred.await(started.done)
         live.set(runKey, { jobId, control, stopping, done })
+        // Checked again once registered: a drain that began while this run was reading the database
+        // has taken its list of runs already, and would not wait for this one.
+        if (yield* Deferred.isDone(shuttingDown)) {
+          live.delete(runKey)
+          yield* Deferred.succeed(done, "paused")
+          return "paused" as const
+        }
 
         const writes = yield* Mailbox.make<{ result: ItemResult<unknown>; effect: ItemEffect | undefined }>()
         let inFlight = 0
@@ -332,7 +345,9 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
       yield* Deferred.succeed(shuttingDown, undefined)
       const runs = Array.from(live.values())
       if (runs.length === 0) return
-      yield* Effect.logInfo(`shutdown: draining ${runs.length} running job(s), grace ${Duration.format(grace)}`)
+      yield* Effect.logInfo(
+        `shutdown: draining ${runs.length} running job(s), grace ${Duration.format(grace)}: ${Array.from(live.keys()).join(", ")}`
+      )
       yield* Effect.forEach(runs, (run) => Deferred.await(run.done), { discard: true, concurrency: "unbounded" }).pipe(
         Effect.timeout(Duration.sum(grace, Duration.seconds(2))),
         Effect.ignore,
