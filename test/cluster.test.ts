@@ -2,8 +2,8 @@
  * Several instances on one PostgreSQL: three real service processes (spawned), one sandbox upstream
  * in this process (its counters see every instance's calls), a PostgreSQL server brought up by the
  * test. Checks the cluster-wide limit, that items spread over every instance, that any instance
- * answers for any job, and that a SIGKILLed instance's part of a job finishes elsewhere without
- * re-running finished items.
+ * answers for any job, that a SIGKILLed instance's part of a job finishes elsewhere without
+ * re-running finished items, and that a SIGTERMed one hands its part over without re-running anything.
  */
 import { FetchHttpClient } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
@@ -209,6 +209,41 @@ describe("several instances on PostgreSQL", () => {
         expect(job.succeeded).toBe(60)
         const calls = (yield* sandbox.stats).routes.interactions.byId
         for (const done of partial.results) expect(calls[`kill-a${done.index}`]).toBe(1)
+      }).pipe(Effect.provide(env), Effect.scoped),
+    120_000
+  )
+
+  it.live(
+    "an instance SIGTERMed mid-job: it exits 0 after its attempts finish, the others complete the job, nothing runs twice",
+    () =>
+      Effect.gen(function* () {
+        const { sandbox, instances } = yield* cluster("cluster_term")
+        const [a, b, c] = instances
+        if (a === undefined || b === undefined || c === undefined) return expect.fail("three instances")
+        yield* sandbox.reset
+        const id = yield* submit(a.url, posts(60, "term"), 6)
+        yield* waitFor(b.url, id, (j) => j.completed >= 15)
+        yield* c.kill("SIGTERM")
+        const show = () => {
+          for (const [name, i] of [["A", a], ["B", b], ["C", c]] as const) {
+            const lines = i.output().split("\n").filter((l) => /resumed|started|paused|shutting|drain|term-/.test(l))
+            console.log(`--- ${name}\n${lines.join("\n")}`)
+          }
+        }
+        const code = yield* c.exited.pipe(Effect.timeout("30 seconds"), Effect.tapError(() => Effect.sync(show)))
+        const job = yield* waitFor(b.url, id, (j) => j.status === "completed").pipe(Effect.tapError(() => Effect.sync(show)))
+        const calls = (yield* sandbox.stats).routes.interactions.byId
+        const twice = Object.entries(calls).filter(([, n]) => n !== 1)
+        if (code !== 0 || job.succeeded !== 60 || twice.length > 0 || Object.keys(calls).length !== 60) {
+          console.log("exit", code, "succeeded", job.succeeded, "called more than once", JSON.stringify(twice))
+          show()
+        }
+        expect(code).toBe(0)
+        // The signal came while C had parts of the job in flight: the drain was exercised.
+        expect(c.output()).toMatch(/shutdown: draining [1-9]/)
+        expect(job.succeeded).toBe(60)
+        expect(twice).toEqual([])
+        expect(Object.keys(calls)).toHaveLength(60)
       }).pipe(Effect.provide(env), Effect.scoped),
     120_000
   )

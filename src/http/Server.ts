@@ -10,7 +10,7 @@ import { createServer } from "node:http"
 import * as CircuitBreakerRegistry from "../engine/CircuitBreakerRegistry.js"
 import * as ClusterBreakers from "../jobs/ClusterBreakers.js"
 import * as Database from "../jobs/Database.js"
-import { JobRunner } from "../jobs/JobRunner.js"
+import { awaitWithin, JobRunner } from "../jobs/JobRunner.js"
 import { JobStore } from "../jobs/JobStore.js"
 import { workflowEngineLayer } from "../jobs/Cluster.js"
 import { JobWorkflowLive, Jobs } from "../jobs/Jobs.js"
@@ -86,7 +86,7 @@ export const layer = Layer.unwrapEffect(
               server.close(() => resume(Effect.void))
               server.closeIdleConnections()
             })
-            const finished = yield* closed.pipe(Effect.interruptible, Effect.timeout(grace), Effect.isSuccess)
+            const finished = yield* awaitWithin(closed, grace).pipe(Effect.isSuccess)
             if (!finished) server.closeAllConnections()
           })
         )

@@ -79,6 +79,15 @@ export interface LiveRun {
   readonly done: Deferred.Deferred<RunOutcome>
 }
 
+/**
+ * Waits for `self` at most `limit`. Safe in a finalizer of an interrupted fiber, where shutdown code
+ * runs: there an `Effect.interruptible` region ends at once (the fiber's interruption is still
+ * pending), so a plain `Effect.timeout(…).pipe(Effect.interruptible)` would not wait at all. The wait
+ * runs in a fiber of its own, which nothing has interrupted.
+ */
+export const awaitWithin = <A, E, R>(self: Effect.Effect<A, E, R>, limit: Duration.DurationInput) =>
+  self.pipe(Effect.timeout(limit), Effect.interruptible, Effect.fork, Effect.flatMap(Fiber.join))
+
 /** `paused`: shutdown stopped the run before every item had a result; the job resumes on restart. */
 export type RunOutcome = "finished" | "paused"
 
@@ -348,11 +357,10 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
       yield* Effect.logInfo(
         `shutdown: draining ${runs.length} running job(s), grace ${Duration.format(grace)}: ${Array.from(live.keys()).join(", ")}`
       )
-      yield* Effect.forEach(runs, (run) => Deferred.await(run.done), { discard: true, concurrency: "unbounded" }).pipe(
-        Effect.timeout(Duration.sum(grace, Duration.seconds(2))),
-        Effect.ignore,
-        Effect.interruptible
-      )
+      yield* awaitWithin(
+        Effect.forEach(runs, (run) => Deferred.await(run.done), { discard: true, concurrency: "unbounded" }),
+        Duration.sum(grace, Duration.seconds(2))
+      ).pipe(Effect.ignore)
     })
     yield* Effect.addFinalizer(() => drain)
 
