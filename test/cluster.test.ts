@@ -25,40 +25,42 @@ const tempDir = Effect.acquireRelease(
 const posts = (n: number, prefix: string) =>
   Array.from({ length: n }, (_, i) => ({ postId: `${prefix}-p${i}`, articleId: `${prefix}-a${i}`, kolSerial: "101" }))
 
-/** Three instances on a fresh database of one PostgreSQL server, against the sandbox. */
-const cluster = (database: string) =>
+/** One service instance on `url` (a PostgreSQL database), against the sandbox. */
+const instance = (url: string, sandboxUrl: string) =>
+  Effect.gen(function* () {
+    const dataDir = yield* tempDir
+    return yield* Service.start({
+      DATABASE_URL: url,
+      DATA_DIR: dataDir,
+      RUNNER_HOST: "127.0.0.1",
+      RUNNER_PORT: String(yield* Effect.promise(freePort)),
+      RUNNER_LOCK_EXPIRATION: "3 seconds",
+      BREAKER_RECOVERY_TIMEOUT: "4 seconds",
+      JOB_PARTITIONS: "12",
+      FORUM_API_URL: sandboxUrl,
+      LLM_BASE_URL: sandboxUrl,
+      MARKET_API_URL: sandboxUrl,
+      NEWS_API_URL: sandboxUrl,
+      KOL_101_EMAIL: "kol101@example.com",
+      KOL_101_PASSWORD: "pw-101"
+    })
+  })
+
+/** `n` instances (3 by default) on a fresh database of one PostgreSQL server, against the sandbox. */
+const cluster = (database: string, n = 3) =>
   Effect.gen(function* () {
     const server = yield* postgres
     const url = yield* createDatabase(server.url, database)
     const sandbox = yield* Sandbox.Sandbox
     const instances = yield* Effect.forEach(
-      [0, 1, 2],
-      () =>
-        Effect.gen(function* () {
-          const dataDir = yield* tempDir
-          return yield* Service.start({
-            DATABASE_URL: url,
-            DATA_DIR: dataDir,
-            RUNNER_HOST: "127.0.0.1",
-            RUNNER_PORT: String(yield* Effect.promise(freePort)),
-            RUNNER_LOCK_EXPIRATION: "3 seconds",
-            BREAKER_RECOVERY_TIMEOUT: "4 seconds",
-            JOB_PARTITIONS: "12",
-            FORUM_API_URL: sandbox.url,
-            LLM_BASE_URL: sandbox.url,
-            MARKET_API_URL: sandbox.url,
-            NEWS_API_URL: sandbox.url,
-            KOL_101_EMAIL: "kol101@example.com",
-            KOL_101_PASSWORD: "pw-101"
-          })
-        }),
+      Array.from({ length: n }, (_, i) => i),
+      () => instance(url, sandbox.url),
       // All at once, on an empty database: table creation must not race.
       { concurrency: "unbounded" }
     )
-    // Each runner that joins takes over some shards; a partition moved while it runs re-runs its
-    // in-flight items elsewhere (at-least-once). Let the shard assignment settle before the job.
+    // Each runner that joins takes over some shards. Let the shard assignment settle before the job.
     yield* Effect.sleep("6 seconds")
-    return { sandbox, instances }
+    return { sandbox, instances, url }
   })
 
 const waitFor = (url: string, id: string, done: (job: { readonly completed: number; readonly status: string }) => boolean) =>
@@ -244,6 +246,35 @@ describe("several instances on PostgreSQL", () => {
         expect(job.succeeded).toBe(60)
         expect(twice).toEqual([])
         expect(Object.keys(calls)).toHaveLength(60)
+      }).pipe(Effect.provide(env), Effect.scoped),
+    120_000
+  )
+
+  it.live(
+    "an instance joining mid-job takes over shards: the moved parts finish their in-flight calls first, nothing runs twice",
+    () =>
+      Effect.gen(function* () {
+        const { sandbox, instances, url } = yield* cluster("cluster_join", 2)
+        const [a, b] = instances
+        if (a === undefined || b === undefined) return expect.fail("two instances")
+        yield* sandbox.reset
+        const id = yield* submit(a.url, posts(200, "join"), 4)
+        yield* waitFor(b.url, id, (j) => j.completed >= 10)
+        const c = yield* instance(url, sandbox.url)
+        const show = () => {
+          for (const [name, i] of [["A", a], ["B", b], ["C", c]] as const) {
+            const lines = i.output().split("\n").filter((l) => /resumed|paused|hand|waiting/.test(l))
+            console.log(`--- ${name}\n${lines.join("\n")}`)
+          }
+        }
+        const job = yield* waitFor(b.url, id, (j) => j.status === "completed").pipe(Effect.tapError(() => Effect.sync(show)))
+        const calls = (yield* sandbox.stats).routes.interactions.byId
+        const twice = Object.entries(calls).filter(([, n]) => n !== 1)
+        if (twice.length > 0) show()
+        expect(job.succeeded).toBe(200)
+        expect(twice).toEqual([])
+        // The newcomer took part.
+        expect(c.output()).toContain(id)
       }).pipe(Effect.provide(env), Effect.scoped),
     120_000
   )

@@ -15,6 +15,7 @@ import { PostGenerationProcessor } from "../processors/PostGeneration.js"
 import type * as Processor from "../processors/Processor.js"
 import { runnerConfig } from "./Cluster.js"
 import * as Database from "./Database.js"
+import * as PartLocks from "./PartLocks.js"
 import { JobStore, viewOf, type ItemEffect, type StoreError } from "./JobStore.js"
 import { emptyTally, itemEvents, kindSchemas, tally, type JobEvent, type JobKind } from "./Model.js"
 
@@ -83,10 +84,11 @@ export interface LiveRun {
  * Waits for `self` at most `limit`. Safe in a finalizer of an interrupted fiber, where shutdown code
  * runs: there an `Effect.interruptible` region ends at once (the fiber's interruption is still
  * pending), so a plain `Effect.timeout(…).pipe(Effect.interruptible)` would not wait at all. The wait
- * runs in a fiber of its own, which nothing has interrupted.
+ * runs in a fiber of its own, which nothing has interrupted — not a child fiber, since interrupting a
+ * fiber signals its children at once.
  */
 export const awaitWithin = <A, E, R>(self: Effect.Effect<A, E, R>, limit: Duration.DurationInput) =>
-  self.pipe(Effect.timeout(limit), Effect.interruptible, Effect.fork, Effect.flatMap(Fiber.join))
+  self.pipe(Effect.timeout(limit), Effect.interruptible, Effect.forkDaemon, Effect.flatMap(Fiber.join))
 
 /** `paused`: shutdown stopped the run before every item had a result; the job resumes on restart. */
 export type RunOutcome = "finished" | "paused"
@@ -156,6 +158,7 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
     const live = new Map<string, LiveRun>()
     const shuttingDown = yield* Deferred.make<void>()
     const scope = yield* Effect.scope
+    const partLocks = yield* PartLocks.make
 
     const publish = (event: JobEvent) => PubSub.publish(hub, event)
 
@@ -193,6 +196,10 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
         // interruption): join the run in progress rather than start a second one beside it.
         const running = live.get(runKey)
         if (running !== undefined) return yield* Deferred.await(running.done)
+        // The cluster may have moved this part here while the runner it left is still finishing the
+        // calls it had in flight: wait until that runner has stored them and let go of the part.
+        if (!(yield* partLocks.hold(jobId, slice.part, Deferred.isDone(shuttingDown)))) return "paused"
+        if (yield* Deferred.isDone(shuttingDown)) return "paused"
         const job = yield* store.getJob(jobId)
         if (job === undefined || job.status === "completed" || job.status === "cancelled") return "finished"
         const inputs = yield* store.inputsOf(jobId)
@@ -242,7 +249,9 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
             yield* Effect.sleep(commitInterval)
           }
         })
-        const writerFiber = yield* Effect.fork(writer)
+        // The run's fibers live in the runner's scope, not as children of this one: interrupting a fiber
+        // interrupts its children at once, and a hand-over must let the calls in flight finish.
+        const writerFiber = yield* Effect.forkIn(writer, scope)
 
         // A cancel may come from another process sharing the database; poll the flag.
         const watcher = yield* store.cancelRequested(jobId).pipe(
@@ -294,7 +303,7 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
             // The activity runs uninterruptibly inside the cluster; the engine needs interruption for
             // its timeouts and for cancel, so its region is made interruptible again.
             Effect.interruptible,
-            Effect.fork
+            Effect.forkIn(scope)
           )
         const drainer = yield* Deferred.await(shuttingDown).pipe(
           Effect.zipRight(Effect.sync(() => {
@@ -304,7 +313,7 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
           Effect.zipRight(Ref.set(stopping, true)),
           Effect.zipRight(control.cancel),
           Effect.interruptible,
-          Effect.fork
+          Effect.forkIn(scope)
         )
         const cleanup = Effect.gen(function* () {
           yield* Fiber.interrupt(runFiber)
@@ -317,10 +326,32 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
           live.delete(runKey)
         })
         // Interruptible although the cluster runs activities uninterruptibly: when this runner loses
-        // the shard (rebalancing, shutdown), the run must stop here, or it would run on two runners.
+        // the shard (an instance joined, or this one stops), the run must stop here, or it would run on
+        // two runners. It hands over like a shutdown: no new items, the calls in flight get the grace
+        // period to finish and are stored, so the runner taking over does not call them again.
+        const handOver = Effect.gen(function* () {
+          draining.on = true
+          yield* Effect.logInfo("handing over: letting the calls in flight finish").pipe(
+            Effect.annotateLogs({ job: jobId, part: slice.part, inFlight })
+          )
+          const began = Date.now()
+          yield* awaitWithin(Fiber.await(runFiber), grace)
+          yield* cleanup
+          yield* Effect.logInfo("handed over").pipe(
+            Effect.annotateLogs({ job: jobId, part: slice.part, waitedMs: Date.now() - began })
+          )
+        })
         yield* Effect.interruptible(Fiber.join(runFiber)).pipe(
           Effect.onInterrupt(() =>
-            cleanup.pipe(Effect.zipRight(Deferred.succeed(done, "paused")), Effect.ignore)
+            handOver.pipe(
+              Effect.ignore,
+              Effect.ensuring(
+                Effect.suspend(() => {
+                  live.delete(runKey)
+                  return Deferred.succeed(done, "paused")
+                })
+              )
+            )
           )
         )
         yield* cleanup
@@ -339,7 +370,7 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
         if (finalizeAfter) yield* finalize(jobId, startedAt)
         yield* Deferred.succeed(done, "finished")
         return "finished" as const
-      }).pipe(Effect.withSpan("JobRunner.execute", { attributes: { jobId } }))
+      }).pipe(Effect.scoped, Effect.withSpan("JobRunner.execute", { attributes: { jobId } }))
 
     /** Cancels a job running in this process now; other processes see the stored flag. */
     const cancelLocal = (jobId: string) =>

@@ -1,0 +1,94 @@
+/**
+ * Who may run a part of a job right now. With a shared database, the cluster moves a part to another
+ * runner when an instance joins or stops, and it does not wait for the old runner to finish the calls
+ * it has in flight. Each part is therefore fenced by a PostgreSQL advisory lock held on one reserved
+ * connection per process: the runner taking a part over waits until the previous one has stored what
+ * was in flight and let go. If a process dies, PostgreSQL ends its session and its locks with it, so
+ * a failover waits for nothing. With the embedded SQLite file there is one process: nothing to fence.
+ */
+import { SqlClient } from "@effect/sql"
+import { Duration, Effect, Scope } from "effect"
+import * as Database from "./Database.js"
+import { StoreError } from "./JobStore.js"
+
+export interface PartLocks {
+  /**
+   * Waits (interruptibly, even inside an uninterruptible activity) until this process holds the part, and holds it until the scope closes.
+   * `stop` is polled while waiting: when it turns true the wait gives up with `false`.
+   */
+  readonly hold: (
+    jobId: string,
+    part: number,
+    stop: Effect.Effect<boolean>
+  ) => Effect.Effect<boolean, StoreError, Scope.Scope>
+}
+
+const noLocks: PartLocks = { hold: () => Effect.succeed(true) }
+
+export const make: Effect.Effect<PartLocks, StoreError, SqlClient.SqlClient | Database.Location | Scope.Scope> = Effect.gen(
+  function* () {
+    if ((yield* Database.Location).dialect !== "pg") return noLocks
+    const sql = yield* SqlClient.SqlClient
+    // Session locks live as long as the connection: one connection kept for the life of the process.
+    const connection = yield* sql.reserve.pipe(
+      Effect.mapError((cause) => new StoreError({ message: "database: reserving the part-lock connection failed", cause }))
+    )
+    // One connection runs one statement at a time.
+    const mutex = yield* Effect.makeSemaphore(1)
+    const query = (statement: string, params: ReadonlyArray<unknown>) =>
+      mutex.withPermits(1)(connection.execute(statement, params, undefined)).pipe(
+        Effect.mapError((cause) => new StoreError({ message: "database: part lock failed", cause }))
+      )
+    // Advisory locks are re-entrant within a session; two runs of one part in this process must
+    // still take turns, so the process keeps its own set too.
+    const held = new Set<string>()
+    const tryLock = (jobId: string, part: number) =>
+      Effect.suspend(() => {
+        const key = `${jobId}#${part}`
+        if (held.has(key)) return Effect.succeed(false)
+        return query("SELECT pg_try_advisory_lock(hashtext($1), $2) AS ok", [jobId, part]).pipe(
+          Effect.map((rows) => {
+            const ok = (rows[0] as { ok?: unknown } | undefined)?.ok === true
+            if (ok) held.add(key)
+            return ok
+          }),
+          // A granted lock must be recorded, or it would stay held by this session unseen.
+          Effect.uninterruptible
+        )
+      })
+    const unlock = (jobId: string, part: number) =>
+      query("SELECT pg_advisory_unlock(hashtext($1), $2)", [jobId, part]).pipe(
+        Effect.ensuring(Effect.sync(() => held.delete(`${jobId}#${part}`))),
+        Effect.catchAll((error) => Effect.logWarning(`could not release the lock of part ${part}: ${error.message}`))
+      )
+    const poll = Duration.millis(50)
+
+    return {
+      hold: (jobId, part, stop) =>
+        Effect.uninterruptible(
+          Effect.gen(function* () {
+            let granted = false
+            const wait = Effect.gen(function* () {
+              for (let first = true; ; first = false) {
+                granted = yield* tryLock(jobId, part)
+                if (granted) return true
+                if (first) {
+                  yield* Effect.logInfo("waiting for the part to be handed over").pipe(
+                    Effect.annotateLogs({ job: jobId, part })
+                  )
+                }
+                yield* Effect.sleep(poll)
+                if (yield* stop) return false
+              }
+            })
+            const locked = yield* Effect.interruptible(wait).pipe(
+              // Interrupted right after the lock was granted: let go of it.
+              Effect.onInterrupt(() => (granted ? unlock(jobId, part) : Effect.void))
+            )
+            if (locked) yield* Effect.addFinalizer(() => unlock(jobId, part))
+            return locked
+          })
+        )
+    } satisfies PartLocks
+  }
+)
