@@ -17,13 +17,12 @@ import os from "node:os"
 import path from "node:path"
 import { performance } from "node:perf_hooks"
 import { Effect, Layer, Redacted } from "effect"
-import pLimit from "p-limit"
-import { request } from "undici"
 import * as CircuitBreakerRegistry from "../src/engine/CircuitBreakerRegistry.js"
 import { InteractionsProcessor } from "../src/processors/Interactions.js"
 import { ForumClient } from "../src/upstream/Forum.js"
 import { KolCredentials } from "../src/upstream/KolCredentials.js"
 import { UpstreamConfig } from "../src/upstream/UpstreamConfig.js"
+import { fetchOne, login, pLimitUndici } from "./support/peers.js"
 import { root, startProcess, stop, upstreamEnv } from "./support/processes.js"
 
 const RUNS = 3
@@ -85,31 +84,8 @@ const viaService = async (url: string, s: Scenario, run: string) => {
   return wall
 }
 
-const login = async (upstreamUrl: string) => {
-  const response = await fetch(`${upstreamUrl}/auth/login`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ email: "kol101@example.com", password: "pw-101" })
-  })
-  return ((await response.json()) as { token: string }).token
-}
-
-// undici's request API: the cheapest HTTP client in Node, so the peers are not held back by `fetch`.
-const fetchOne = async (upstreamUrl: string, token: string, articleId: string) => {
-  const response = await request(`${upstreamUrl}/articles/${articleId}/interactions`, {
-    headers: { authorization: `Bearer ${token}` }
-  })
-  if (response.statusCode !== 200) throw new Error(`upstream answered ${response.statusCode}`)
-  return response.body.json()
-}
-
-const viaPLimit = async (upstreamUrl: string, s: Scenario, run: string) => {
-  const t0 = performance.now()
-  const token = await login(upstreamUrl)
-  const limit = pLimit(s.concurrency)
-  await Promise.all(postsFor(s, run).map((p) => limit(() => fetchOne(upstreamUrl, token, p.articleId))))
-  return performance.now() - t0
-}
+const viaPLimit = (upstreamUrl: string, s: Scenario, run: string) =>
+  pLimitUndici(upstreamUrl, postsFor(s, run).map((p) => p.articleId), s.concurrency)
 
 const viaNaiveBatches = async (upstreamUrl: string, s: Scenario, run: string) => {
   const t0 = performance.now()

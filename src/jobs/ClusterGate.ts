@@ -2,10 +2,11 @@
  * A job's concurrency limit held across every instance together. Each runner keeps a lease on a
  * share of the limit in the shared database (`JobStore.renewClaim`: shares of live runners never add
  * up to more than the limit; a dead runner's share returns when its lease expires) and hands its
- * share out locally as semaphore permits, one per attempt in flight (a retry waiting for its backoff
+ * share out locally as FIFO permits, one per attempt in flight (a retry waiting for its backoff
  * holds none). The database is touched once per renewal, not once per call.
  */
 import { Duration, Effect, Fiber, type RateLimiter, Schedule, type Scope } from "effect"
+import * as Permits from "../engine/Permits.js"
 import type { JobStore } from "./JobStore.js"
 
 export interface LocalGate {
@@ -30,8 +31,8 @@ export const make = (
   settings: GateSettings
 ): Effect.Effect<LocalGate, never, Scope.Scope> =>
   Effect.gen(function* () {
-    const semaphore = yield* Effect.makeSemaphore(0)
-    let inUse = 0
+    // FIFO hand-off: every worker of every part of the job on this runner may be waiting here.
+    const permits = Permits.unsafeMake(0)
     let wants = 0
     let capacity = 0
     const leaseMs = Duration.toMillis(settings.lease)
@@ -40,14 +41,14 @@ export const make = (
     // local capacity follows the decided target at once, down or up.
     const mutex = yield* Effect.makeSemaphore(1)
     const renew = mutex.withPermits(1)(
-      Effect.suspend(() => store.renewClaim(gate, runner, limit, Math.max(capacity, inUse), wants, leaseMs)).pipe(
+      Effect.suspend(() => store.renewClaim(gate, runner, limit, Math.max(capacity, permits.inUse()), wants, leaseMs)).pipe(
         Effect.flatMap((target) => {
           if (target === capacity) return Effect.void
           const before = capacity
           capacity = target
           return Effect.zipRight(
-            semaphore.resize(target),
-            Effect.logDebug(`share of ${gate}: ${before} → ${target} of ${limit} (in use ${inUse}, wanted ${wants})`)
+            permits.resize(target),
+            Effect.logDebug(`share of ${gate}: ${before} → ${target} of ${limit} (in use ${permits.inUse()}, wanted ${wants})`)
           )
         }),
         Effect.timeoutFail({ duration: "5 seconds", onTimeout: () => new Error("renewal timed out") }),
@@ -63,21 +64,8 @@ export const make = (
     yield* Effect.addFinalizer(() =>
       Fiber.interrupt(renewing).pipe(Effect.zipRight(Effect.ignore(store.dropClaim(gate, runner))))
     )
-    const acquire = Effect.zipRight(
-      semaphore.take(1),
-      Effect.sync(() => {
-        inUse++
-      })
-    )
-    const release = Effect.suspend(() => {
-      inUse--
-      return Effect.asVoid(semaphore.release(1))
-    })
     return {
-      limit: <A, E, R>(attempt: Effect.Effect<A, E, R>) =>
-        Effect.uninterruptibleMask((restore) =>
-          Effect.zipRight(restore(acquire), Effect.ensuring(restore(attempt), release))
-        ),
+      limit: permits.withPermit,
       want: (n) =>
         Effect.suspend(() => {
           wants += n
