@@ -5,7 +5,7 @@
  * share out locally as FIFO permits, one per attempt in flight (a retry waiting for its backoff
  * holds none). The database is touched once per renewal, not once per call.
  */
-import { Duration, Effect, Fiber, type RateLimiter, Schedule, type Scope } from "effect"
+import { Duration, Effect, Fiber, type RateLimiter, type Scope } from "effect"
 import * as Permits from "../engine/Permits.js"
 import type { JobStore } from "./JobStore.js"
 
@@ -20,6 +20,8 @@ export interface LocalGate {
 
 export interface GateSettings {
   readonly renewEvery: Duration.Duration
+  /** Renewal interval while shares are moving between runners. */
+  readonly settleEvery: Duration.Duration
   readonly lease: Duration.Duration
 }
 
@@ -40,9 +42,13 @@ export const make = (
     // were decided. The stored share is never below what may be in use (capacity or taken); the
     // local capacity follows the decided target at once, down or up.
     const mutex = yield* Effect.makeSemaphore(1)
+    // While shares are moving between runners renewals come every `settings.settleEvery`; once
+    // settled, every `settings.renewEvery`.
+    let unsettled = true
     const renew = mutex.withPermits(1)(
       Effect.suspend(() => store.renewClaim(gate, runner, limit, Math.max(capacity, permits.inUse()), wants, leaseMs)).pipe(
-        Effect.flatMap((target) => {
+        Effect.flatMap(({ target, settled }) => {
+          unsettled = !settled
           if (target === capacity) return Effect.void
           const before = capacity
           capacity = target
@@ -56,8 +62,9 @@ export const make = (
         Effect.catchAll((error) => Effect.logWarning(`could not renew the concurrency share of ${gate}: ${error.message}`))
       )
     )
-    const renewing = yield* renew.pipe(
-      Effect.repeat(Schedule.spaced(settings.renewEvery)),
+    const renewing = yield* Effect.suspend(() => Effect.sleep(unsettled ? settings.settleEvery : settings.renewEvery)).pipe(
+      Effect.zipRight(renew),
+      Effect.forever,
       Effect.interruptible,
       Effect.forkScoped
     )

@@ -109,6 +109,7 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
     const runnerId = shared ? yield* Effect.map(runnerConfig, (c) => `${c.host}:${c.port}`) : "local"
     const gateSettings = {
       renewEvery: yield* Config.duration("CLUSTER_LIMIT_RENEW_INTERVAL").pipe(Config.withDefault(Duration.millis(250))),
+      settleEvery: yield* Config.duration("CLUSTER_LIMIT_SETTLE_INTERVAL").pipe(Config.withDefault(Duration.millis(25))),
       lease: yield* Config.duration("CLUSTER_LIMIT_LEASE").pipe(Config.withDefault(Duration.seconds(5)))
     }
     const gates = new Map<string, { readonly gate: LocalGate; readonly scope: Scope.CloseableScope; refs: number }>()

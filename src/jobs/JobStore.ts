@@ -407,7 +407,7 @@ export class JobStore extends Effect.Service<JobStore>()("parallel-processor/Job
     /**
      * (PostgreSQL only.) One runner's share of a cluster-wide limit (`gate`), renewed under a lock on the gate's rows:
      * the shares of live runners never add up to more than `limit`, a runner never gets less than what
-     * it may have in use (`floor`), and runners that want more than they hold get an even split. A runner that stops
+     * it may have in use (`floor`), and runners that want more than they hold get shares in proportion to what they want. A runner that stops
      * renewing (dead) loses its share when its lease runs out.
      */
     const renewClaim = (gate: string, runner: string, limit: number, floor: number, wants: number, leaseMs: number) =>
@@ -420,9 +420,10 @@ export class JobStore extends Effect.Service<JobStore>()("parallel-processor/Job
         const others = rows.filter((r) => String(r.runner) !== runner && num(r.expires_at) > now)
         const held = others.reduce((sum, r) => sum + num(r.claim), 0)
         const free = Math.max(0, limit - held)
-        const wanting = [...others.filter((r) => num(r.wants) > 0).map((r) => String(r.runner)), ...(wants > 0 ? [runner] : [])].sort()
-        const position = wanting.indexOf(runner)
-        const fair = position < 0 ? 0 : Math.floor(limit / wanting.length) + (position < limit % wanting.length ? 1 : 0)
+        // Fair: the limit split in proportion to what each runner still has to run (a job's parts
+        // rarely divide evenly between runners), at least one permit for a runner with work.
+        const totalWants = others.reduce((sum, r) => sum + Math.max(0, num(r.wants)), 0) + Math.max(0, wants)
+        const fair = wants <= 0 ? 0 : Math.max(1, Math.floor((limit * wants) / totalWants))
         const starving = others.some((r) => num(r.wants) > num(r.claim))
         const target = Math.min(wants, free, starving ? fair : limit)
         // `floor` is what this runner may have in use right now; its recorded share never goes below
@@ -430,7 +431,11 @@ export class JobStore extends Effect.Service<JobStore>()("parallel-processor/Job
         // the difference.
         const claim = Math.max(target, floor)
         yield* sql`UPDATE pp_gate_claims SET claim = ${claim}, wants = ${wants}, expires_at = ${now + leaseMs} WHERE gate = ${gate} AND runner = ${runner}`
-        return target
+        // Not settled while this runner has less than it may get once others shrink, a shrink of its
+        // own is still to be recorded, or another runner waits for permits this one holds beyond its
+        // fair part: the runner should come back soon.
+        const settled = target >= Math.min(wants, starving ? fair : limit) && claim <= target && !(starving && target > fair)
+        return { target, settled }
       }).pipe(sql.withTransaction, orStoreError("renewing a concurrency share"))
 
     const dropClaim = (gate: string, runner: string) =>
