@@ -6,8 +6,8 @@
  * was in flight and let go. If a process dies, PostgreSQL ends its session and its locks with it, so
  * a failover waits for nothing. With the embedded SQLite file there is one process: nothing to fence.
  */
-import { SqlClient } from "@effect/sql"
-import { Duration, Effect, Scope } from "effect"
+import { SqlClient, type SqlConnection } from "@effect/sql"
+import { Duration, Effect, Exit, Scope } from "effect"
 import * as Database from "./Database.js"
 import { StoreError } from "./JobStore.js"
 
@@ -25,23 +25,45 @@ export interface PartLocks {
 
 const noLocks: PartLocks = { hold: () => Effect.succeed(true) }
 
-export const make: Effect.Effect<PartLocks, StoreError, SqlClient.SqlClient | Database.Location | Scope.Scope> = Effect.gen(
+export const make: Effect.Effect<PartLocks, never, SqlClient.SqlClient | Database.Location | Scope.Scope> = Effect.gen(
   function* () {
     if ((yield* Database.Location).dialect !== "pg") return noLocks
     const sql = yield* SqlClient.SqlClient
-    // Session locks live as long as the connection: one connection kept for the life of the process.
-    const connection = yield* sql.reserve.pipe(
-      Effect.mapError((cause) => new StoreError({ message: "database: reserving the part-lock connection failed", cause }))
-    )
+    // Session locks live as long as the connection: one connection kept while it works. If it
+    // breaks (the database restarted), its locks are gone with it; the next statement takes a new
+    // connection, and the parts running here are no longer fenced until they end (at-least-once).
+    let current: { readonly connection: SqlConnection.Connection; readonly scope: Scope.CloseableScope } | undefined
+    const held = new Set<string>()
+    const connection = Effect.suspend(() => {
+      if (current !== undefined) return Effect.succeed(current.connection)
+      return Effect.gen(function* () {
+        const scope = yield* Scope.make()
+        const reserved = yield* Scope.extend(sql.reserve, scope).pipe(
+          Effect.tapError(() => Scope.close(scope, Exit.void))
+        )
+        current = { connection: reserved, scope }
+        return reserved
+      })
+    })
+    const dropConnection = Effect.suspend(() => {
+      const broken = current
+      current = undefined
+      held.clear()
+      return broken === undefined ? Effect.void : Scope.close(broken.scope, Exit.void)
+    })
+    yield* Effect.addFinalizer(() => dropConnection)
     // One connection runs one statement at a time.
     const mutex = yield* Effect.makeSemaphore(1)
     const query = (statement: string, params: ReadonlyArray<unknown>) =>
-      mutex.withPermits(1)(connection.execute(statement, params, undefined)).pipe(
-        Effect.mapError((cause) => new StoreError({ message: "database: part lock failed", cause }))
-      )
+      mutex.withPermits(1)(
+        Effect.flatMap(connection, (c) => c.execute(statement, params, undefined)).pipe(
+          Effect.tapError((error) =>
+            Effect.zipRight(Effect.logWarning(`part-lock connection failed, taking a new one: ${error.message}`), dropConnection)
+          )
+        )
+      ).pipe(Effect.mapError((cause) => new StoreError({ message: "database: part lock failed", cause })))
     // Advisory locks are re-entrant within a session; two runs of one part in this process must
-    // still take turns, so the process keeps its own set too.
-    const held = new Set<string>()
+    // still take turns, so the process keeps its own set too (`held`).
     const tryLock = (jobId: string, part: number) =>
       Effect.suspend(() => {
         const key = `${jobId}#${part}`
