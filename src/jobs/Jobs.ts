@@ -62,7 +62,7 @@ export const JobWorkflowLive = Layer.mergeAll(
       const runner = yield* JobRunner
       const where = yield* Database.Location
       if (where.dialect !== "pg") return yield* runItems(runner, jobId, { part: 0, parts: 1 }, true)
-      const parts = yield* Config.integer("JOB_PARTITIONS").pipe(Config.withDefault(6), Effect.orDie)
+      const parts = yield* Config.integer("JOB_PARTITIONS").pipe(Config.withDefault(12), Effect.orDie)
       yield* Effect.forEach(
         Array.from({ length: parts }, (_, part) => part),
         (part) => JobPartWorkflow.execute({ jobId, part, parts }),
