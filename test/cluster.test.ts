@@ -223,8 +223,13 @@ describe("several instances on PostgreSQL", () => {
         const [a, b, c] = instances
         if (a === undefined || b === undefined || c === undefined) return expect.fail("three instances")
         yield* sandbox.reset
-        const id = yield* submit(a.url, posts(60, "term"), 6)
+        const id = yield* submit(a.url, posts(90, "term"), 6)
         yield* waitFor(b.url, id, (j) => j.completed >= 15)
+        // C runs parts of this job (the signal must come while it has work in flight).
+        yield* Effect.sync(() => c.output().includes(id)).pipe(
+          Effect.filterOrFail((started) => started, () => "C has no part of the job yet"),
+          Effect.retry(Schedule.spaced(Duration.millis(20)).pipe(Schedule.upTo(Duration.seconds(20))))
+        )
         yield* c.kill("SIGTERM")
         const show = () => {
           for (const [name, i] of [["A", a], ["B", b], ["C", c]] as const) {
@@ -236,16 +241,16 @@ describe("several instances on PostgreSQL", () => {
         const job = yield* waitFor(b.url, id, (j) => j.status === "completed").pipe(Effect.tapError(() => Effect.sync(show)))
         const calls = (yield* sandbox.stats).routes.interactions.byId
         const twice = Object.entries(calls).filter(([, n]) => n !== 1)
-        if (code !== 0 || job.succeeded !== 60 || twice.length > 0 || Object.keys(calls).length !== 60) {
+        if (code !== 0 || job.succeeded !== 90 || twice.length > 0 || Object.keys(calls).length !== 90) {
           console.log("exit", code, "succeeded", job.succeeded, "called more than once", JSON.stringify(twice))
           show()
         }
         expect(code).toBe(0)
         // The signal came while C had parts of the job in flight: the drain was exercised.
         expect(c.output()).toMatch(/shutdown: draining [1-9]/)
-        expect(job.succeeded).toBe(60)
+        expect(job.succeeded).toBe(90)
         expect(twice).toEqual([])
-        expect(Object.keys(calls)).toHaveLength(60)
+        expect(Object.keys(calls)).toHaveLength(90)
       }).pipe(Effect.provide(env), Effect.scoped),
     120_000
   )

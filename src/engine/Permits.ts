@@ -4,11 +4,19 @@
  * hundreds of waiters (a cluster-wide limit shared by many workers) that is hundreds of fiber
  * wake-ups per call, which measured as most of the CPU of a 2,000-item job.
  */
-import { Effect } from "effect"
+import { Deferred, Effect } from "effect"
 
 export interface Permits {
   /** Runs `self` holding one permit; waits (interruptibly, first come first served) for it. */
   readonly withPermit: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  /**
+   * Like `withPermit`, but gives up waiting once `stop` is done, and then never runs `self` (it
+   * waits forever, holding no permit, until interrupted): for draining, where work that has not
+   * started must not start, while work in progress finishes.
+   */
+  readonly withPermitUnless: (
+    stop: Deferred.Deferred<void>
+  ) => <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
   /** Changes the number of permits. Shrinking never takes a permit back: holders finish first. */
   readonly resize: (size: number) => Effect.Effect<void>
   /** Permits held right now. */
@@ -63,6 +71,18 @@ export const unsafeMake = (initial: number): Permits => {
   return {
     withPermit: (self) =>
       Effect.uninterruptibleMask((restore) => Effect.zipRight(restore(acquire), Effect.ensuring(restore(self), release))),
+    withPermitUnless: (stop) => (self) =>
+      Effect.uninterruptibleMask((restore) =>
+        restore(Effect.raceFirst(Effect.as(acquire, true), Effect.as(Deferred.await(stop), false))).pipe(
+          Effect.flatMap((granted) => {
+            if (!granted) return restore(Effect.never)
+            return Effect.flatMap(Deferred.isDone(stop), (stopped) =>
+              // Granted at the moment the stop came: hand the permit on, do not start.
+              stopped ? Effect.zipRight(release, restore(Effect.never)) : Effect.ensuring(restore(self), release)
+            )
+          })
+        )
+      ),
     resize: (n) =>
       Effect.sync(() => {
         size = Math.max(0, n)

@@ -5,13 +5,17 @@
  * share out locally as FIFO permits, one per attempt in flight (a retry waiting for its backoff
  * holds none). The database is touched once per renewal, not once per call.
  */
-import { Duration, Effect, Fiber, type RateLimiter, type Scope } from "effect"
+import { type Deferred, Duration, Effect, Fiber, type RateLimiter, type Scope } from "effect"
 import * as Permits from "../engine/Permits.js"
 import type { JobStore } from "./JobStore.js"
 
 export interface LocalGate {
-  /** Holds a permit for the duration of one attempt (the wait is outside the attempt's timeout). */
-  readonly limit: RateLimiter.RateLimiter
+  /**
+   * Holds a permit for the duration of one attempt (the wait is outside the attempt's timeout).
+   * Once `stop` is done, attempts still waiting for a permit never start (they wait until the run
+   * is stopped), so a part being handed over only finishes what is already calling.
+   */
+  readonly limit: (stop: Deferred.Deferred<void>) => RateLimiter.RateLimiter
   /** Items this runner will want to run (renewals ask for a share that fits them). */
   readonly want: (n: number) => Effect.Effect<void>
   /** Items that no longer need a permit (finished, or left for another run). */
@@ -72,7 +76,7 @@ export const make = (
       Fiber.interrupt(renewing).pipe(Effect.zipRight(Effect.ignore(store.dropClaim(gate, runner))))
     )
     return {
-      limit: permits.withPermit,
+      limit: (stop) => permits.withPermitUnless(stop),
       want: (n) =>
         Effect.suspend(() => {
           wants += n

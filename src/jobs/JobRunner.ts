@@ -4,7 +4,7 @@
  * up only the items that have no stored result. Also the in-process hub that live progress streams
  * and waiting requests listen to, and the place that drains running jobs on shutdown.
  */
-import { Config, Deferred, Duration, Effect, Exit, Fiber, Layer, Mailbox, PubSub, Ref, Schedule, Schema, Scope } from "effect"
+import { Config, Deferred, Duration, Effect, Exit, Fiber, Layer, Mailbox, PubSub, type RateLimiter, Ref, Schedule, Schema, Scope } from "effect"
 import type { ItemResult } from "../engine/ItemResult.js"
 import * as ClusterGate from "./ClusterGate.js"
 import type { LocalGate } from "./ClusterGate.js"
@@ -30,7 +30,9 @@ interface KindRunner {
       readonly source: (all: ReadonlyArray<unknown>) => Iterable<unknown>
       readonly onFinished: (result: ItemResult<unknown>, effect: ItemEffect | undefined) => Effect.Effect<void>
       readonly onInFlight: (n: number) => void
-      /** A cluster-wide limit: each attempt holds one of this runner's permits while it calls. */
+      /** Wraps every attempt: the cluster-wide permit, and refusing new attempts while draining. */
+      readonly admit: RateLimiter.RateLimiter
+      /** A cluster-wide limit, told how many items this run still needs permits for. */
       readonly gate?: LocalGate | undefined
     }
   ) => Effect.Effect<void>
@@ -49,7 +51,7 @@ const kindRunner = <I, A>(
       const decoded = yield* Effect.orDie(Schema.decodeUnknown(Schema.Array(input))(inputs))
       const gate = options.gate
       let unfinished = decoded.length
-      const overrides = gate === undefined ? options.overrides : { ...options.overrides, rateLimiter: gate.limit }
+      const overrides = { ...options.overrides, rateLimiter: options.admit }
       yield* processor
         .run(options.source(decoded) as Iterable<I>, overrides, {
           control: options.control,
@@ -270,6 +272,40 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
           ? yield* openGate(jobId, job.options.maxConcurrent ?? (yield* kind.maxConcurrent))
           : undefined
         if (gate !== undefined) yield* gate.want(pending.length)
+
+        // Draining (shutdown or hand-over): no item is taken from the source and no attempt starts —
+        // not even one already waiting for a permit or a retry — while the attempts that are calling
+        // finish; once none is calling (or the grace period is over) the rest is stopped, unrecorded,
+        // for the next run. `draining.on` and `active` change together, synchronously, so an attempt
+        // either counted before the drain began or never starts.
+        const drainSignal = yield* Deferred.make<void>()
+        const idle = yield* Deferred.make<void>()
+        let active = 0
+        const counted = <A, E, R>(attempt: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+          Effect.suspend(() => {
+            if (draining.on) return Effect.never
+            active++
+            return Effect.ensuring(
+              attempt,
+              Effect.sync(() => {
+                if (--active === 0 && draining.on) Deferred.unsafeDone(idle, Exit.void)
+              })
+            )
+          })
+        const admit: RateLimiter.RateLimiter = (attempt) =>
+          gate === undefined ? counted(attempt) : gate.limit(drainSignal)(counted(attempt))
+        const beginDrain = Effect.sync(() => {
+          draining.on = true
+          Deferred.unsafeDone(drainSignal, Exit.void)
+          if (active === 0) Deferred.unsafeDone(idle, Exit.void)
+        })
+        const stopRun = Effect.gen(function* () {
+          yield* beginDrain
+          yield* awaitWithin(Deferred.await(idle), grace)
+          yield* Ref.set(stopping, true)
+          yield* control.cancel
+        })
+
         const runFiber = yield* kind
           .run(
             pending.map((p) => p.input),
@@ -297,6 +333,7 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
               onInFlight: (n) => {
                 inFlight = n
               },
+              admit,
               gate
             }
           )
@@ -307,12 +344,7 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
             Effect.forkIn(scope)
           )
         const drainer = yield* Deferred.await(shuttingDown).pipe(
-          Effect.zipRight(Effect.sync(() => {
-            draining.on = true
-          })),
-          Effect.zipRight(Effect.sleep(grace)),
-          Effect.zipRight(Ref.set(stopping, true)),
-          Effect.zipRight(control.cancel),
+          Effect.zipRight(stopRun),
           Effect.interruptible,
           Effect.forkIn(scope)
         )
@@ -331,12 +363,12 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
         // two runners. It hands over like a shutdown: no new items, the calls in flight get the grace
         // period to finish and are stored, so the runner taking over does not call them again.
         const handOver = Effect.gen(function* () {
-          draining.on = true
           yield* Effect.logInfo("handing over: letting the calls in flight finish").pipe(
-            Effect.annotateLogs({ job: jobId, part: slice.part, inFlight })
+            Effect.annotateLogs({ job: jobId, part: slice.part, calling: active })
           )
           const began = Date.now()
-          yield* awaitWithin(Fiber.await(runFiber), grace)
+          yield* stopRun
+          yield* Fiber.await(runFiber)
           yield* cleanup
           yield* Effect.logInfo("handed over").pipe(
             Effect.annotateLogs({ job: jobId, part: slice.part, waitedMs: Date.now() - began })
