@@ -3,6 +3,9 @@ import { Deferred, Effect, Fiber, TestClock } from "effect"
 import * as fc from "fast-check"
 import * as Permits from "../src/engine/Permits.js"
 
+/** Lets forked fibers (and the race inside withPermitUnless) run until they block. */
+const settle = Effect.yieldNow().pipe(Effect.repeatN(10))
+
 describe("Permits", () => {
   it.effect("first come, first served: a freed permit goes to the longest waiter", () =>
     Effect.gen(function* () {
@@ -53,6 +56,39 @@ describe("Permits", () => {
       yield* Fiber.interrupt(holder)
       expect(permits.inUse()).toBe(0)
       yield* permits.withPermit(Effect.void)
+    }))
+
+  it.effect("withPermitUnless: once stopped, waiters never start and hold no permit; holders finish", () =>
+    Effect.gen(function* () {
+      const permits = yield* Permits.make(1)
+      const stop = yield* Deferred.make<void>()
+      const started: Array<string> = []
+      const holder = yield* Effect.fork(
+        permits.withPermitUnless(stop)(Effect.zipRight(Effect.sync(() => started.push("holder")), Effect.sleep("1 second")))
+      )
+      yield* settle
+      const waiter = yield* Effect.fork(permits.withPermitUnless(stop)(Effect.sync(() => started.push("waiter"))))
+      yield* settle
+      expect(permits.waiting()).toBe(1)
+      yield* Deferred.succeed(stop, undefined)
+      yield* settle
+      // The waiter left the queue; the holder goes on.
+      expect(permits.waiting()).toBe(0)
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(holder)
+      expect(permits.inUse()).toBe(0)
+      expect(waiter.unsafePoll()).toBeNull()
+      // Others (not stopped) still get the permit.
+      yield* permits.withPermit(Effect.sync(() => started.push("other")))
+      yield* Fiber.interrupt(waiter)
+      expect(started).toEqual(["holder", "other"])
+      // Stopped before asking: never starts either.
+      const late = yield* Effect.fork(permits.withPermitUnless(stop)(Effect.sync(() => started.push("late"))))
+      yield* settle
+      expect(late.unsafePoll()).toBeNull()
+      expect(permits.inUse()).toBe(0)
+      yield* Fiber.interrupt(late)
+      expect(started).toEqual(["holder", "other"])
     }))
 
   it.effect.prop(
