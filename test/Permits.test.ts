@@ -58,19 +58,19 @@ describe("Permits", () => {
       yield* permits.withPermit(Effect.void)
     }))
 
-  it.effect("withPermitUnless: once stopped, waiters never start and hold no permit; holders finish", () =>
+  it.effect("withPermitIn: once its group is stopped, waiters never start and hold no permit; holders finish", () =>
     Effect.gen(function* () {
       const permits = yield* Permits.make(1)
-      const stop = yield* Deferred.make<void>()
+      const group = permits.group()
       const started: Array<string> = []
       const holder = yield* Effect.fork(
-        permits.withPermitUnless(stop)(Effect.zipRight(Effect.sync(() => started.push("holder")), Effect.sleep("1 second")))
+        permits.withPermitIn(group)(Effect.zipRight(Effect.sync(() => started.push("holder")), Effect.sleep("1 second")))
       )
       yield* settle
-      const waiter = yield* Effect.fork(permits.withPermitUnless(stop)(Effect.sync(() => started.push("waiter"))))
+      const waiter = yield* Effect.fork(permits.withPermitIn(group)(Effect.sync(() => started.push("waiter"))))
       yield* settle
       expect(permits.waiting()).toBe(1)
-      yield* Deferred.succeed(stop, undefined)
+      yield* permits.stop(group)
       yield* settle
       // The waiter left the queue; the holder goes on.
       expect(permits.waiting()).toBe(0)
@@ -83,7 +83,7 @@ describe("Permits", () => {
       yield* Fiber.interrupt(waiter)
       expect(started).toEqual(["holder", "other"])
       // Stopped before asking: never starts either.
-      const late = yield* Effect.fork(permits.withPermitUnless(stop)(Effect.sync(() => started.push("late"))))
+      const late = yield* Effect.fork(permits.withPermitIn(group)(Effect.sync(() => started.push("late"))))
       yield* settle
       expect(late.unsafePoll()).toBeNull()
       expect(permits.inUse()).toBe(0)

@@ -4,19 +4,21 @@
  * hundreds of waiters (a cluster-wide limit shared by many workers) that is hundreds of fiber
  * wake-ups per call, which measured as most of the CPU of a 2,000-item job.
  */
-import { Deferred, Effect } from "effect"
+import { Effect } from "effect"
 
 export interface Permits {
   /** Runs `self` holding one permit; waits (interruptibly, first come first served) for it. */
   readonly withPermit: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
   /**
-   * Like `withPermit`, but gives up waiting once `stop` is done, and then never runs `self` (it
-   * waits forever, holding no permit, until interrupted): for draining, where work that has not
-   * started must not start, while work in progress finishes.
+   * Like `withPermit`, for a member of `group`: once the group is stopped its waiters give up and
+   * never run `self` (they wait forever, holding no permit, until interrupted) — for draining, where
+   * work that has not started must not start, while work in progress finishes.
    */
-  readonly withPermitUnless: (
-    stop: Deferred.Deferred<void>
-  ) => <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  readonly withPermitIn: (group: Group | undefined) => <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  /** A new group of waiters. */
+  readonly group: () => Group
+  /** Stops a group: its waiters leave the queue at once, and none of it starts again. */
+  readonly stop: (group: Group) => Effect.Effect<void>
   /** Changes the number of permits. Shrinking never takes a permit back: holders finish first. */
   readonly resize: (size: number) => Effect.Effect<void>
   /** Permits held right now. */
@@ -25,9 +27,18 @@ export interface Permits {
   readonly waiting: () => number
 }
 
+/**
+ * Waiters that can be told to give up together (a run that is draining): once stopped, the group's
+ * waiters leave the queue and never start, and it never starts anything again.
+ */
+export interface Group {
+  stopped: boolean
+}
+
 interface Waiter {
   granted: boolean
-  readonly wake: () => void
+  readonly group: Group | undefined
+  readonly wake: (granted: boolean) => void
 }
 
 export const unsafeMake = (initial: number): Permits => {
@@ -42,47 +53,56 @@ export const unsafeMake = (initial: number): Permits => {
       queue.delete(waiter)
       held++
       waiter.granted = true
-      waiter.wake()
+      waiter.wake(true)
     }
   }
   const release = Effect.sync(() => {
     held--
     grant()
   })
-  const acquire = Effect.async<void>((resume) => {
-    if (queue.size === 0 && held < size) {
-      held++
-      resume(Effect.void)
-      return
-    }
-    const waiter: Waiter = { granted: false, wake: () => resume(Effect.void) }
-    queue.add(waiter)
-    // Interrupted while waiting: leave the queue, or pass on a permit granted in the meantime.
-    return Effect.sync(() => {
-      if (waiter.granted) {
-        held--
-        grant()
-      } else {
-        queue.delete(waiter)
+  // No fibers forked per call: this is on every attempt's path.
+  const acquire = (group: Group | undefined) =>
+    Effect.async<boolean>((resume) => {
+      if (group?.stopped === true) return resume(Effect.succeed(false))
+      if (queue.size === 0 && held < size) {
+        held++
+        return resume(Effect.succeed(true))
       }
+      const waiter: Waiter = { granted: false, group, wake: (granted) => resume(Effect.succeed(granted)) }
+      queue.add(waiter)
+      // Interrupted while waiting: leave the queue, or pass on a permit granted in the meantime.
+      return Effect.sync(() => {
+        if (waiter.granted) {
+          held--
+          grant()
+        } else {
+          queue.delete(waiter)
+        }
+      })
     })
-  })
+  const withPermitIn = (group: Group | undefined) => <A, E, R>(self: Effect.Effect<A, E, R>) =>
+    Effect.uninterruptibleMask((restore) =>
+      Effect.flatMap(restore(acquire(group)), (granted): Effect.Effect<A, E, R> => {
+        if (!granted) return restore(Effect.never)
+        // Granted just before the group stopped: hand the permit on, do not start.
+        if (group?.stopped === true) return Effect.zipRight(release, restore(Effect.never))
+        return Effect.ensuring(restore(self), release)
+      })
+    )
 
   return {
-    withPermit: (self) =>
-      Effect.uninterruptibleMask((restore) => Effect.zipRight(restore(acquire), Effect.ensuring(restore(self), release))),
-    withPermitUnless: (stop) => (self) =>
-      Effect.uninterruptibleMask((restore) =>
-        restore(Effect.raceFirst(Effect.as(acquire, true), Effect.as(Deferred.await(stop), false))).pipe(
-          Effect.flatMap((granted) => {
-            if (!granted) return restore(Effect.never)
-            return Effect.flatMap(Deferred.isDone(stop), (stopped) =>
-              // Granted at the moment the stop came: hand the permit on, do not start.
-              stopped ? Effect.zipRight(release, restore(Effect.never)) : Effect.ensuring(restore(self), release)
-            )
-          })
-        )
-      ),
+    withPermit: withPermitIn(undefined),
+    withPermitIn,
+    group: () => ({ stopped: false }),
+    stop: (group) =>
+      Effect.sync(() => {
+        group.stopped = true
+        for (const waiter of queue) {
+          if (waiter.group !== group) continue
+          queue.delete(waiter)
+          waiter.wake(false)
+        }
+      }),
     resize: (n) =>
       Effect.sync(() => {
         size = Math.max(0, n)

@@ -5,17 +5,19 @@
  * share out locally as FIFO permits, one per attempt in flight (a retry waiting for its backoff
  * holds none). The database is touched once per renewal, not once per call.
  */
-import { type Deferred, Duration, Effect, Fiber, type RateLimiter, type Scope } from "effect"
+import { Duration, Effect, Fiber, type RateLimiter, type Scope } from "effect"
 import * as Permits from "../engine/Permits.js"
 import type { JobStore } from "./JobStore.js"
 
 export interface LocalGate {
   /**
    * Holds a permit for the duration of one attempt (the wait is outside the attempt's timeout).
-   * Once `stop` is done, attempts still waiting for a permit never start (they wait until the run
-   * is stopped), so a part being handed over only finishes what is already calling.
+   * Once `group` is stopped (`stop`), its attempts still waiting for a permit never start, so a
+   * part being handed over only finishes what is already calling.
    */
-  readonly limit: (stop: Deferred.Deferred<void>) => RateLimiter.RateLimiter
+  readonly limit: (group: Permits.Group) => RateLimiter.RateLimiter
+  readonly group: () => Permits.Group
+  readonly stop: (group: Permits.Group) => Effect.Effect<void>
   /** Items this runner will want to run (renewals ask for a share that fits them). */
   readonly want: (n: number) => Effect.Effect<void>
   /** Items that no longer need a permit (finished, or left for another run). */
@@ -76,7 +78,9 @@ export const make = (
       Fiber.interrupt(renewing).pipe(Effect.zipRight(Effect.ignore(store.dropClaim(gate, runner))))
     )
     return {
-      limit: (stop) => permits.withPermitUnless(stop),
+      limit: permits.withPermitIn,
+      group: permits.group,
+      stop: permits.stop,
       want: (n) =>
         Effect.suspend(() => {
           wants += n

@@ -278,7 +278,7 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
         // finish; once none is calling (or the grace period is over) the rest is stopped, unrecorded,
         // for the next run. `draining.on` and `active` change together, synchronously, so an attempt
         // either counted before the drain began or never starts.
-        const drainSignal = yield* Deferred.make<void>()
+        const waiting = gate?.group()
         const idle = yield* Deferred.make<void>()
         let active = 0
         const counted = <A, E, R>(attempt: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
@@ -293,11 +293,11 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
             )
           })
         const admit: RateLimiter.RateLimiter = (attempt) =>
-          gate === undefined ? counted(attempt) : gate.limit(drainSignal)(counted(attempt))
-        const beginDrain = Effect.sync(() => {
+          gate === undefined || waiting === undefined ? counted(attempt) : gate.limit(waiting)(counted(attempt))
+        const beginDrain = Effect.suspend(() => {
           draining.on = true
-          Deferred.unsafeDone(drainSignal, Exit.void)
           if (active === 0) Deferred.unsafeDone(idle, Exit.void)
+          return gate === undefined || waiting === undefined ? Effect.void : gate.stop(waiting)
         })
         const stopRun = Effect.gen(function* () {
           yield* beginDrain
