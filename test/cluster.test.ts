@@ -256,7 +256,7 @@ describe("several instances on PostgreSQL", () => {
   )
 
   it.live(
-    "an instance joining mid-job takes over shards: the moved parts finish their in-flight calls first, nothing runs twice",
+    "an instance joining mid-job takes over shards: the moved parts finish their in-flight calls first, nothing runs twice, the limit holds",
     () =>
       Effect.gen(function* () {
         const { sandbox, instances, url } = yield* cluster("cluster_join", 2)
@@ -278,6 +278,8 @@ describe("several instances on PostgreSQL", () => {
         if (twice.length > 0) show()
         expect(job.succeeded).toBe(200)
         expect(twice).toEqual([])
+        // The cluster-wide limit holds while parts and permit shares move to the newcomer.
+        expect((yield* sandbox.stats).routes.interactions.peakInFlight).toBeLessThanOrEqual(4)
         // The newcomer took part.
         expect(c.output()).toContain(id)
       }).pipe(Effect.provide(env), Effect.scoped),
