@@ -251,6 +251,7 @@ describe("several instances on PostgreSQL", () => {
         expect(job.succeeded).toBe(90)
         expect(twice).toEqual([])
         expect(Object.keys(calls)).toHaveLength(90)
+        expect((yield* sandbox.stats).routes.interactions.peakInFlight).toBeLessThanOrEqual(6)
       }).pipe(Effect.provide(env), Effect.scoped),
     120_000
   )
