@@ -52,6 +52,9 @@ export const runnerConfig = Config.all({
   lockExpiration: Config.duration("RUNNER_LOCK_EXPIRATION").pipe(Config.withDefault("10 seconds"))
 })
 
+/** This runner's name among the instances (its address): keys its shares and probe claims. */
+export const runnerId = Effect.map(runnerConfig, (c) => `${c.host}:${c.port}`)
+
 /** Arbitrary, fixed: serializes the cluster's own table creation across instances starting together. */
 const CLUSTER_SCHEMA_LOCK_KEY = 7_240_611_002
 

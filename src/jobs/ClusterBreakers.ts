@@ -7,7 +7,7 @@
  */
 import { Config, Duration, Effect, Layer, Schedule, Stream } from "effect"
 import { CircuitBreakerRegistry } from "../engine/CircuitBreakerRegistry.js"
-import { runnerConfig } from "./Cluster.js"
+import { runnerId } from "./Cluster.js"
 import * as Database from "./Database.js"
 import { JobStore } from "./JobStore.js"
 
@@ -20,7 +20,7 @@ export const layer = Layer.scopedDiscard(
     if ((yield* Database.Location).dialect !== "pg") return
     const store = yield* JobStore
     const registry = yield* CircuitBreakerRegistry
-    const me = yield* Effect.map(runnerConfig, (c) => `${c.host}:${c.port}`)
+    const me = yield* runnerId
     const every = yield* Config.duration("CLUSTER_BREAKER_POLL_INTERVAL").pipe(Config.withDefault(Duration.millis(250)))
 
     // Local changes → the shared table.

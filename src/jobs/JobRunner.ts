@@ -4,7 +4,7 @@
  * up only the items that have no stored result. Also the in-process hub that live progress streams
  * and waiting requests listen to, and the place that drains running jobs on shutdown.
  */
-import { Config, Deferred, Duration, Effect, Exit, Fiber, Layer, Mailbox, PubSub, type RateLimiter, Ref, Schedule, Schema, Scope } from "effect"
+import { Config, Deferred, Duration, Effect, Exit, Fiber, Layer, Mailbox, PubSub, type RateLimiter, Schedule, Schema, Scope } from "effect"
 import type { ItemResult } from "../engine/ItemResult.js"
 import * as ClusterGate from "./ClusterGate.js"
 import type { LocalGate } from "./ClusterGate.js"
@@ -13,7 +13,7 @@ import { IntradayTriggersProcessor } from "../processors/IntradayTriggers.js"
 import { InteractionsProcessor } from "../processors/Interactions.js"
 import { PostGenerationProcessor } from "../processors/PostGeneration.js"
 import type * as Processor from "../processors/Processor.js"
-import { runnerConfig } from "./Cluster.js"
+import { runnerId } from "./Cluster.js"
 import * as Database from "./Database.js"
 import * as PartLocks from "./PartLocks.js"
 import { JobStore, viewOf, type ItemEffect, type StoreError } from "./JobStore.js"
@@ -77,8 +77,6 @@ const kindRunner = <I, A>(
 export interface LiveRun {
   readonly jobId: string
   readonly control: RunControl.RunControl
-  /** Set when shutdown began: unfinished items are left for the next start, not marked cancelled. */
-  readonly stopping: Ref.Ref<boolean>
   readonly done: Deferred.Deferred<RunOutcome>
 }
 
@@ -108,7 +106,7 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
     const commitInterval = yield* Config.duration("JOB_COMMIT_INTERVAL").pipe(Config.withDefault(Duration.millis(5)))
     // A shared database means other instances run parts of the same jobs: limits are held together.
     const shared = (yield* Database.Location).dialect === "pg"
-    const runnerId = shared ? yield* Effect.map(runnerConfig, (c) => `${c.host}:${c.port}`) : "local"
+    const runner = shared ? yield* runnerId : "local"
     const gateSettings = {
       renewEvery: yield* Config.duration("CLUSTER_LIMIT_RENEW_INTERVAL").pipe(Config.withDefault(Duration.millis(250))),
       settleEvery: yield* Config.duration("CLUSTER_LIMIT_SETTLE_INTERVAL").pipe(Config.withDefault(Duration.millis(25))),
@@ -124,7 +122,7 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
           return existing.gate
         }
         const scope = yield* Scope.make()
-        const gate = yield* Scope.extend(ClusterGate.make(store, `job:${jobId}`, runnerId, limit, gateSettings), scope)
+        const gate = yield* Scope.extend(ClusterGate.make(store, `job:${jobId}`, runner, limit, gateSettings), scope)
         gates.set(jobId, { gate, scope, refs: 1 })
         return gate
       })
@@ -217,12 +215,13 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
         ).pipe(Effect.annotateLogs({ job: jobId, kind: job.kind }))
 
         const control = yield* RunControl.make
-        const stopping = yield* Ref.make(false)
         const draining = { on: false }
+        // Set when a drain stops the run: its unfinished items are left for the next run, not cancelled.
+        const stopping = { on: false }
         const done = yield* Deferred.make<RunOutcome>()
         const started = live.get(runKey)
         if (started !== undefined) return yield* Deferred.await(started.done)
-        live.set(runKey, { jobId, control, stopping, done })
+        live.set(runKey, { jobId, control, done })
         // Checked again once registered: a drain that began while this run was reading the database
         // has taken its list of runs already, and would not wait for this one.
         if (yield* Deferred.isDone(shuttingDown)) {
@@ -302,7 +301,7 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
         const stopRun = Effect.gen(function* () {
           yield* beginDrain
           yield* awaitWithin(Deferred.await(idle), grace)
-          yield* Ref.set(stopping, true)
+          stopping.on = true
           yield* control.cancel
         })
 
@@ -323,11 +322,11 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
                 }
               }),
               onFinished: (result, effect) =>
-                Effect.flatMap(Ref.get(stopping), (isStopping) => {
+                Effect.suspend(() => {
                   const original = pending[result.index]
                   if (original === undefined) return Effect.void
                   // A shutdown interrupts unfinished items: they are not cancelled, they run after restart.
-                  if (isStopping && result.status === "cancelled") return Effect.void
+                  if (stopping.on && result.status === "cancelled") return Effect.void
                   return writes.offer({ result: { ...result, index: original.index }, effect }).pipe(Effect.asVoid)
                 }),
               onInFlight: (n) => {
@@ -389,12 +388,12 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
         )
         yield* cleanup
 
-        if (!inputs.every((_, index) => !mine(index) || results.has(index))) {
+        const allMineDone = () => inputs.every((_, index) => !mine(index) || results.has(index))
+        if (!allMineDone()) {
           // Another process may have stored some of these items (a re-run after a failover).
           for (const item of yield* store.items(jobId)) results.set(item.index, item.result)
         }
-        const allDone = inputs.every((_, index) => !mine(index) || results.has(index))
-        if (!allDone) {
+        if (!allMineDone()) {
           // Only a shutdown can leave items without a result; the workflow resumes them on restart.
           yield* Deferred.succeed(done, "paused")
           yield* Effect.logInfo("job paused for shutdown").pipe(Effect.annotateLogs({ job: jobId, part: slice.part }))
