@@ -12,6 +12,8 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as Client from "../src/http/Client.js"
+import type { JobDetail } from "../src/jobs/Model.js"
+import { waitForJob } from "./support/http.js"
 import * as Sandbox from "../src/sandbox/Sandbox.js"
 import { createDatabase, postgres } from "./support/postgres.js"
 import { freePort } from "../scripts/support/processes.js"
@@ -63,14 +65,16 @@ const cluster = (database: string, n = 3) =>
     return { sandbox, instances, url }
   })
 
-const waitFor = (url: string, id: string, done: (job: { readonly completed: number; readonly status: string }) => boolean) =>
-  Effect.gen(function* () {
-    const client = yield* Client.make(url)
-    return yield* client.jobs.get({ path: { id } }).pipe(
-      Effect.filterOrFail(done, () => "not yet"),
-      Effect.retry(Schedule.spaced(Duration.millis(50)).pipe(Schedule.upTo(Duration.seconds(60))))
-    )
-  })
+/** Prints each instance's log lines that match `pattern`: the story of a failing test. */
+const printLogs = (instances: Readonly<Record<string, Service.ServiceProcess>>, pattern: RegExp) => {
+  for (const [name, instance] of Object.entries(instances)) {
+    const lines = instance.output().split("\n").filter((line) => pattern.test(line))
+    console.log(`--- ${name}\n${lines.join("\n")}`)
+  }
+}
+
+/** Polls the job through `url` until `done` holds (at most 60 s). */
+const waitFor = (url: string, id: string, done: (job: JobDetail) => boolean) => waitForJob(url, id, done, "60 seconds")
 
 const submit = (url: string, items: ReadonlyArray<{ postId: string; articleId: string; kolSerial: string }>, maxConcurrent: number) =>
   Effect.gen(function* () {
@@ -231,12 +235,7 @@ describe("several instances on PostgreSQL", () => {
           Effect.retry(Schedule.spaced(Duration.millis(20)).pipe(Schedule.upTo(Duration.seconds(20))))
         )
         yield* c.kill("SIGTERM")
-        const show = () => {
-          for (const [name, i] of [["A", a], ["B", b], ["C", c]] as const) {
-            const lines = i.output().split("\n").filter((l) => /resumed|started|paused|shutting|drain|term-/.test(l))
-            console.log(`--- ${name}\n${lines.join("\n")}`)
-          }
-        }
+        const show = () => printLogs({ A: a, B: b, C: c }, /resumed|started|paused|shutting|drain|term-/)
         const code = yield* c.exited.pipe(Effect.timeout("30 seconds"), Effect.tapError(() => Effect.sync(show)))
         const job = yield* waitFor(b.url, id, (j) => j.status === "completed").pipe(Effect.tapError(() => Effect.sync(show)))
         const calls = (yield* sandbox.stats).routes.interactions.byId
@@ -267,12 +266,7 @@ describe("several instances on PostgreSQL", () => {
         const id = yield* submit(a.url, posts(200, "join"), 4)
         yield* waitFor(b.url, id, (j) => j.completed >= 10)
         const c = yield* instance(url, sandbox.url)
-        const show = () => {
-          for (const [name, i] of [["A", a], ["B", b], ["C", c]] as const) {
-            const lines = i.output().split("\n").filter((l) => /resumed|paused|hand|waiting/.test(l))
-            console.log(`--- ${name}\n${lines.join("\n")}`)
-          }
-        }
+        const show = () => printLogs({ A: a, B: b, C: c }, /resumed|paused|hand|waiting/)
         const job = yield* waitFor(b.url, id, (j) => j.status === "completed").pipe(Effect.tapError(() => Effect.sync(show)))
         const calls = (yield* sandbox.stats).routes.interactions.byId
         const twice = Object.entries(calls).filter(([, n]) => n !== 1)

@@ -22,6 +22,7 @@ import {
   Service,
   serviceLayer,
   streamLines,
+  waitForJob as waitForJobAt,
   type RawResponse
 } from "./support/http.js"
 
@@ -60,15 +61,9 @@ const requests = (prefix: string, n: number) =>
 
 const url = Effect.map(Service, (s) => s.url)
 
-/** GET /api/jobs/{id} through the typed client until `done` holds. */
+/** GET /api/jobs/{id} on the service under test until `done` holds. */
 const waitForJob = (id: string, done: (job: JobDetail) => boolean, within: Duration.DurationInput = "10 seconds") =>
-  Effect.gen(function* () {
-    const client = yield* Client.make(yield* url)
-    return yield* eventually(
-      client.jobs.get({ path: { id } }).pipe(Effect.filterOrFail(done, () => "not yet")),
-      within
-    )
-  })
+  Effect.flatMap(url, (base) => waitForJobAt(base, id, done, within))
 
 const stats = Effect.flatMap(Sandbox.Sandbox, (s) => s.stats)
 

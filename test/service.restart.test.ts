@@ -5,11 +5,13 @@
  */
 import { FetchHttpClient } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, Layer, Schedule } from "effect"
+import { Duration, Effect, Layer } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as Client from "../src/http/Client.js"
+import type { JobDetail } from "../src/jobs/Model.js"
+import { waitForJob } from "./support/http.js"
 import * as Sandbox from "../src/sandbox/Sandbox.js"
 import * as Service from "./support/service.js"
 
@@ -31,15 +33,8 @@ const tempDir = Effect.acquireRelease(
   (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
 )
 
-/** Polls the job until `done` holds for it. */
-const waitFor = (url: string, id: string, done: (job: { readonly completed: number; readonly status: string }) => boolean) =>
-  Effect.gen(function* () {
-    const client = yield* Client.make(url)
-    return yield* client.jobs.get({ path: { id } }).pipe(
-      Effect.filterOrFail(done, () => "not yet"),
-      Effect.retry(Schedule.spaced(Duration.millis(40)).pipe(Schedule.upTo(Duration.seconds(30))))
-    )
-  })
+/** Polls the job through `url` until `done` holds (at most 30 s). */
+const waitFor = (url: string, id: string, done: (job: JobDetail) => boolean) => waitForJob(url, id, done, "30 seconds")
 
 const submit = (url: string) =>
   Effect.gen(function* () {

@@ -9,7 +9,9 @@ import * as http from "node:http"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import * as Client from "../../src/http/Client.js"
 import * as Server from "../../src/http/Server.js"
+import type { JobDetail } from "../../src/jobs/Model.js"
 import * as Sandbox from "../../src/sandbox/Sandbox.js"
 
 /** Distinctive secrets, so a leak into a log line or a response body can be searched for. */
@@ -227,3 +229,15 @@ export const chunkedPost = (
 /** Retries `check` (which fails while its condition does not hold) every 25 ms, up to `within`. */
 export const eventually = <A, E, R>(check: Effect.Effect<A, E, R>, within: Duration.DurationInput = "10 seconds") =>
   Effect.retry(check, Schedule.spaced(Duration.millis(25)).pipe(Schedule.upTo(within)))
+
+/** GET /api/jobs/{id} on the service at `baseUrl` through the typed client until `done` holds. */
+export const waitForJob = (
+  baseUrl: string,
+  id: string,
+  done: (job: JobDetail) => boolean,
+  within: Duration.DurationInput = "10 seconds"
+) =>
+  Effect.gen(function* () {
+    const client = yield* Client.make(baseUrl)
+    return yield* eventually(client.jobs.get({ path: { id } }).pipe(Effect.filterOrFail(done, () => "not yet")), within)
+  })
