@@ -212,7 +212,7 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
         yield* store.markRunning(jobId, startedAt)
         yield* Effect.logInfo(
           stored.length === 0 ? "job started" : `job resumed: ${stored.length} of ${inputs.length} items already done`
-        ).pipe(Effect.annotateLogs({ job: jobId, kind: job.kind }))
+        ).pipe(Effect.annotateLogs({ job: jobId, kind: job.kind, part: slice.part }))
 
         const control = yield* RunControl.make
         const draining = { on: false }
@@ -400,6 +400,7 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
           return "paused" as const
         }
         if (finalizeAfter) yield* finalize(jobId, startedAt)
+        else yield* Effect.logInfo("part finished").pipe(Effect.annotateLogs({ job: jobId, part: slice.part }))
         yield* Deferred.succeed(done, "finished")
         return "finished" as const
       }).pipe(Effect.scoped, Effect.withSpan("JobRunner.execute", { attributes: { jobId } }))
