@@ -1,8 +1,8 @@
 /** `npm start`: the service on HOST:PORT (default 127.0.0.1:8080) until SIGTERM/SIGINT. LOG_LEVEL sets the log level (Info). */
 import { NodeRuntime } from "@effect/platform-node"
-import { Config, Effect, Layer, Logger, LogLevel } from "effect"
+import { Config, Effect, Logger, LogLevel } from "effect"
 import * as Server from "./http/Server.js"
 
 const logLevel = Config.logLevel("LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info))
 
-NodeRuntime.runMain(Effect.flatMap(logLevel, (level) => Layer.launch(Server.layer).pipe(Logger.withMinimumLogLevel(level))))
+NodeRuntime.runMain(Effect.flatMap(logLevel, (level) => Server.run.pipe(Logger.withMinimumLogLevel(level))))

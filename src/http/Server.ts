@@ -5,14 +5,14 @@
  */
 import { HttpApiBuilder, HttpApiSwagger, HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Config, Deferred, Duration, Effect, Layer, Option } from "effect"
+import { Config, Context, Deferred, Duration, Effect, Layer, Metric, Option } from "effect"
 import { createServer } from "node:http"
 import * as CircuitBreakerRegistry from "../engine/CircuitBreakerRegistry.js"
 import * as ClusterBreakers from "../jobs/ClusterBreakers.js"
 import * as Database from "../jobs/Database.js"
 import { awaitWithin, JobRunner } from "../jobs/JobRunner.js"
 import { JobStore } from "../jobs/JobStore.js"
-import { workflowEngineLayer } from "../jobs/Cluster.js"
+import * as Cluster from "../jobs/Cluster.js"
 import { JobWorkflowLive, Jobs } from "../jobs/Jobs.js"
 import { IntradayTriggersProcessor } from "../processors/IntradayTriggers.js"
 import { InteractionsProcessor } from "../processors/Interactions.js"
@@ -33,7 +33,7 @@ export const core = JobRunner.drainOnShutdown.pipe(
   Layer.provideMerge(Layer.mergeAll(Jobs.Default, JobWorkflowLive, ClusterBreakers.layer)),
   Layer.provideMerge(JobRunner.Default),
   Layer.provideMerge(JobStore.Default),
-  Layer.provideMerge(workflowEngineLayer),
+  Layer.provideMerge(Cluster.workflowEngineLayer),
   Layer.provideMerge(processors),
   Layer.provideMerge(Database.layerFromConfig),
   Layer.provideMerge(Metrics.layer)
@@ -49,9 +49,10 @@ const listenConfig = Config.all({
   grace: Config.duration("SHUTDOWN_GRACE_PERIOD").pipe(Config.withDefault(Duration.seconds(10)))
 })
 
-/** The service: `core` behind the HttpApi server on HOST:PORT. */
-export const layer = Layer.unwrapEffect(
-  Effect.map(listenConfig, ({ host, port, grace }) => {
+/** The service on HOST:PORT, or on `fixedPort` (a restart keeps the port PORT=0 was given). */
+const serviceOn = (fixedPort: number | undefined) => Layer.unwrapEffect(
+  Effect.map(listenConfig, ({ host, port: configured, grace }) => {
+    const port = fixedPort ?? configured
     const server = createServer()
     const http = HttpApiBuilder.serve().pipe(
       Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
@@ -95,3 +96,31 @@ export const layer = Layer.unwrapEffect(
     return graceful.pipe(Layer.provideMerge(http), Layer.provideMerge(core))
   })
 )
+
+/** The service: `core` behind the HttpApi server on HOST:PORT. */
+export const layer = serviceOn(undefined)
+
+/**
+ * `npm start`: the service until interrupted (SIGTERM/SIGINT). A runner whose cluster stalled after
+ * losing its database (`Cluster.watchdog`) is shut down like on SIGTERM and started again in this
+ * process: the HTTP port is closed for a moment and the unfinished jobs resume, as after a restart.
+ */
+export const run = Effect.suspend(() => {
+  let port: number | undefined
+  // Suspended: each round builds the service anew, on the port the first round was given.
+  return Effect.suspend(() => Layer.build(serviceOn(port))).pipe(
+    Effect.tap((context) => {
+      const address = Context.get(context, HttpServer.HttpServer).address
+      if (address._tag === "TcpAddress") port = address.port
+    }),
+    Effect.flatMap((context) =>
+      Effect.provide(Cluster.watchdog, context).pipe(
+        // Said before the shutdown begins, so the log reads in order.
+        Effect.tapError((stalled) => Effect.logError(`${stalled.message}: restarting the service in this process`))
+      )
+    ),
+    Effect.scoped,
+    Effect.catchTag("ClusterStalled", () => Metric.increment(Cluster.stalls)),
+    Effect.forever
+  )
+})

@@ -18,7 +18,8 @@ import { layerClientProtocol, layerSocketServer } from "@effect/platform-node/No
 import * as RpcSerialization from "@effect/rpc/RpcSerialization"
 import { SqlClient } from "@effect/sql"
 import type { WorkflowEngine } from "@effect/workflow/WorkflowEngine"
-import { Config, Effect, Layer, Option } from "effect"
+import * as ClusterMetrics from "@effect/cluster/ClusterMetrics"
+import { Clock, Config, Data, Duration, Effect, Layer, Metric, Option, Schedule } from "effect"
 import * as Database from "./Database.js"
 
 /**
@@ -111,3 +112,54 @@ export const workflowEngineLayer: Layer.Layer<WorkflowEngine, never, SqlClient.S
     ClusterWorkflowEngine.layer.pipe(Layer.provide(where.dialect === "pg" ? multi : single))
   )
 ).pipe(Layer.orDie)
+
+/** This runner holds no shard although its database answers: it will not run any job again by itself. */
+export class ClusterStalled extends Data.TaggedError("ClusterStalled")<{ readonly message: string }> {}
+
+/** How often the service had to be restarted in-process because its runner stalled. */
+export const stalls = Metric.counter("pp_cluster_stalls_total", {
+  description: "times this instance restarted its cluster runtime after holding no shard while its database answered"
+})
+
+/**
+ * Watches for a runner that has lost its shards for good. When the database goes away, the cluster
+ * force-releases every shard; with a workflow in flight, that release waits for the workflow's
+ * entity to close, which waits for its activity's reply, which is dropped because the entity is
+ * closing (`@effect/cluster` 0.60) — so once the database is back the runner never takes a shard
+ * again, and jobs sent to it wait forever. Measured: a 5 s PostgreSQL restart mid-job left a runner
+ * with 0 shards for as long as it ran. This fails with `ClusterStalled` when the runner has held no
+ * shard for `CLUSTER_RECOVERY_TIMEOUT` (30 s) while the database answered; `Server.run` then stops
+ * the service and starts it again in this process, and the jobs resume as after a restart. Never
+ * fails with the embedded SQLite file (one runner, in-memory shard locks).
+ */
+export const watchdog: Effect.Effect<never, ClusterStalled, SqlClient.SqlClient | Database.Location> = Effect.gen(
+  function* () {
+    if ((yield* Database.Location).dialect !== "pg") return yield* Effect.never
+    const sql = yield* SqlClient.SqlClient
+    const limit = Duration.toMillis(
+      yield* Config.duration("CLUSTER_RECOVERY_TIMEOUT").pipe(Config.withDefault(Duration.seconds(30)), Effect.orDie)
+    )
+    // The last moment the runner held shards, or could not have (the database did not answer, or
+    // it was starting): only a runner without shards beside a working database counts as stalled.
+    let fine = yield* Clock.currentTimeMillis
+    const check = Effect.gen(function* () {
+      const now = yield* Clock.currentTimeMillis
+      const held = (yield* Metric.value(ClusterMetrics.shards)).value
+      if (held > 0n) {
+        fine = now
+        return
+      }
+      const answers = yield* sql`SELECT 1`.pipe(Effect.timeout(Duration.seconds(2)), Effect.isSuccess)
+      if (!answers) {
+        fine = now
+        return
+      }
+      if (now - fine >= limit) {
+        return yield* new ClusterStalled({
+          message: `this runner has held no shard for ${Duration.format(Duration.millis(now - fine))} while the database answers`
+        })
+      }
+    })
+    return yield* check.pipe(Effect.repeat(Schedule.spaced(Duration.seconds(1))), Effect.zipRight(Effect.never))
+  }
+)

@@ -104,6 +104,12 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
     // Group commit: results that finish within this window share one transaction. A crash can lose
     // at most this window of finished results (those items run again).
     const commitInterval = yield* Config.duration("JOB_COMMIT_INTERVAL").pipe(Config.withDefault(Duration.millis(5)))
+    // How long a batch of finished results is retried while the database does not answer. Past it the
+    // run fails and its unstored items run again on the next attempt (at-least-once).
+    const writeRetry = Schedule.exponential(Duration.millis(100), 2).pipe(
+      Schedule.union(Schedule.spaced(Duration.seconds(1))),
+      Schedule.upTo(yield* Config.duration("JOB_STORE_RETRY_WINDOW").pipe(Config.withDefault(Duration.seconds(60))))
+    )
     // A shared database means other instances run parts of the same jobs: limits are held together.
     const shared = (yield* Database.Location).dialect === "pg"
     const runner = shared ? yield* runnerId : "local"
@@ -222,6 +228,15 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
         const started = live.get(runKey)
         if (started !== undefined) return yield* Deferred.await(started.done)
         live.set(runKey, { jobId, control, done })
+        // However this run ends — even interrupted halfway through its own cleanup (a hand-over while
+        // the database is away) — it leaves the registry and releases whoever joined it; a stale entry
+        // would make the next delivery of this part wait on a run that no longer exists.
+        yield* Effect.addFinalizer(() =>
+          Effect.suspend(() => {
+            if (live.get(runKey)?.done === done) live.delete(runKey)
+            return Deferred.succeed(done, "paused")
+          })
+        )
         // Checked again once registered: a drain that began while this run was reading the database
         // has taken its list of runs already, and would not wait for this one.
         if (yield* Deferred.isDone(shuttingDown)) {
@@ -238,7 +253,18 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
         const writer = Effect.gen(function* () {
           for (;;) {
             const [chunk, end] = yield* writes.takeAll
-            const saved = yield* store.saveItems(jobId, Array.from(chunk), Date.now())
+            const batch = Array.from(chunk)
+            // The database may be away for a moment (a restart, a failover): keep the batch and try
+            // again rather than drop it — these calls are done and would otherwise run again.
+            const save = store.saveItems(jobId, batch, Date.now())
+            const saved = yield* save.pipe(
+              Effect.catchAll((error) =>
+                Effect.logWarning(`could not store ${batch.length} result(s), retrying: ${error.message}`).pipe(
+                  Effect.annotateLogs({ job: jobId, part: slice.part }),
+                  Effect.zipRight(Effect.retry(save, writeRetry))
+                )
+              )
+            )
             for (const b of saved) {
               results.set(b.index, b.result)
               finishedThisRun++
@@ -347,7 +373,7 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
           Effect.interruptible,
           Effect.forkIn(scope)
         )
-        const cleanup = Effect.gen(function* () {
+        const cleanup = Effect.uninterruptible(Effect.gen(function* () {
           yield* Fiber.interrupt(runFiber)
           yield* Fiber.interrupt(drainer)
           if (gate !== undefined) yield* closeGate(jobId)
@@ -356,7 +382,7 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
           yield* Fiber.join(writerFiber)
           yield* Fiber.interrupt(watcher)
           live.delete(runKey)
-        })
+        }))
         // Interruptible although the cluster runs activities uninterruptibly: when this runner loses
         // the shard (an instance joined, or this one stops), the run must stop here, or it would run on
         // two runners. It hands over like a shutdown: no new items, the calls in flight get the grace

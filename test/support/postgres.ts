@@ -36,6 +36,12 @@ export interface PostgresServer {
   readonly binDir: string
   /** e.g. "postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)". */
   readonly version: string
+  /**
+   * An outage: the server stops (`pg_ctl -m fast`: every session ends, committed data is kept — this
+   * server runs with `synchronous_commit=off`, so a simulated crash would lose the last commits),
+   * stays down for `downFor`, and starts again on the same port with its data.
+   */
+  readonly outage: (downFor: Duration.DurationInput) => Effect.Effect<void, PostgresError>
 }
 
 export interface Binaries {
@@ -277,12 +283,12 @@ const readLogTail = (file: string): Effect.Effect<string> =>
 // ---------------------------------------------------------------------------------------------------
 // The server
 
-const stopServer = (bins: Binaries, dataDir: string) =>
+const stopServer = (bins: Binaries, dataDir: string, mode: "immediate" | "fast" = "immediate") =>
   Effect.gen(function* () {
     const pidFile = path.join(dataDir, "postmaster.pid")
     const pidText = yield* Effect.promise(() => fs.readFile(pidFile, "utf8").catch(() => undefined))
     if (pidText === undefined) return // never started (or already gone)
-    const stopped = yield* runAsServerUser(bins.pgCtl, ["-D", dataDir, "-m", "immediate", "-w", "stop"], {
+    const stopped = yield* runAsServerUser(bins.pgCtl, ["-D", dataDir, "-m", mode, "-w", "stop"], {
       timeout: STOP_TIMEOUT,
       cwd: dataDir
     }).pipe(
@@ -297,9 +303,9 @@ const stopServer = (bins: Binaries, dataDir: string) =>
     }
   })
 
-const startServer = (bins: Binaries, dataDir: string): Effect.Effect<number, PostgresError> =>
+const startServer = (bins: Binaries, dataDir: string, fixedPort?: number): Effect.Effect<number, PostgresError> =>
   Effect.gen(function* () {
-    const port = yield* freePort
+    const port = fixedPort ?? (yield* freePort)
     const logFile = path.join(dataDir, "log")
     const quotedDir = `'${dataDir.replace(/'/g, `'\\''`)}'` // -o is parsed by a shell inside pg_ctl
     const serverOptions = [
@@ -329,7 +335,7 @@ const startServer = (bins: Binaries, dataDir: string): Effect.Effect<number, Pos
     return port
   }).pipe(
     // The port was free a moment ago but someone else may have taken it: try another.
-    Effect.retry({ times: 2, while: (e) => e.message.includes("already in use") })
+    Effect.retry({ times: fixedPort === undefined ? 2 : 0, while: (e) => e.message.includes("already in use") })
   )
 
 /**
@@ -373,7 +379,13 @@ export const postgres: Effect.Effect<PostgresServer, PostgresError, Scope.Scope>
   yield* Effect.addFinalizer(() => stopServer(bins, dataDir))
   const port = yield* startServer(bins, dataDir)
 
-  return { url: `postgres://postgres@127.0.0.1:${port}/postgres`, port, dataDir, binDir: bins.binDir, version }
+  const outage = (downFor: Duration.DurationInput) =>
+    stopServer(bins, dataDir, "fast").pipe(
+      Effect.zipRight(Effect.sleep(downFor)),
+      Effect.zipRight(startServer(bins, dataDir, port)),
+      Effect.asVoid
+    )
+  return { url: `postgres://postgres@127.0.0.1:${port}/postgres`, port, dataDir, binDir: bins.binDir, version, outage }
 })
 
 /** The server as a service, for `layer(Postgres.layer)` from @effect/vitest or Effect.provide. */
