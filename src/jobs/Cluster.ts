@@ -123,11 +123,13 @@ export const stalls = Metric.counter("pp_cluster_stalls_total", {
 
 /**
  * Watches for a runner that has lost its shards for good. When the database goes away, the cluster
- * force-releases every shard; with a workflow in flight, that release waits for the workflow's
- * entity to close, which waits for its activity's reply, which is dropped because the entity is
- * closing (`@effect/cluster` 0.60) — so once the database is back the runner never takes a shard
- * again, and jobs sent to it wait forever. Measured: a 5 s PostgreSQL restart mid-job left a runner
- * with 0 shards for as long as it ran. This fails with `ClusterStalled` when the runner has held no
+ * force-releases every shard and takes none back until that release is over, and the release waits
+ * until every entity on those shards has closed. Seen with one instance and a job in flight
+ * (`@effect/cluster` 0.60.2, PostgreSQL restarted for 5 s): a `JobPart` workflow entity never
+ * closes — our activity had ended; the entity's `run` handler, uninterruptible, apparently still
+ * waits for the activity's reply, which the closing entity does not send — so once the database was
+ * back the runner held 0 shards for as long as it ran, and jobs sent to it waited forever (the
+ * "one instance" outage test fails that way without this). This fails with `ClusterStalled` when the runner has held no
  * shard for `CLUSTER_RECOVERY_TIMEOUT` (30 s) while the database answered; `Server.run` then stops
  * the service and starts it again in this process, and the jobs resume as after a restart. Never
  * fails with the embedded SQLite file (one runner, in-memory shard locks).
