@@ -228,9 +228,10 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
         const started = live.get(runKey)
         if (started !== undefined) return yield* Deferred.await(started.done)
         live.set(runKey, { jobId, control, done })
-        // However this run ends — even interrupted halfway through its own cleanup (a hand-over while
-        // the database is away) — it leaves the registry and releases whoever joined it; a stale entry
-        // would make the next delivery of this part wait on a run that no longer exists.
+        // However this run ends — paused, handed over, even interrupted halfway through its own cleanup
+        // (a hand-over while the database is away) — it leaves the registry and releases whoever joined
+        // it (as "paused" unless it finished); a stale entry would make the next delivery of this part
+        // wait on a run that no longer exists.
         yield* Effect.addFinalizer(() =>
           Effect.suspend(() => {
             if (live.get(runKey)?.done === done) live.delete(runKey)
@@ -239,11 +240,7 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
         )
         // Checked again once registered: a drain that began while this run was reading the database
         // has taken its list of runs already, and would not wait for this one.
-        if (yield* Deferred.isDone(shuttingDown)) {
-          live.delete(runKey)
-          yield* Deferred.succeed(done, "paused")
-          return "paused" as const
-        }
+        if (yield* Deferred.isDone(shuttingDown)) return "paused" as const
 
         const writes = yield* Mailbox.make<{ result: ItemResult<unknown>; effect: ItemEffect | undefined }>()
         let inFlight = 0
@@ -400,17 +397,7 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
           )
         })
         yield* Effect.interruptible(Fiber.join(runFiber)).pipe(
-          Effect.onInterrupt(() =>
-            handOver.pipe(
-              Effect.ignore,
-              Effect.ensuring(
-                Effect.suspend(() => {
-                  live.delete(runKey)
-                  return Deferred.succeed(done, "paused")
-                })
-              )
-            )
-          )
+          Effect.onInterrupt(() => Effect.ignore(handOver))
         )
         yield* cleanup
 
@@ -421,7 +408,6 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
         }
         if (!allMineDone()) {
           // Only a shutdown can leave items without a result; the workflow resumes them on restart.
-          yield* Deferred.succeed(done, "paused")
           yield* Effect.logInfo("job paused for shutdown").pipe(Effect.annotateLogs({ job: jobId, part: slice.part }))
           return "paused" as const
         }
