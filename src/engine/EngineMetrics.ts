@@ -114,3 +114,41 @@ export const forRun = (processor: string): RunMetrics => {
   cache.set(processor, metrics)
   return metrics
 }
+
+const upstreamLimitKey = MetricKey.gauge("pp_upstream_limit", { description: "Current adaptive limit of an upstream budget" })
+const upstreamInFlightKey = MetricKey.gauge("pp_upstream_in_flight", { description: "Calls in flight against an upstream, all jobs together" })
+const upstreamWaitingKey = MetricKey.gauge("pp_upstream_waiting", { description: "Calls waiting for admission to an upstream" })
+const upstreamThrottledKey = MetricKey.counter("pp_upstream_throttled_total", {
+  description: "Calls an upstream answered 429",
+  incremental: true
+})
+const upstreamCooldownsKey = MetricKey.counter("pp_upstream_cooldowns_total", {
+  description: "Times admission to an upstream was paused because it asked to wait",
+  incremental: true
+})
+
+/** The metric instances one upstream budget updates, tagged with its key once. */
+export interface BudgetMetrics {
+  readonly limit: Metric.Metric.Gauge<number>
+  readonly inFlight: Metric.Metric.Gauge<number>
+  readonly waiting: Metric.Metric.Gauge<number>
+  readonly throttled: Counter
+  readonly cooldowns: Counter
+}
+
+const budgetCache = new Map<string, BudgetMetrics>()
+
+export const forBudget = (upstream: string): BudgetMetrics => {
+  const cached = budgetCache.get(upstream)
+  if (cached !== undefined) return cached
+  const labels: Labels = [["upstream", upstream]]
+  const metrics: BudgetMetrics = {
+    limit: gaugeWith(upstreamLimitKey, labels),
+    inFlight: gaugeWith(upstreamInFlightKey, labels),
+    waiting: gaugeWith(upstreamWaitingKey, labels),
+    throttled: counterWith(upstreamThrottledKey, labels),
+    cooldowns: counterWith(upstreamCooldownsKey, labels)
+  }
+  budgetCache.set(upstream, metrics)
+  return metrics
+}

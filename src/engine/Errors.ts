@@ -20,6 +20,8 @@ export class RateLimited extends Data.TaggedError("RateLimited")<{
 export class Transient extends Data.TaggedError("Transient")<{
   readonly message: string
   readonly status?: number
+  /** A 503 may say when to come back (`Retry-After`); a budget then pauses admission until then. */
+  readonly retryAfter?: Duration.Duration
 }> {}
 
 /** The upstream refused the request for good: 4xx other than 408/429, bad credentials, not found. */

@@ -4,6 +4,7 @@
  */
 import { Duration, type RateLimiter } from "effect"
 import type { Adjustable } from "./Adjustable.js"
+import type { Budget, Priority, Tenant } from "./Budget.js"
 import type { CircuitBreaker } from "./CircuitBreaker.js"
 import * as RetryPolicy from "./RetryPolicy.js"
 
@@ -33,6 +34,20 @@ export interface Policy {
    * after the breaker's recovery time (each such wait uses one retry). Default `"fail"`.
    */
   readonly whenBreakerOpen: "fail" | "wait"
+  /**
+   * The upstream's budget, shared with every other run calling it: each attempt waits for admission
+   * (holding nothing: the attempt's timeout has not started and it is not in flight), then goes
+   * through the breaker, then calls. Tasks that call several upstreams use `AttemptContext.guard`
+   * per call instead. Default: none.
+   */
+  readonly budget?: Budget
+  /** This run's turn at a budget: higher levels first, round-robin within one. Default `"normal"`. */
+  readonly priority?: Priority
+  /**
+   * Who this run is to budgets (fair share is between tenants). Runs passing the same tenant share
+   * one turn (the parts of a job). Default: a tenant of its own, named by the run id.
+   */
+  readonly tenant?: Tenant
   /** Taken before each attempt (while holding the slot). Default: none. */
   readonly rateLimiter?: RateLimiter.RateLimiter
   /**

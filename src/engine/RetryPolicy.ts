@@ -83,7 +83,7 @@ export const classOf = (error: TaskError): RetryClass | undefined => {
 export type RetryState = Partial<Record<RetryClass, unknown>>
 
 const serverDelay = (error: TaskError): Duration.Duration | undefined =>
-  error._tag === "RateLimited" ? error.retryAfter : error._tag === "CircuitOpen" ? error.retryAfter : undefined
+  error._tag === "RateLimited" || error._tag === "CircuitOpen" || error._tag === "Transient" ? error.retryAfter : undefined
 
 /**
  * The wait before the next try of an item that just failed with `error`, or `None` when it must not

@@ -55,6 +55,11 @@ export const fromStatus = (status: number, header: HeaderLookup, what: string, n
       : new RateLimited({ message: `${what}: 429 Too Many Requests` })
   }
   if (status === 408) return new AttemptTimeout({ message: `${what}: 408 Request Timeout` })
+  if (status === 503) {
+    const after = retryAfter(header, now)
+    const message = `${what}: upstream answered 503`
+    return Option.isSome(after) ? new Transient({ message, status, retryAfter: after.value }) : new Transient({ message, status })
+  }
   if (status >= 500) return new Transient({ message: `${what}: upstream answered ${status}`, status })
   return new Permanent({ message: `${what}: upstream answered ${status}`, status })
 }

@@ -26,7 +26,8 @@ import {
 } from "effect"
 import type { Adjustable } from "../Adjustable.js"
 import { isAdjustable } from "../Adjustable.js"
-import type { Outcome, Permit } from "../CircuitBreaker.js"
+import * as Budget from "../Budget.js"
+import { withCircuitBreaker, type CircuitBreaker, type Outcome, type Permit } from "../CircuitBreaker.js"
 import * as EngineMetrics from "../EngineMetrics.js"
 import {
   AttemptTimeout,
@@ -54,6 +55,20 @@ export interface AttemptContext {
    * `withCircuitBreaker` inside the task) count that interruption as a timeout rather than a cancel.
    */
   readonly timedOut: () => boolean
+  /**
+   * The attempt pipeline for one upstream call inside the task, for tasks that call several
+   * upstreams or must do something first (a shared login): admission by the upstream's budget
+   * (fair between runs; the attempt's timeout is paused and the attempt is not in flight while it
+   * waits), then its breaker, then the call. `Policy.budget`/`Policy.breaker` do the same around
+   * the whole task.
+   */
+  readonly guard: (upstream: Upstream) => <A, R>(call: Effect.Effect<A, TaskError, R>) => Effect.Effect<A, TaskError, R>
+}
+
+/** What guards calls to one upstream. */
+export interface Upstream {
+  readonly budget?: Budget.Budget | undefined
+  readonly breaker?: CircuitBreaker | undefined
 }
 
 export type Task<I, A, R> = (item: I, context: AttemptContext) => Effect.Effect<A, TaskError, R>
@@ -92,6 +107,12 @@ interface Slot<I> {
   attemptDeadline: number
   timedOut: boolean
   permit: Permit | undefined
+  /** Counted in `inFlight`: the attempt is calling, not waiting for admission. */
+  calling: boolean
+  /** The budget that admitted the attempt's last call, whose cooldown a rate-limited retry waits out. */
+  budget: Budget.Budget | undefined
+  /** While waiting for admission inside the task: the attempt's time left, and since when. */
+  pausedLeft: number
 }
 
 /** Counts right after an item finished, for its `ItemFinished` event (kept only with observers). */
@@ -174,6 +195,10 @@ const runIn = <I, A, E, R, RS>(
     const breaker = policy.breaker
     const waitWhenOpen = policy.whenBreakerOpen === "wait"
     const rateLimiter = policy.rateLimiter
+    const budget = policy.budget
+    const tenant = policy.tenant ?? Budget.tenant(runId, policy.priority ?? "normal")
+    // Nothing stands between the worker and the call: the attempt's clock starts at once.
+    const direct = rateLimiter === undefined && breaker === undefined && budget === undefined
 
     const stopped = yield* Deferred.make<StopReason, E>()
     const startedAt = now()
@@ -396,23 +421,79 @@ const runIn = <I, A, E, R, RS>(
         at: now(),
         counts: counts()
       }))
-      const direct = rateLimiter === undefined && breaker === undefined
       const timedOut = () => slot.timedOut
+      const guard = guardFor(slot)
       const run = Effect.suspend(() => {
         const unit = slot.unit
         if (unit === undefined) return Effect.dieMessage("internal: attempt without an item")
         unit.attempts++
-        // The timeout covers the call itself, not the wait for the breaker or the rate limiter.
-        if (!direct) slot.attemptDeadline = now() + timeoutMs
-        return task(unit.item, { index: unit.index, id: unit.id, attempt: unit.attempts, timedOut })
+        // The timeout covers the call itself, not the wait for admission, the breaker or the rate limiter.
+        if (!slot.calling) {
+          startCalling(slot)
+          slot.attemptDeadline = now() + timeoutMs
+          wakeWatchdog()
+        }
+        return task(unit.item, { index: unit.index, id: unit.id, attempt: unit.attempts, timedOut, guard })
       })
       const limited = rateLimiter === undefined ? run : rateLimiter(run)
       const body = onEvent === undefined ? limited : Effect.zipRight(started, limited)
-      if (breaker === undefined) return body
-      return Effect.flatMap(breaker.acquire, (permit) => {
-        slot.permit = permit
-        return body
-      })
+      const breakered =
+        breaker === undefined
+          ? body
+          : Effect.flatMap(breaker.acquire, (permit) => {
+              slot.permit = permit
+              return body
+            })
+      if (budget === undefined) return breakered
+      const admitted = () => {
+        slot.budget = budget
+      }
+      return budget.admit(tenant, { onAdmit: admitted, timedOut })(breakered)
+    }
+
+    const startCalling = (slot: Slot<I>) => {
+      slot.calling = true
+      inFlight++
+      metrics.inFlight.unsafeUpdate(inFlight, noTags)
+    }
+    const stopCalling = (slot: Slot<I>) => {
+      if (!slot.calling) return
+      slot.calling = false
+      inFlight--
+      metrics.inFlight.unsafeUpdate(inFlight, noTags)
+    }
+
+    /** `AttemptContext.guard` for the attempt `slot` runs: admission (clock paused) → breaker → call. */
+    const guardFor = (slot: Slot<I>) => (upstream: Upstream) => {
+      const b = upstream.budget
+      const br = upstream.breaker
+      const timedOut = () => slot.timedOut
+      const hooks: Budget.Hooks = {
+        onAdmit: () => {
+          slot.budget = b
+          if (slot.pausedLeft >= 0) {
+            slot.attemptDeadline = now() + slot.pausedLeft
+            slot.pausedLeft = -1
+            startCalling(slot)
+            wakeWatchdog()
+          }
+        },
+        timedOut
+      }
+      return <A, R>(call: Effect.Effect<A, TaskError, R>): Effect.Effect<A, TaskError, R> => {
+        const guarded = br === undefined ? call : withCircuitBreaker(call, br, { isFailure: countsAgainstBreaker, interruptionIsFailure: timedOut })
+        if (b === undefined) return guarded
+        const admit = b.admit(tenant, hooks)(guarded)
+        return Effect.suspend(() => {
+          // Waiting for admission: the attempt's timeout stops running and it is not in flight.
+          if (slot.inAttempt && !slot.timedOut && slot.pausedLeft < 0 && Number.isFinite(slot.attemptDeadline)) {
+            slot.pausedLeft = Math.max(0, slot.attemptDeadline - now())
+            slot.attemptDeadline = Number.POSITIVE_INFINITY
+            stopCalling(slot)
+          }
+          return admit
+        })
+      }
     }
 
     const scheduleRetry = (unit: Unit<I>, error: TaskError, delayMs: number): Effect.Effect<void> => {
@@ -463,7 +544,7 @@ const runIn = <I, A, E, R, RS>(
     }
 
     /** After a failed try: retry later, or end the item. Runs uninterruptibly. */
-    const onError = (unit: Unit<I>, error: TaskError, at: number): Effect.Effect<void> => {
+    const onError = (unit: Unit<I>, error: TaskError, at: number, admittedBy: Budget.Budget | undefined): Effect.Effect<void> => {
       unit.lastError = error
       if (error._tag === "Skipped") {
         finalize(unit, failure(unit, "skipped", itemError(error), at))
@@ -481,11 +562,15 @@ const runIn = <I, A, E, R, RS>(
           finalize(unit, failure(unit, "failed", itemError(error), at))
           return Effect.void
         }
-        if (at + delay.value >= deadlineAt) {
+        // The upstream asked everyone to wait: retry when the budget's shared pause ends, not on this item's own clock.
+        const verdict = admittedBy === undefined ? undefined : Budget.verdictOf(error)
+        const paused = verdict?._tag === "overload" && verdict.waitMs !== undefined ? (admittedBy?.cooldownRemaining() ?? 0) : 0
+        const wait = paused > 0 ? paused : delay.value
+        if (at + wait >= deadlineAt) {
           finalize(unit, failure(unit, "failed", itemError(error, "no time left for a retry before the deadline"), at))
           return Effect.void
         }
-        return scheduleRetry(unit, error, delay.value)
+        return scheduleRetry(unit, error, wait)
       })
     }
 
@@ -500,11 +585,11 @@ const runIn = <I, A, E, R, RS>(
     const successes = metrics.attemptOutcome("success")
     /** Ends the attempt's bookkeeping; returns the time it ended. */
     const endAttempt = (slot: Slot<I>): number => {
-      inFlight--
+      stopCalling(slot)
       slot.inAttempt = false
+      slot.pausedLeft = -1
       slot.unit = undefined
       const at = now()
-      metrics.inFlight.unsafeUpdate(inFlight, noTags)
       if (slot.permit !== undefined || breaker === undefined) {
         metrics.attemptDuration.unsafeUpdate((at - slot.attemptStart) / 1000, noTags)
       }
@@ -549,7 +634,7 @@ const runIn = <I, A, E, R, RS>(
       const type = errorTypeOf(error)
       metrics.attemptOutcome(type).unsafeUpdate(1, noTags)
       if (type === "timeout") metrics.timeouts.unsafeUpdate(1, noTags)
-      return Effect.zipRight(release(slot, countsAgainstBreaker(error) ? "failure" : "neutral", at), onError(unit, error, at))
+      return Effect.zipRight(release(slot, countsAgainstBreaker(error) ? "failure" : "neutral", at), onError(unit, error, at, slot.budget))
     }
 
     /** One attempt of the unit `slot` holds, then its bookkeeping. Built once per worker. */
@@ -566,10 +651,15 @@ const runIn = <I, A, E, R, RS>(
         slot.attemptStart = start
         slot.inAttempt = true
         slot.timedOut = false
-        slot.attemptDeadline = start + timeoutMs
-        inFlight++
-        metrics.inFlight.unsafeUpdate(inFlight, noTags)
-        wakeWatchdog()
+        slot.budget = undefined
+        if (direct) {
+          slot.attemptDeadline = start + timeoutMs
+          startCalling(slot)
+          wakeWatchdog()
+        } else {
+          // The clock starts once admitted (see makeCall).
+          slot.attemptDeadline = Number.POSITIVE_INFINITY
+        }
         return Effect.matchCauseEffect(restore(call), { onFailure, onSuccess })
       })
     }
@@ -639,6 +729,9 @@ const runIn = <I, A, E, R, RS>(
           attemptDeadline: 0,
           timedOut: false,
           permit: undefined,
+          calling: false,
+          budget: undefined,
+          pausedLeft: -1,
         }
         active++
         slots.add(slot)

@@ -1,0 +1,423 @@
+/**
+ * An upstream budget: how many calls may be in flight against one upstream, from every run that
+ * shares it. A job's `maxConcurrent` caps the job; the budget caps everyone (the guide's processors
+ * were process-wide singletons whose semaphore protected the upstream from all requests together).
+ *
+ * - a **ceiling** the calls in flight never exceed;
+ * - an **adaptive limit** in [1, ceiling] moved by what the upstream answers (`LimitAlgorithm`);
+ * - a shared **cooldown**: a 429/503 that says when to come back pauses admission for everyone
+ *   until then (calls in flight finish, nobody starts one);
+ * - an optional request **rate**;
+ * - **fair share**: permits go to the highest priority level first and round-robin between the
+ *   tenants (jobs, runs) waiting within it, so a small batch is not queued behind a big one.
+ *
+ * Waiting for admission holds nothing: no breaker probe, no attempt timeout, not in flight.
+ *
+ * @example
+ * const forum = yield* Budget.make({ key: "forum", ceiling: 5 })
+ * yield* Engine.run(posts, fetchInteractions, { maxConcurrent: 3, budget: forum })
+ */
+import { Duration, Effect, PubSub, Random, type Scope, Stream } from "effect"
+import * as EngineMetrics from "./EngineMetrics.js"
+import { makeQueue, type Waiter } from "./internal/budget.js"
+import * as LimitAlgorithm from "./LimitAlgorithm.js"
+
+export type Priority = "high" | "normal" | "low"
+export const priorities: ReadonlyArray<Priority> = ["high", "normal", "low"]
+
+/**
+ * Who is asking (a job, a run): the unit of fair share. Stopping a tenant (`stop`) makes its
+ * waiters give up — they never start and hold nothing — for draining, where calls in flight finish
+ * but nothing new starts.
+ */
+export interface Tenant {
+  readonly id: string
+  readonly priority: Priority
+  stopped: boolean
+  /** Calls of this tenant admitted and not yet finished, over every budget. */
+  calling: number
+  readonly stopListeners: Set<() => void>
+  readonly idleListeners: Set<() => void>
+}
+
+export const tenant = (id: string, priority: Priority = "normal"): Tenant => ({
+  id,
+  priority,
+  stopped: false,
+  calling: 0,
+  stopListeners: new Set(),
+  idleListeners: new Set()
+})
+
+/** Stops a tenant: its waiters leave every budget's queue at once and none of its calls start again. */
+export const stop = (t: Tenant): Effect.Effect<void> =>
+  Effect.sync(() => {
+    t.stopped = true
+    for (const listener of Array.from(t.stopListeners)) listener()
+  })
+
+/** Completes once none of the tenant's calls is in flight. */
+export const awaitIdle = (t: Tenant): Effect.Effect<void> =>
+  Effect.async<void>((resume) => {
+    if (t.calling === 0) return resume(Effect.void)
+    const listener = () => resume(Effect.void)
+    t.idleListeners.add(listener)
+    return Effect.sync(() => void t.idleListeners.delete(listener))
+  })
+
+/** At most `limit` calls started per `perMs`. */
+export interface Rate {
+  readonly limit: number
+  readonly perMs: number
+}
+
+const unitMs: Readonly<Record<string, number>> = {
+  ms: 1,
+  s: 1_000,
+  sec: 1_000,
+  second: 1_000,
+  m: 60_000,
+  min: 60_000,
+  minute: 60_000,
+  h: 3_600_000,
+  hour: 3_600_000
+}
+
+/** `600/minute`, `10/second`, `5/s`, `100/2 minutes` → a Rate; undefined when it does not parse. */
+export const parseRate = (raw: string): Rate | undefined => {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*\/\s*(\d+(?:\.\d+)?)?\s*([a-z]+)\s*$/i.exec(raw)
+  if (match === null) return undefined
+  const limit = Number(match[1])
+  const count = match[2] === undefined ? 1 : Number(match[2])
+  const word = (match[3] ?? "").toLowerCase()
+  const unit = unitMs[word] ?? unitMs[word.replace(/s$/, "")]
+  if (unit === undefined || !(limit > 0) || !(count > 0)) return undefined
+  return { limit, perMs: count * unit }
+}
+
+export const formatRate = (rate: Rate): string => {
+  const per = rate.perMs === 1_000 ? "second" : rate.perMs === 60_000 ? "minute" : rate.perMs === 3_600_000 ? "hour" : `${rate.perMs} ms`
+  return `${rate.limit}/${per}`
+}
+
+export interface Options {
+  /** The upstream's name, in logs and metric tags (`forum`, `llm`, …). */
+  readonly key: string
+  /** Calls in flight never exceed it. */
+  readonly ceiling: number
+  /** How the current limit moves. Default `LimitAlgorithm.gradient()`. */
+  readonly algorithm?: LimitAlgorithm.LimitAlgorithm
+  /** `false` pins the limit at the ceiling. Default true. */
+  readonly adaptive?: boolean
+  /** Calls started per period, on top of the concurrency limit. Default: none. */
+  readonly rate?: Rate
+  /** Random extra cooldown, as a fraction of the wait the upstream asked for (capped at 250 ms). Default 0.05. */
+  readonly cooldownJitter?: number
+}
+
+export interface Settings {
+  readonly ceiling?: number
+  readonly adaptive?: boolean
+  /** `null` removes the rate. */
+  readonly rate?: Rate | null
+}
+
+export interface Snapshot {
+  readonly key: string
+  readonly ceiling: number
+  /** The current (adaptive) limit. */
+  readonly limit: number
+  readonly inFlight: number
+  /** Calls waiting for admission, and the tenants (jobs) they belong to. */
+  readonly waiting: number
+  readonly waitingTenants: number
+  /** Admission is paused until then (epoch ms on the budget's clock), when in a cooldown. */
+  readonly cooldownUntil: number | undefined
+  readonly rate: Rate | undefined
+  readonly algorithm: string
+  readonly adaptive: boolean
+  /** Calls answered 429 so far. */
+  readonly throttled: number
+  readonly cooldowns: number
+}
+
+export type Change =
+  | { readonly _tag: "Cooldown"; readonly key: string; readonly until: number }
+  | { readonly _tag: "Limit"; readonly key: string; readonly limit: number; readonly at: number }
+
+export interface Hooks {
+  /** Called synchronously the moment the call is admitted (before it starts). */
+  readonly onAdmit?: () => void
+  /** Asked when the call was interrupted: whether its attempt timed out (that is push-back). */
+  readonly timedOut?: () => boolean
+}
+
+export interface Budget {
+  readonly key: string
+  /**
+   * Runs `call` once admitted: waits (interruptibly, fairly, holding nothing) for a permit, holds it
+   * while the call runs, and learns from how the call ended.
+   */
+  readonly admit: (t: Tenant, hooks?: Hooks) => <A, E, R>(call: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  readonly snapshot: Effect.Effect<Snapshot>
+  readonly update: (settings: Settings) => Effect.Effect<void>
+  /** Pauses admission until `until` (epoch ms), unless already paused longer — e.g. a cooldown seen by another instance. */
+  readonly cooldown: (until: number) => Effect.Effect<void>
+  /** Milliseconds left in the current cooldown (0 when none). */
+  readonly cooldownRemaining: () => number
+  /** Cooldowns begun by this budget's own calls, and limit changes, from now on. */
+  readonly changes: Effect.Effect<Stream.Stream<Change>, never, Scope.Scope>
+}
+
+type Verdict = { readonly _tag: "success" } | { readonly _tag: "overload"; readonly throttled: boolean; readonly waitMs: number | undefined } | undefined
+
+const tagOf = (error: unknown): string | undefined =>
+  typeof error === "object" && error !== null && "_tag" in error && typeof error._tag === "string" ? error._tag : undefined
+
+const retryAfterOf = (error: unknown): number | undefined =>
+  typeof error === "object" && error !== null && "retryAfter" in error && Duration.isDuration(error.retryAfter)
+    ? Duration.toMillis(error.retryAfter)
+    : undefined
+
+const statusOf = (error: unknown): number | undefined =>
+  typeof error === "object" && error !== null && "status" in error && typeof error.status === "number" ? error.status : undefined
+
+/**
+ * What a failed call says about the upstream's capacity: 429, 503 and timeouts are push-back (and a
+ * stated wait starts a cooldown); everything else says nothing about capacity.
+ */
+export const verdictOf = (error: unknown): Verdict => {
+  switch (tagOf(error)) {
+    case "RateLimited":
+      return { _tag: "overload", throttled: true, waitMs: retryAfterOf(error) }
+    case "Transient":
+      return statusOf(error) === 503 ? { _tag: "overload", throttled: false, waitMs: retryAfterOf(error) } : undefined
+    case "AttemptTimeout":
+      return { _tag: "overload", throttled: false, waitMs: undefined }
+    default:
+      return undefined
+  }
+}
+
+export const make = (options: Options): Effect.Effect<Budget, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const { key } = options
+    const clock = yield* Effect.clock
+    const now = () => clock.unsafeCurrentTimeMillis()
+    const algorithm = options.algorithm ?? LimitAlgorithm.gradient()
+    let ceiling = Math.max(1, Math.floor(options.ceiling))
+    let adaptive = options.adaptive ?? true
+    let estimator = algorithm.make(ceiling, now())
+    const jitter = options.cooldownJitter ?? 0.05
+    let throttled = 0
+    let cooldowns = 0
+    const metrics = EngineMetrics.forBudget(key)
+    const changes = yield* Effect.acquireRelease(PubSub.unbounded<Change>(), PubSub.shutdown)
+
+    const limit = () => (adaptive ? Math.max(1, Math.min(ceiling, Math.floor(estimator.limit()))) : ceiling)
+    let announced = limit()
+
+    // One fiber wakes the queue when a cooldown ends or a rate token is due (re-checking at least
+    // every 100 ms, so a wake-up time that moves earlier is never missed for long).
+    let wakeTarget = Number.POSITIVE_INFINITY
+    let tickerParked: (() => void) | undefined
+    const queue = makeQueue({
+      now,
+      limit,
+      wakeAt: (at) => {
+        if (at < wakeTarget) wakeTarget = at
+        const resume = tickerParked
+        if (resume !== undefined) {
+          tickerParked = undefined
+          resume()
+        }
+      },
+      changed: () => {
+        metrics.inFlight.unsafeUpdate(queue.state.held, EngineMetrics.noExtraTags)
+        metrics.waiting.unsafeUpdate(queue.waiting(), EngineMetrics.noExtraTags)
+      }
+    })
+    if (options.rate !== undefined) queue.setRate(options.rate, ceiling)
+    const ticker: Effect.Effect<void> = Effect.suspend(() => {
+      if (!Number.isFinite(wakeTarget)) {
+        return Effect.zipRight(
+          Effect.async<void>((resume) => {
+            tickerParked = () => resume(Effect.void)
+            return Effect.sync(() => {
+              tickerParked = undefined
+            })
+          }),
+          ticker
+        )
+      }
+      const ms = Math.min(100, wakeTarget - now())
+      return Effect.zipRight(
+        ms > 0 ? Effect.sleep(Duration.millis(ms)) : Effect.void,
+        Effect.suspend(() => {
+          if (now() >= wakeTarget) wakeTarget = Number.POSITIVE_INFINITY
+          queue.grant()
+          return ticker
+        })
+      )
+    })
+    yield* Effect.forkScoped(Effect.interruptible(ticker))
+    metrics.limit.unsafeUpdate(announced, EngineMetrics.noExtraTags)
+
+    const startCooldown = (until: number, local: boolean): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (until <= queue.state.cooldownUntil) return Effect.void
+        queue.state.cooldownUntil = until
+        cooldowns++
+        metrics.cooldowns.unsafeUpdate(1, EngineMetrics.noExtraTags)
+        queue.grant()
+        return Effect.zipRight(
+          Effect.logInfo(`upstream ${key}: admission paused for ${Math.round(until - now())} ms`).pipe(
+            Effect.annotateLogs({ upstream: key, source: local ? "answer" : "shared" })
+          ),
+          local ? PubSub.publish(changes, { _tag: "Cooldown", key, until }) : Effect.void
+        )
+      })
+
+    const limitMoved = Effect.suspend(() => {
+      const current = limit()
+      if (current === announced) return Effect.void
+      const before = announced
+      announced = current
+      metrics.limit.unsafeUpdate(current, EngineMetrics.noExtraTags)
+      queue.grant()
+      return Effect.zipRight(
+        Effect.logDebug(`upstream ${key}: limit ${before} → ${current} of ${ceiling}`).pipe(Effect.annotateLogs({ upstream: key })),
+        PubSub.publish(changes, { _tag: "Limit", key, limit: current, at: now() })
+      )
+    })
+
+    const learn = (waiter: Waiter, verdict: Verdict): Effect.Effect<void> => {
+      if (verdict === undefined) return Effect.void
+      const at = now()
+      const sample = { startedAt: waiter.startedAt, now: at, inFlight: waiter.inFlight, latencyMs: at - waiter.startedAt }
+      if (verdict._tag === "success") {
+        estimator.onSuccess(sample)
+        return announced === limit() ? Effect.void : limitMoved
+      }
+      estimator.onOverload(sample)
+      if (verdict.throttled) {
+        throttled++
+        metrics.throttled.unsafeUpdate(1, EngineMetrics.noExtraTags)
+      }
+      const moved = announced === limit() ? Effect.void : limitMoved
+      if (verdict.waitMs === undefined) return moved
+      const waitMs = verdict.waitMs
+      const extra = Math.min(250, waitMs * jitter)
+      return Effect.flatMap(Random.next, (r) => Effect.zipRight(moved, startCooldown(at + waitMs + extra * r, true)))
+    }
+
+    const release = (t: Tenant) => {
+      queue.release()
+      if (--t.calling === 0 && t.idleListeners.size > 0) {
+        for (const listener of Array.from(t.idleListeners)) listener()
+        t.idleListeners.clear()
+      }
+      metrics.inFlight.unsafeUpdate(queue.state.held, EngineMetrics.noExtraTags)
+    }
+
+    // No fibers forked per call: this is on every attempt's path.
+    const acquire = (t: Tenant, waiter: { current: Waiter | undefined }) =>
+      Effect.async<boolean>((resume) => {
+        if (t.stopped) return resume(Effect.succeed(false))
+        const w: Waiter = {
+          tenant: t,
+          granted: false,
+          startedAt: 0,
+          inFlight: 0,
+          wake: (granted) => resume(Effect.succeed(granted)),
+          onStop: () => {
+            queue.remove(w)
+            w.wake(false)
+          }
+        }
+        waiter.current = w
+        if (queue.enqueue(w)) {
+          metrics.inFlight.unsafeUpdate(queue.state.held, EngineMetrics.noExtraTags)
+          return resume(Effect.succeed(true))
+        }
+        metrics.waiting.unsafeUpdate(queue.waiting(), EngineMetrics.noExtraTags)
+        // Interrupted while waiting: leave the queue, or pass on a permit granted in the meantime.
+        return Effect.sync(() => {
+          if (w.granted) {
+            w.granted = false
+            queue.release()
+          } else queue.remove(w)
+          metrics.waiting.unsafeUpdate(queue.waiting(), EngineMetrics.noExtraTags)
+        })
+      })
+
+    const admit = (t: Tenant, hooks?: Hooks) => <A, E, R>(call: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+      Effect.uninterruptibleMask((restore) => {
+        const holder: { current: Waiter | undefined } = { current: undefined }
+        return Effect.flatMap(restore(acquire(t, holder)), (granted): Effect.Effect<A, E, R> => {
+          const w = holder.current
+          if (!granted || w === undefined) return restore(Effect.never)
+          t.calling++
+          // Granted just before the tenant stopped: hand the permit on, do not start.
+          if (t.stopped) {
+            release(t)
+            return restore(Effect.never)
+          }
+          hooks?.onAdmit?.()
+          return restore(call).pipe(
+            Effect.onExit((exit) => {
+              release(t)
+              if (exit._tag === "Success") return learn(w, { _tag: "success" })
+              const failure = exit.cause._tag === "Fail" ? exit.cause.error : undefined
+              if (failure !== undefined) return learn(w, verdictOf(failure))
+              const interruptedByTimeout = hooks?.timedOut?.() === true
+              return interruptedByTimeout ? learn(w, { _tag: "overload", throttled: false, waitMs: undefined }) : Effect.void
+            })
+          )
+        })
+      })
+
+    const snapshot = Effect.sync((): Snapshot => {
+      const until = queue.state.cooldownUntil
+      return {
+        key,
+        ceiling,
+        limit: limit(),
+        inFlight: queue.state.held,
+        waiting: queue.waiting(),
+        waitingTenants: queue.waitingTenants(),
+        cooldownUntil: until > now() ? until : undefined,
+        rate: queue.state.rate,
+        algorithm: adaptive ? algorithm.name : "fixed",
+        adaptive,
+        throttled,
+        cooldowns
+      }
+    })
+
+    const update = (settings: Settings) =>
+      Effect.suspend(() => {
+        if (settings.ceiling !== undefined) {
+          ceiling = Math.max(1, Math.floor(settings.ceiling))
+          estimator.setCeiling(ceiling)
+        }
+        if (settings.adaptive !== undefined && settings.adaptive !== adaptive) {
+          adaptive = settings.adaptive
+          // Switching adaptation back on starts learning afresh.
+          if (adaptive) estimator = algorithm.make(ceiling, now())
+        }
+        if (settings.rate !== undefined) queue.setRate(settings.rate ?? undefined, ceiling)
+        queue.grant()
+        return limitMoved
+      })
+
+    return {
+      key,
+      admit,
+      snapshot,
+      update,
+      cooldown: (until) => startCooldown(until, false),
+      cooldownRemaining: () => Math.max(0, queue.state.cooldownUntil - now()),
+      changes: Effect.map(PubSub.subscribe(changes), Stream.fromQueue)
+    }
+  })
