@@ -250,7 +250,8 @@ export const make = (options: Options): Effect.Effect<Budget, never, Scope.Scope
           ticker
         )
       }
-      const ms = Math.min(100, wakeTarget - now())
+      // Whole milliseconds: a clock may report whole milliseconds only, and a fractional wait would never arrive.
+      const ms = Math.min(100, Math.ceil(wakeTarget - now()))
       return Effect.zipRight(
         ms > 0 ? Effect.sleep(Duration.millis(ms)) : Effect.void,
         Effect.suspend(() => {
@@ -308,7 +309,7 @@ export const make = (options: Options): Effect.Effect<Budget, never, Scope.Scope
       if (verdict.waitMs === undefined) return moved
       const waitMs = verdict.waitMs
       const extra = Math.min(250, waitMs * jitter)
-      return Effect.flatMap(Random.next, (r) => Effect.zipRight(moved, startCooldown(at + waitMs + extra * r, true)))
+      return Effect.flatMap(Random.next, (r) => Effect.zipRight(moved, startCooldown(Math.ceil(at + waitMs + extra * r), true)))
     }
 
     const release = (t: Tenant) => {

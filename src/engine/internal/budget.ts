@@ -51,7 +51,7 @@ class Bucket {
   }
   /** When the next token will be there. */
   nextAt(now: number): number {
-    return now + ((1 - this.tokens) * this.rate.perMs) / this.rate.limit
+    return Math.ceil(now + ((1 - this.tokens) * this.rate.perMs) / this.rate.limit)
   }
 }
 

@@ -1,0 +1,390 @@
+/**
+ * Upstream budgets under the TestClock: the ceiling, fair share and priority, the shared cooldown,
+ * the request rate, stopping a tenant, interruption, and the adaptive algorithms; properties over
+ * random interleavings of several runs sharing one budget.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Duration, Effect, Fiber, TestClock } from "effect"
+import * as fc from "effect/FastCheck"
+import { AttemptTimeout, Budget, Engine, LimitAlgorithm, RateLimited, RetryPolicy, Transient } from "../src/index.js"
+
+const settle = Effect.yieldNow().pipe(Effect.repeatN(20))
+
+/** A call that records how many run at once on `state`. */
+const tracked = (state: { inFlight: number; peak: number }, ms: number) =>
+  Effect.acquireUseRelease(
+    Effect.sync(() => {
+      state.inFlight++
+      state.peak = Math.max(state.peak, state.inFlight)
+    }),
+    () => Effect.sleep(Duration.millis(ms)),
+    () => Effect.sync(() => void state.inFlight--)
+  )
+
+describe("Budget", () => {
+  it.scoped("calls in flight never exceed the ceiling, over every tenant", () =>
+    Effect.gen(function* () {
+      const budget = yield* Budget.make({ key: "t", ceiling: 2, adaptive: false })
+      const state = { inFlight: 0, peak: 0 }
+      const a = Budget.tenant("a")
+      const b = Budget.tenant("b")
+      const fibers = yield* Effect.forEach([a, a, a, b, b], (t) => Effect.fork(budget.admit(t)(tracked(state, 100))))
+      yield* settle
+      expect((yield* budget.snapshot).inFlight).toBe(2)
+      expect((yield* budget.snapshot).waiting).toBe(3)
+      expect((yield* budget.snapshot).waitingTenants).toBe(2)
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.joinAll(fibers)
+      expect(state.peak).toBe(2)
+      const after = yield* budget.snapshot
+      expect(after.inFlight).toBe(0)
+      expect(after.waiting).toBe(0)
+    }))
+
+  it.scoped("permits go round-robin between tenants: a small job is not queued behind a big one", () =>
+    Effect.gen(function* () {
+      const budget = yield* Budget.make({ key: "t", ceiling: 1, adaptive: false })
+      const order: Array<string> = []
+      const call = (name: string) => Effect.zipRight(Effect.sync(() => order.push(name)), Effect.sleep("10 millis"))
+      const big = Budget.tenant("big")
+      const small = Budget.tenant("small")
+      const bigs = yield* Effect.forEach([1, 2, 3, 4, 5, 6], (n) => Effect.fork(budget.admit(big)(call(`big${n}`))))
+      yield* settle
+      const smalls = yield* Effect.forEach([1, 2], (n) => Effect.fork(budget.admit(small)(call(`small${n}`))))
+      const fibers = [...bigs, ...smalls]
+      yield* settle
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.joinAll(fibers)
+      expect(order).toEqual(["big1", "big2", "small1", "big3", "small2", "big4", "big5", "big6"])
+    }))
+
+  it.scoped("higher priority first, round-robin within a level", () =>
+    Effect.gen(function* () {
+      const budget = yield* Budget.make({ key: "t", ceiling: 1, adaptive: false })
+      const order: Array<string> = []
+      const call = (name: string) => Effect.zipRight(Effect.sync(() => order.push(name)), Effect.sleep("10 millis"))
+      const low = Budget.tenant("low", "low")
+      const normal = Budget.tenant("normal")
+      const high = Budget.tenant("high", "high")
+      const fibers = yield* Effect.forEach(
+        [
+          [low, "low1"],
+          [low, "low2"],
+          [normal, "normal1"],
+          [normal, "normal2"],
+          [high, "high1"],
+          [high, "high2"]
+        ] as const,
+        ([t, name]) => Effect.fork(budget.admit(t)(call(name)))
+      )
+      yield* settle
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.joinAll(fibers)
+      // low1 was admitted at once (nobody waited); the rest by level.
+      expect(order).toEqual(["low1", "high1", "high2", "normal1", "normal2", "low2"])
+    }))
+
+  it.scoped("a 429 with Retry-After pauses admission for everyone until then; calls in flight finish", () =>
+    Effect.gen(function* () {
+      const budget = yield* Budget.make({ key: "t", ceiling: 4, adaptive: false, cooldownJitter: 0 })
+      const started: Array<[string, number]> = []
+      const at = (name: string) =>
+        Effect.flatMap(TestClock.currentTimeMillis, (now) => Effect.sync(() => started.push([name, now])))
+      const t = Budget.tenant("a")
+      const other = Budget.tenant("b")
+      const slow = yield* Effect.fork(budget.admit(t)(Effect.zipRight(at("slow"), Effect.sleep("500 millis"))))
+      const throttled = yield* Effect.fork(
+        budget.admit(t)(
+          Effect.zipRight(at("throttled"), Effect.fail(new RateLimited({ message: "429", retryAfter: Duration.seconds(2) })))
+        )
+      )
+      yield* settle
+      expect((yield* Effect.flip(Fiber.join(throttled)))._tag).toBe("RateLimited")
+      const snap = yield* budget.snapshot
+      expect(snap.cooldownUntil).toBe(2_000)
+      expect(snap.throttled).toBe(1)
+      const later = yield* Effect.forEach(["x", "y"], (n) => Effect.fork(budget.admit(other)(at(n))))
+      yield* TestClock.adjust("1999 millis")
+      expect(started.map(([n]) => n)).toEqual(["slow", "throttled"])
+      yield* TestClock.adjust("101 millis")
+      yield* Fiber.join(slow)
+      yield* Fiber.joinAll(later)
+      expect(started.filter(([n]) => n === "x" || n === "y").map(([, t]) => t >= 2_000)).toEqual([true, true])
+      expect((yield* budget.snapshot).cooldowns).toBe(1)
+    }))
+
+  it.scoped("a 503 with Retry-After pauses admission too; one without does not", () =>
+    Effect.gen(function* () {
+      const budget = yield* Budget.make({ key: "t", ceiling: 4, adaptive: false, cooldownJitter: 0 })
+      const t = Budget.tenant("a")
+      yield* Effect.flip(budget.admit(t)(Effect.fail(new Transient({ message: "503", status: 503 }))))
+      expect((yield* budget.snapshot).cooldownUntil).toBeUndefined()
+      yield* Effect.flip(budget.admit(t)(Effect.fail(new Transient({ message: "503", status: 503, retryAfter: Duration.seconds(1) }))))
+      expect((yield* budget.snapshot).cooldownUntil).toBe(1_000)
+    }))
+
+  it.scoped("a request rate spaces the starts (bursting up to the rate)", () =>
+    Effect.gen(function* () {
+      const budget = yield* Budget.make({ key: "t", ceiling: 10, adaptive: false, rate: { limit: 2, perMs: 1_000 } })
+      const starts: Array<number> = []
+      const t = Budget.tenant("a")
+      const fibers = yield* Effect.forEach([1, 2, 3, 4, 5], () =>
+        Effect.fork(budget.admit(t)(Effect.flatMap(TestClock.currentTimeMillis, (now) => Effect.sync(() => starts.push(now)))))
+      )
+      yield* settle
+      yield* TestClock.adjust("3 seconds")
+      yield* Fiber.joinAll(fibers)
+      expect(starts).toEqual([0, 0, 500, 1_000, 1_500])
+    }))
+
+  it.scoped("stopping a tenant: its waiters never start and hold nothing; its calls in flight finish", () =>
+    Effect.gen(function* () {
+      const budget = yield* Budget.make({ key: "t", ceiling: 1, adaptive: false })
+      const t = Budget.tenant("draining")
+      const other = Budget.tenant("other")
+      const ran: Array<string> = []
+      const call = (n: string) => Effect.zipRight(Effect.sleep("100 millis"), Effect.sync(() => ran.push(n)))
+      const first = yield* Effect.fork(budget.admit(t)(call("first")))
+      const second = yield* Effect.fork(budget.admit(t)(call("second")))
+      const third = yield* Effect.fork(budget.admit(other)(call("other")))
+      yield* settle
+      yield* Budget.stop(t)
+      const idle = yield* Effect.fork(Budget.awaitIdle(t))
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(first)
+      yield* Fiber.join(third)
+      yield* Fiber.join(idle)
+      expect(ran).toEqual(["first", "other"])
+      expect(second.unsafePoll()).toBeNull()
+      yield* Fiber.interrupt(second)
+      const snap = yield* budget.snapshot
+      expect([snap.inFlight, snap.waiting]).toEqual([0, 0])
+    }))
+
+  it.effect("waiting for admission is not part of the attempt's timeout, nor in flight", () =>
+    Effect.scoped(
+      Effect.gen(function* () {
+        const budget = yield* Budget.make({ key: "t", ceiling: 1, adaptive: false })
+        const fiber = yield* Effect.fork(
+          Engine.runWithSummary([1, 2, 3], () => Effect.sleep("800 millis"), { maxConcurrent: 3, attemptTimeout: "1 second", budget })
+        )
+        yield* settle
+        yield* TestClock.adjust("10 seconds")
+        const { results } = yield* Fiber.join(fiber)
+        expect(results.map((r) => [r.status, r.attempts])).toEqual([
+          ["succeeded", 1],
+          ["succeeded", 1],
+          ["succeeded", 1]
+        ])
+      })
+    ))
+
+  it.effect("a guard inside the task pauses the attempt's clock while it waits", () =>
+    Effect.scoped(
+      Effect.gen(function* () {
+        const budget = yield* Budget.make({ key: "t", ceiling: 1, adaptive: false })
+        const fiber = yield* Effect.fork(
+          Engine.run(
+            [1, 2, 3],
+            (_, ctx) => Effect.zipRight(Effect.sleep("300 millis"), ctx.guard({ budget })(Effect.sleep("600 millis"))),
+            { maxConcurrent: 3, attemptTimeout: "1 second" }
+          )
+        )
+        yield* settle
+        yield* TestClock.adjust("10 seconds")
+        const results = yield* Fiber.join(fiber)
+        expect(results.map((r) => r.status)).toEqual(["succeeded", "succeeded", "succeeded"])
+      })
+    ))
+
+  it.effect("rate-limited items retry when the shared pause ends, not on their own clocks", () =>
+    Effect.scoped(
+      Effect.gen(function* () {
+        const budget = yield* Budget.make({ key: "t", ceiling: 4, adaptive: false, cooldownJitter: 0 })
+        const starts: Array<[number, number]> = []
+        let refused = false
+        const fiber = yield* Effect.fork(
+          Engine.run(
+            [0, 1],
+            (i, ctx) =>
+              Effect.flatMap(TestClock.currentTimeMillis, (now) => {
+                starts.push([i, now])
+                if (ctx.attempt === 1 && i === 0 && !refused) {
+                  refused = true
+                  return Effect.fail(new RateLimited({ message: "429", retryAfter: Duration.seconds(3) }))
+                }
+                return Effect.sleep("10 millis")
+              }),
+            { maxConcurrent: 2, budget, retry: RetryPolicy.make({ serverDelayJitter: 0.5 }) }
+          )
+        )
+        yield* settle
+        yield* TestClock.adjust("10 seconds")
+        yield* Fiber.join(fiber)
+        // Everyone waited for the pause: nothing started in (0, 3000); the retry came at exactly 3 s.
+        expect(starts.filter(([, t]) => t > 0 && t < 3_000)).toEqual([])
+        expect(starts.filter(([i]) => i === 0).map(([, t]) => t)).toEqual([0, 3_000])
+      })
+    ))
+})
+
+describe("LimitAlgorithm", () => {
+  const sample = (now: number, inFlight: number, latencyMs = 50) => ({ startedAt: now - latencyMs, now, inFlight, latencyMs })
+
+  it("aimd: slow start, then halves on push-back once per congestion event, and holds below the level", () => {
+    const e = LimitAlgorithm.aimd({ initial: 2, hold: 1_000 }).make(32, 0)
+    let now = 0
+    for (let i = 0; i < 20; i++) e.onSuccess(sample((now += 10), Math.floor(e.limit())))
+    expect(e.limit()).toBe(22)
+    e.onOverload({ startedAt: now - 5, now: (now += 5), inFlight: 10, latencyMs: 5 })
+    expect(e.limit()).toBe(9)
+    // Admitted before the decrease: the same event; it only lowers the remembered level.
+    e.onOverload({ startedAt: now - 20, now: (now += 1), inFlight: 8, latencyMs: 20 })
+    expect(e.limit()).toBe(7)
+    for (let i = 0; i < 50; i++) e.onSuccess(sample((now += 10), Math.floor(e.limit())))
+    expect(e.limit()).toBe(7)
+    now += 1_000
+    for (let i = 0; i < 50; i++) e.onSuccess(sample((now += 10), Math.floor(e.limit())))
+    expect(e.limit()).toBeGreaterThan(8)
+  })
+
+  it("aimd/gradient: an idle budget (app-limited) does not grow", () => {
+    for (const algorithm of [LimitAlgorithm.aimd(), LimitAlgorithm.gradient()]) {
+      const e = algorithm.make(32, 0)
+      for (let i = 0; i < 100; i++) e.onSuccess(sample(i * 10, 1))
+      expect(e.limit()).toBe(4)
+    }
+  })
+
+  it("gradient: grows while latency stays at its baseline, shrinks past the knee", () => {
+    const e = LimitAlgorithm.gradient().make(64, 0)
+    let now = 0
+    for (let i = 0; i < 200; i++) e.onSuccess(sample((now += 5), Math.floor(e.limit()), 50))
+    expect(e.limit()).toBeGreaterThan(30)
+    // Latency grows with load past 8 in flight: the limit comes down towards the knee.
+    for (let i = 0; i < 2_000; i++) {
+      const inFlight = Math.floor(e.limit())
+      e.onSuccess(sample((now += 5), inFlight, 50 * Math.max(1, inFlight / 8)))
+    }
+    expect(e.limit()).toBeGreaterThanOrEqual(8)
+    expect(e.limit()).toBeLessThan(14)
+  })
+
+  it("timeouts are push-back too", () => {
+    expect(Budget.verdictOf(new AttemptTimeout({ message: "t" }))?._tag).toBe("overload")
+    expect(Budget.verdictOf(new Transient({ message: "reset" }))).toBeUndefined()
+  })
+
+  it("parses rates", () => {
+    expect(Budget.parseRate("600/minute")).toEqual({ limit: 600, perMs: 60_000 })
+    expect(Budget.parseRate("10/s")).toEqual({ limit: 10, perMs: 1_000 })
+    expect(Budget.parseRate("100 / 2 minutes")).toEqual({ limit: 100, perMs: 120_000 })
+    expect(Budget.parseRate("often")).toBeUndefined()
+    expect(Budget.parseRate("0/minute")).toBeUndefined()
+  })
+})
+
+// ---- properties -------------------------------------------------------------------------------
+
+const callArb = fc.record({
+  ms: fc.integer({ min: 1, max: 500 }),
+  outcome: fc.constantFrom("ok", "ok", "ok", "429", "timeout", "503")
+})
+const runsArb = fc.record({
+  ceiling: fc.integer({ min: 1, max: 6 }),
+  algorithm: fc.constantFrom("aimd", "gradient", "fixed"),
+  runs: fc.array(
+    fc.record({
+      calls: fc.array(callArb, { minLength: 1, maxLength: 8 }),
+      priority: fc.constantFrom<Budget.Priority>("high", "normal", "low"),
+      maxConcurrent: fc.integer({ min: 1, max: 4 }),
+      interruptAt: fc.option(fc.integer({ min: 0, max: 3_000 }), { nil: undefined })
+    }),
+    { minLength: 1, maxLength: 5 }
+  )
+})
+
+describe("Budget properties", () => {
+  it.effect.prop(
+    "any interleaving of runs on one budget: in flight ≤ ceiling, 1 ≤ limit ≤ ceiling, nothing held at the end",
+    [runsArb],
+    ([s]) =>
+      Effect.scoped(
+        Effect.gen(function* () {
+          const algorithm = LimitAlgorithm.byName(s.algorithm) ?? LimitAlgorithm.fixed
+          const budget = yield* Budget.make({ key: "p", ceiling: s.ceiling, algorithm })
+          const state = { inFlight: 0, peak: 0, badLimit: false }
+          const task = (call: (typeof s.runs)[number]["calls"][number]) =>
+            Effect.gen(function* () {
+              const snap = yield* budget.snapshot
+              if (snap.limit < 1 || snap.limit > s.ceiling) state.badLimit = true
+              yield* tracked(state, call.ms)
+              if (call.outcome === "429") return yield* new RateLimited({ message: "429", retryAfter: Duration.millis(call.ms) })
+              if (call.outcome === "503") return yield* new Transient({ message: "503", status: 503 })
+              if (call.outcome === "timeout") return yield* new AttemptTimeout({ message: "408" })
+            })
+          const fibers = yield* Effect.forEach(s.runs, (run) =>
+            Effect.fork(
+              Engine.run(run.calls, task, {
+                maxConcurrent: run.maxConcurrent,
+                budget,
+                priority: run.priority,
+                retry: RetryPolicy.make({ maxRetries: 2 })
+              })
+            )
+          )
+          const interrupters = yield* Effect.forEach(s.runs, (run, i) =>
+            run.interruptAt === undefined
+              ? Effect.succeed(undefined)
+              : Effect.fork(Effect.zipRight(Effect.sleep(Duration.millis(run.interruptAt)), Fiber.interrupt(fibers[i]!)))
+          )
+          yield* TestClock.adjust("2 hours")
+          yield* Effect.forEach(fibers, Fiber.await)
+          yield* Effect.forEach(interrupters, (f) => (f === undefined ? Effect.void : Fiber.await(f)))
+          expect(state.peak).toBeLessThanOrEqual(s.ceiling)
+          expect(state.badLimit).toBe(false)
+          const snap = yield* budget.snapshot
+          expect([snap.inFlight, snap.waiting, snap.waitingTenants]).toEqual([0, 0, 0])
+          expect(state.inFlight).toBe(0)
+        })
+      ),
+    { fastCheck: { numRuns: 40 } }
+  )
+
+  it.effect.prop(
+    "no waiting tenant waits more than (number of tenants) grants of its priority level",
+    [fc.array(fc.record({ calls: fc.integer({ min: 1, max: 6 }), priority: fc.constantFrom<Budget.Priority>("high", "normal", "low") }), { minLength: 1, maxLength: 6 })],
+    ([tenants]) =>
+      Effect.scoped(
+        Effect.gen(function* () {
+          const budget = yield* Budget.make({ key: "f", ceiling: 1, adaptive: false })
+          const grants: Array<number> = []
+          const blocker = yield* Effect.fork(budget.admit(Budget.tenant("blocker"))(Effect.sleep("1 second")))
+          yield* settle
+          const fibers = yield* Effect.forEach(tenants, (spec, i) => {
+            const t = Budget.tenant(`t${i}`, spec.priority)
+            return Effect.forEach(Array.from({ length: spec.calls }), () =>
+              Effect.fork(budget.admit(t)(Effect.zipRight(Effect.sync(() => grants.push(i)), Effect.sleep("10 millis"))))
+            )
+          })
+          yield* settle
+          yield* TestClock.adjust("1 hour")
+          yield* Fiber.join(blocker)
+          yield* Effect.forEach(fibers.flat(), Fiber.join)
+          expect(grants.length).toBe(tenants.reduce((n, t) => n + t.calls, 0))
+          for (const [i, spec] of tenants.entries()) {
+            const sameLevel = tenants.map((t, j) => (t.priority === spec.priority ? j : -1)).filter((j) => j >= 0)
+            const mine = grants.flatMap((g, at) => (g === i ? [at] : []))
+            // Grants to this level only; before its first grant and between its grants.
+            let previous = -1
+            for (const at of mine) {
+              const others = grants.slice(previous + 1, at).filter((g) => sameLevel.includes(g) && g !== i).length
+              expect(others).toBeLessThanOrEqual(sameLevel.length - 1)
+              previous = at
+            }
+          }
+        })
+      ),
+    { fastCheck: { numRuns: 50 } }
+  )
+})
