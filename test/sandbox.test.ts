@@ -342,7 +342,14 @@ describe("sandbox: faults", () => {
 
           yield* sandbox.reset
           const after = yield* sandbox.stats
-          expect(after.routes.screen).toEqual({ calls: 0, inFlight: 0, peakInFlight: 0, aborted: 0, byId: {} })
+          expect(after.routes.screen).toEqual({
+            calls: 0,
+            inFlight: 0,
+            peakInFlight: 0,
+            aborted: 0,
+            rejectedOverCapacity: 0,
+            byId: {}
+          })
           expect(after.totalPeakInFlight).toBe(0)
         }),
       { knobs: { screen: { latency: { kind: "fixed", ms: 50 } } } }
@@ -363,6 +370,182 @@ describe("sandbox: faults", () => {
           screen: { latency: { kind: "lognormal", medianMs: 2, sigma: 0.5, tailProbability: 0.1, tailMs: 20 } }
         }
       }
+    )
+  )
+})
+
+describe("sandbox: capacity", () => {
+  // Latency-based cases rely on all calls of a burst reaching the server before the first one's
+  // latency is over: the latencies are a few hundred ms so that holds on a loaded CI machine too.
+
+  /** `n` calls to the screen route started together, each with how long it took, fastest first. */
+  const together = (url: string, n: number) =>
+    Effect.forEach(
+      Array.from({ length: n }, (_, i) => i),
+      (i) => Effect.timed(call(`${url}/screens/k${i}?limit=1`)),
+      { concurrency: "unbounded" }
+    ).pipe(
+      Effect.map((timed) =>
+        timed.map(([duration, reply]) => ({ ms: Duration.toMillis(duration), reply })).sort((a, b) => a.ms - b.ms)
+      )
+    )
+
+  const statuses = (url: string, n: number) =>
+    Effect.map(together(url, n), (replies) => replies.map((r) => r.reply.status).sort())
+
+  /**
+   * One call first, then zeroed stats: the very first requests to a fresh server are slow enough
+   * under load to spread a burst over more than a latency.
+   */
+  const warmUp = (sandbox: Sandbox.Sandbox["Type"]) =>
+    call(`${sandbox.url}/__stats`).pipe(Effect.zipRight(sandbox.reset))
+
+  const settled = (sandbox: Sandbox.Sandbox["Type"]) => statsWhen(sandbox, (s) => s.routes.screen.inFlight === 0)
+
+  const put = (url: string, path: string, body: unknown) =>
+    call(`${url}${path}`, { method: "PUT", body: JSON.stringify(body) })
+
+  it.live("capacity 2, overCapacity 429: of 5 calls at once 2 are served, 3 get 429 at once with Retry-After", () =>
+    withSandbox(
+      (sandbox) =>
+        Effect.gen(function* () {
+          yield* warmUp(sandbox)
+          const replies = yield* together(sandbox.url, 5)
+          // Fastest first: turned away at once, the three 429s come back before either served call.
+          expect(replies.map((r) => r.reply.status)).toEqual([429, 429, 429, 200, 200])
+          for (const { reply } of replies.slice(0, 3)) {
+            expect(reply.headers.get("retry-after")).toBe("3")
+            expect(reply.body).toEqual({ error: "over capacity" })
+          }
+          for (const { ms } of replies.slice(3)) expect(ms).toBeGreaterThanOrEqual(390)
+          const stats = yield* settled(sandbox)
+          expect(stats.routes.screen).toMatchObject({
+            calls: 5,
+            rejectedOverCapacity: 3,
+            peakInFlight: 2,
+            inFlight: 0,
+            aborted: 0
+          })
+          expect(stats.totalPeakInFlight).toBe(2)
+          const overHttp = yield* call(`${sandbox.url}/__stats`)
+          expect(overHttp.body).toMatchObject({ routes: { screen: { rejectedOverCapacity: 3, peakInFlight: 2 } } })
+        }),
+      {
+        knobs: {
+          screen: { latency: { kind: "fixed", ms: 400 }, capacity: 2, retryAfter: { kind: "seconds", seconds: 3 } }
+        }
+      }
+    )
+  )
+
+  it.live("overCapacity 503: a hanging call holds the slot (503 + retryAfter headers) until its client aborts", () =>
+    withSandbox(
+      (sandbox) =>
+        Effect.gen(function* () {
+          const hanging = yield* Effect.fork(call(`${sandbox.url}/screens/x`))
+          yield* statsWhen(sandbox, (s) => s.routes.screen.inFlight === 1)
+          for (const key of ["y", "z"]) {
+            const reply = yield* call(`${sandbox.url}/screens/${key}`)
+            expect(reply).toMatchObject({ status: 503, body: { error: "over capacity" } })
+            expect(reply.headers.get("x-ratelimit-reset-requests")).toBe("2s")
+            expect(reply.headers.get("retry-after")).toBeNull()
+          }
+          // Interrupting the fetch aborts it, which closes the socket and frees the slot.
+          yield* Fiber.interrupt(hanging)
+          yield* statsWhen(sandbox, (s) => s.routes.screen.aborted === 1 && s.routes.screen.inFlight === 0)
+          yield* sandbox.setKnobs("screen", { hangRate: 0 })
+          expect((yield* call(`${sandbox.url}/screens/w`)).status).toBe(200)
+          const stats = yield* settled(sandbox)
+          expect(stats.routes.screen).toMatchObject({ calls: 4, aborted: 1, rejectedOverCapacity: 2, peakInFlight: 1 })
+        }),
+      {
+        knobs: {
+          screen: { hangRate: 1, capacity: 1, overCapacity: "503", retryAfter: { kind: "reset-header", seconds: 2 } }
+        }
+      }
+    )
+  )
+
+  it.live("overCapacity queue + kneeFactor 1: never rejects, latency × max(1, inFlight / capacity)", () =>
+    withSandbox(
+      (sandbox) =>
+        Effect.gen(function* () {
+          yield* warmUp(sandbox)
+          const replies = yield* together(sandbox.url, 4)
+          expect(replies.map((r) => r.reply.status)).toEqual([200, 200, 200, 200])
+          // All four were in flight at once, so they were admitted with 1, 2, 3 and 4 in flight on a
+          // capacity of 2: 200, 200, 300 and 400 ms.
+          const stats = yield* settled(sandbox)
+          expect(stats.routes.screen).toMatchObject({ calls: 4, rejectedOverCapacity: 0, peakInFlight: 4 })
+          const [first, second, third, fourth] = replies.map((r) => r.ms)
+          expect(first).toBeGreaterThanOrEqual(190)
+          expect(second).toBeGreaterThanOrEqual(190)
+          expect(third).toBeGreaterThanOrEqual(285)
+          expect(fourth).toBeGreaterThanOrEqual(380)
+          expect(fourth).toBeLessThan(2_000)
+        }),
+      {
+        knobs: {
+          screen: { latency: { kind: "fixed", ms: 200 }, capacity: 2, overCapacity: "queue", kneeFactor: 1 }
+        }
+      }
+    )
+  )
+
+  it.live("capacity changes at run time through PUT /__knobs and setKnobs; null removes the limit", () =>
+    withSandbox(
+      (sandbox) =>
+        Effect.gen(function* () {
+          yield* warmUp(sandbox)
+          const limited = yield* put(sandbox.url, "/__knobs/screen", { capacity: 1 })
+          expect(limited.status).toBe(200)
+          expect(limited.body).toMatchObject({ capacity: 1, latency: { kind: "fixed", ms: 250 } })
+          expect(yield* statuses(sandbox.url, 3)).toEqual([200, 429, 429])
+          yield* settled(sandbox)
+
+          const raised = yield* put(sandbox.url, "/__knobs", { screen: { capacity: 2, overCapacity: "503" } })
+          expect(raised.body).toMatchObject({ screen: { capacity: 2, overCapacity: "503" } })
+          expect(yield* statuses(sandbox.url, 3)).toEqual([200, 200, 503])
+          yield* settled(sandbox)
+
+          const unlimited = yield* put(sandbox.url, "/__knobs/screen", { capacity: null })
+          const withoutCapacity = { ...Sandbox.healthyKnobs, latency: { kind: "fixed", ms: 250 }, overCapacity: "503" }
+          expect(unlimited).toMatchObject({ status: 200 })
+          expect(unlimited.body).toEqual(withoutCapacity)
+          const knobs = yield* call(`${sandbox.url}/__knobs`)
+          expect(knobs.body).toEqual(expect.objectContaining({ screen: withoutCapacity }))
+          expect(yield* statuses(sandbox.url, 3)).toEqual([200, 200, 200])
+          yield* settled(sandbox)
+
+          yield* sandbox.setKnobs("screen", { capacity: 1, overCapacity: "429" })
+          expect(yield* statuses(sandbox.url, 2)).toEqual([200, 429])
+
+          const stats = yield* settled(sandbox)
+          expect(stats.routes.screen).toMatchObject({ calls: 11, rejectedOverCapacity: 4, peakInFlight: 3 })
+        }),
+      { knobs: { screen: { latency: { kind: "fixed", ms: 250 } } } }
+    )
+  )
+
+  it.live("invalid capacity knobs → 400 naming the field, knobs unchanged", () =>
+    withSandbox((sandbox) =>
+      Effect.gen(function* () {
+        const rejected = (path: string, body: unknown, field: string) =>
+          Effect.gen(function* () {
+            const reply = yield* put(sandbox.url, path, body)
+            expect(reply).toMatchObject({ status: 400, body: { error: expect.stringContaining(`${field}:`) } })
+          })
+        yield* rejected("/__knobs/screen", { capacity: -1 }, "capacity")
+        yield* rejected("/__knobs/screen", { capacity: 0 }, "capacity")
+        yield* rejected("/__knobs/screen", { capacity: 1.5 }, "capacity")
+        yield* rejected("/__knobs/screen", { capacity: "2" }, "capacity")
+        yield* rejected("/__knobs/screen", { overCapacity: "x" }, "overCapacity")
+        yield* rejected("/__knobs/screen", { overCapacity: 429 }, "overCapacity")
+        yield* rejected("/__knobs/screen", { kneeFactor: -0.5 }, "kneeFactor")
+        yield* rejected("/__knobs", { screen: { capacity: -1 } }, "screen.capacity")
+        const knobs = yield* call(`${sandbox.url}/__knobs`)
+        expect(knobs.body).toEqual(Object.fromEntries(Sandbox.routeNames.map((route) => [route, Sandbox.healthyKnobs])))
+      })
     )
   )
 })

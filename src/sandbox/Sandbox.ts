@@ -2,8 +2,15 @@
  * The sandbox upstream: one real HTTP server on 127.0.0.1 that plays the four APIs the virtual-KOL
  * platform calls (forum login + article interactions, an OpenAI-compatible LLM, a market screener,
  * a Serper-style news search), with per-route fault knobs — latency, injected errors, 429s with
- * each Retry-After flavour, hangs, malformed bodies and dropped connections — and live stats
- * (calls, in-flight, peak in-flight, client aborts) for demos, integration tests and benchmarks.
+ * each Retry-After flavour, hangs, malformed bodies and dropped connections, and a capacity with
+ * what happens above it (429, 503 or a latency knee) — and live stats (calls, in-flight, peak
+ * in-flight, client aborts, over-capacity rejections) for demos, integration tests and benchmarks.
+ *
+ * In flight means being served: a call holds a slot from the moment it is admitted until Node
+ * closes its response (sent, or the client went away), whatever the faults then do with it — a
+ * hang holds its slot until the client gives up. A call turned away by `capacity` is answered at
+ * once and never holds a slot, so it counts in `calls` and `rejectedOverCapacity` but neither in
+ * `inFlight` nor in `peakInFlight` / `totalPeakInFlight`.
  *
  * Control it over HTTP (`/__knobs`, `/__stats`, `/__reset`, `/__revoke-tokens`) or, in the same
  * process, through the `Sandbox` service.
@@ -22,7 +29,8 @@ import {
   ParseResult,
   Ref,
   Schema,
-  type Scope
+  type Scope,
+  Struct
 } from "effect"
 import { randomUUID } from "node:crypto"
 import { createServer, type ServerResponse } from "node:http"
@@ -67,7 +75,33 @@ export interface RouteKnobs {
   readonly dropRate: number
   /** `login` only: how long an issued token stays valid (default 3600). */
   readonly tokenTtlSeconds?: number
+  /**
+   * How many calls of this route are served at once (an integer ≥ 1). Absent: unlimited. Checked
+   * when a call arrives, against the calls already in flight; lowering it at run time lets the
+   * calls in flight finish and turns new ones away until they have.
+   */
+  readonly capacity?: number
+  /**
+   * What a call that arrives while `capacity` calls are in flight gets (default "429"): "429" or
+   * "503" at once — no latency, no other fault — with the `retryAfter` headers; "queue" is served
+   * like any other, slowed down by `kneeFactor`. Ignored without a `capacity`.
+   */
+  readonly overCapacity?: OverCapacity
+  /**
+   * The latency knee (≥ 0, default 0 = none): a call's sampled latency is multiplied by
+   * `max(1, 1 + kneeFactor × (inFlight / capacity − 1))`, with `inFlight` the calls in flight once
+   * this one is admitted (itself included), fixed at admission. With `kneeFactor` 1 that is
+   * `max(1, inFlight / capacity)`: on a capacity of 8, the 16th call in flight takes twice the
+   * latency. Only "queue" lets `inFlight` exceed `capacity`, so only "queue" ever sees the knee;
+   * ignored without a `capacity`.
+   */
+  readonly kneeFactor?: number
 }
+
+export type OverCapacity = "429" | "503" | "queue"
+
+/** What `setKnobs` and `PUT /__knobs/{route}` take: any subset of RouteKnobs; `capacity: null` removes the limit. */
+export type RouteKnobsPatch = Omit<Partial<RouteKnobs>, "capacity"> & { readonly capacity?: number | null }
 
 export const healthyKnobs: RouteKnobs = {
   latency: { kind: "fixed", ms: 0 },
@@ -102,8 +136,17 @@ const RetryAfterSchema: Schema.Schema<RetryAfter> = Schema.Union(
   Schema.Struct({ kind: Schema.Literal("none") })
 )
 
+// One message per field instead of one per union member ("Expected null, actual -1; …").
+const CapacityPatch = Schema.NullOr(Schema.Int.pipe(Schema.greaterThanOrEqualTo(1))).annotations({
+  message: () => ({ message: "Expected an integer ≥ 1, or null for no limit", override: true })
+})
+
+const OverCapacitySchema: Schema.Schema<OverCapacity> = Schema.Literal("429", "503", "queue").annotations({
+  message: () => ({ message: 'Expected "429", "503" or "queue"', override: true })
+})
+
 /** A partial RouteKnobs as sent to `PUT /__knobs/{route}`. */
-const KnobsPatch: Schema.Schema<Partial<RouteKnobs>> = Schema.Struct({
+const KnobsPatch: Schema.Schema<RouteKnobsPatch> = Schema.Struct({
   latency: Schema.optionalWith(LatencySchema, exact),
   errorRate: Schema.optionalWith(Rate, exact),
   errorStatus: Schema.optionalWith(Schema.Int.pipe(Schema.between(100, 599)), exact),
@@ -112,10 +155,13 @@ const KnobsPatch: Schema.Schema<Partial<RouteKnobs>> = Schema.Struct({
   hangRate: Schema.optionalWith(Rate, exact),
   malformedRate: Schema.optionalWith(Rate, exact),
   dropRate: Schema.optionalWith(Rate, exact),
-  tokenTtlSeconds: Schema.optionalWith(Seconds, exact)
+  tokenTtlSeconds: Schema.optionalWith(Seconds, exact),
+  capacity: Schema.optionalWith(CapacityPatch, exact),
+  overCapacity: Schema.optionalWith(OverCapacitySchema, exact),
+  kneeFactor: Schema.optionalWith(Schema.Number.pipe(Schema.nonNegative()), exact)
 })
 
-type KnobsPatches = Partial<Record<RouteName, Partial<RouteKnobs>>>
+type KnobsPatches = Partial<Record<RouteName, RouteKnobsPatch>>
 
 /** The body of `PUT /__knobs`: patches for several routes at once. */
 const KnobsPatches: Schema.Schema<KnobsPatches> = Schema.Struct({
@@ -136,6 +182,12 @@ const perRoute = <A>(f: (route: RouteName) => A): Record<RouteName, A> => ({
   news: f("news")
 })
 
+const applyPatch = (current: RouteKnobs, { capacity, ...rest }: RouteKnobsPatch): RouteKnobs => {
+  const next = { ...current, ...rest }
+  if (capacity === undefined) return next
+  return capacity === null ? Struct.omit(next, "capacity") : { ...next, capacity }
+}
+
 const applyPatches = (
   current: Record<RouteName, RouteKnobs>,
   patches: KnobsPatches | undefined
@@ -143,10 +195,20 @@ const applyPatches = (
   const next = { ...current }
   for (const route of routeNames) {
     const patch = patches?.[route]
-    if (patch !== undefined) next[route] = { ...current[route], ...patch }
+    if (patch !== undefined) next[route] = applyPatch(current[route], patch)
   }
   return next
 }
+
+/** Whether a call arriving with `inFlight` calls already in flight is turned away. */
+const overCapacity = (k: RouteKnobs, inFlight: number): boolean =>
+  k.capacity !== undefined && k.overCapacity !== "queue" && inFlight >= k.capacity
+
+/** `max(1, 1 + kneeFactor × (inFlight / capacity − 1))`, `inFlight` including the call itself. */
+const kneeMultiplier = (k: RouteKnobs, inFlight: number): number =>
+  k.capacity === undefined || k.kneeFactor === undefined || k.kneeFactor === 0
+    ? 1
+    : Math.max(1, 1 + k.kneeFactor * (inFlight / k.capacity - 1))
 
 // ---------------------------------------------------------------------------------------------
 // Stats
@@ -158,6 +220,8 @@ export interface RouteStats {
   readonly peakInFlight: number
   /** Requests whose client closed the connection before we answered. */
   readonly aborted: number
+  /** Calls answered 429/503 at once because `capacity` calls were in flight (also in `calls`). */
+  readonly rejectedOverCapacity: number
   /** Calls per id: articleId, triggerKey, news query, chat model, login email. */
   readonly byId: Readonly<Record<string, number>>
 }
@@ -176,6 +240,7 @@ interface RouteCounters {
   readonly inFlight: number
   readonly peakInFlight: number
   readonly aborted: number
+  readonly rejectedOverCapacity: number
   readonly byId: HashMap.HashMap<string, number>
 }
 
@@ -191,6 +256,7 @@ const freshRoute = (inFlight: number): RouteCounters => ({
   inFlight,
   peakInFlight: inFlight,
   aborted: 0,
+  rejectedOverCapacity: 0,
   byId: HashMap.empty()
 })
 
@@ -234,7 +300,7 @@ export interface SandboxOptions {
   readonly port?: number
   /** Seeds the fault decisions and the generated data. Default 42. */
   readonly seed?: number
-  readonly knobs?: Partial<Record<RouteName, Partial<RouteKnobs>>>
+  readonly knobs?: KnobsPatches
 }
 
 export class Sandbox extends Context.Tag("parallel-processor/Sandbox")<
@@ -243,7 +309,7 @@ export class Sandbox extends Context.Tag("parallel-processor/Sandbox")<
     /** e.g. "http://127.0.0.1:54321" */
     readonly url: string
     readonly stats: Effect.Effect<SandboxStats>
-    readonly setKnobs: (route: RouteName, knobs: Partial<RouteKnobs>) => Effect.Effect<void>
+    readonly setKnobs: (route: RouteName, knobs: RouteKnobsPatch) => Effect.Effect<void>
     /** Resets stats, not knobs. */
     readonly reset: Effect.Effect<void>
     /** Forgets every issued token, so the next interactions call gets 401. */
@@ -325,31 +391,40 @@ const make = (options: SandboxOptions): Effect.Effect<Context.Tag.Service<Sandbo
     /** Issued token → expiry (epoch ms). */
     const tokens = yield* Ref.make(HashMap.empty<string, number>())
 
-    const setKnobs = (route: RouteName, patch: Partial<RouteKnobs>) =>
+    const setKnobs = (route: RouteName, patch: RouteKnobsPatch) =>
       Ref.update(knobs, (all) => applyPatches(all, { [route]: patch }))
 
     // --- stats bookkeeping -------------------------------------------------------------------
 
-    const begin = (route: RouteName, id: Option.Option<string>) =>
-      Ref.update(counters, (c) => {
+    /**
+     * Counts the call and, in the same atomic step, decides whether it gets a slot: the capacity
+     * check and the in-flight increment are one `Ref.modify`, so concurrent arrivals can never
+     * both take the last slot. An admitted call learns how many calls are in flight with it.
+     */
+    const admit = (route: RouteName, id: Option.Option<string>, k: RouteKnobs) =>
+      Ref.modify(counters, (c): readonly [Option.Option<number>, Counters] => {
         const r = c.routes[route]
+        const counted: RouteCounters = {
+          ...r,
+          calls: r.calls + 1,
+          byId: Option.match(id, { onNone: () => r.byId, onSome: (key) => increment(r.byId, key) })
+        }
+        if (overCapacity(k, r.inFlight)) {
+          const rejected = { ...counted, rejectedOverCapacity: r.rejectedOverCapacity + 1 }
+          return [Option.none(), { ...c, routes: { ...c.routes, [route]: rejected } }]
+        }
         const inFlight = r.inFlight + 1
         const totalInFlight = c.totalInFlight + 1
-        return {
-          ...c,
-          routes: {
-            ...c.routes,
-            [route]: {
-              ...r,
-              calls: r.calls + 1,
-              inFlight,
-              peakInFlight: Math.max(r.peakInFlight, inFlight),
-              byId: Option.match(id, { onNone: () => r.byId, onSome: (key) => increment(r.byId, key) })
-            }
-          },
-          totalInFlight,
-          totalPeakInFlight: Math.max(c.totalPeakInFlight, totalInFlight)
-        }
+        const admitted = { ...counted, inFlight, peakInFlight: Math.max(r.peakInFlight, inFlight) }
+        return [
+          Option.some(inFlight),
+          {
+            ...c,
+            routes: { ...c.routes, [route]: admitted },
+            totalInFlight,
+            totalPeakInFlight: Math.max(c.totalPeakInFlight, totalInFlight)
+          }
+        ]
       })
 
     const end = (route: RouteName, aborted: boolean) =>
@@ -382,8 +457,9 @@ const make = (options: SandboxOptions): Effect.Effect<Context.Tag.Service<Sandbo
     // --- the fault pipeline --------------------------------------------------------------------
 
     /**
-     * Every upstream route goes through here: count the call, sleep the latency, then decide in
-     * order hang → drop → error → rate-limit → malformed, and only then run the real `answer`.
+     * Every upstream route goes through here: count the call and admit it or turn it away
+     * (capacity), sleep the latency (times the knee), then decide in order hang → drop → error →
+     * rate-limit → malformed, and only then run the real `answer`.
      */
     const simulate = <R>(
       route: RouteName,
@@ -394,18 +470,28 @@ const make = (options: SandboxOptions): Effect.Effect<Context.Tag.Service<Sandbo
         const request = yield* HttpServerRequest.HttpServerRequest
         const response = NodeHttpServerRequest.toServerResponse(request)
         const dropped = yield* Ref.make(false)
-        yield* begin(route, id)
-        // Forked into the sandbox scope (not the request's): it must outlive the handler, which
-        // returns before Node has flushed the response, and must stop when the sandbox stops.
-        yield* responseClosed(response).pipe(
+        const k = (yield* Ref.get(knobs))[route]
+        const release = responseClosed(response).pipe(
           Effect.flatMap(({ answered }) =>
             Effect.flatMap(Ref.get(dropped), (wasDropped) => end(route, !answered && !wasDropped))
-          ),
-          Effect.forkIn(sandboxScope)
+          )
         )
+        // Taking the slot and arming its release are one uninterruptible step: a client abort in
+        // between would otherwise leak the slot. The release is forked into the sandbox scope (not
+        // the request's): it must outlive the handler, which returns before Node has flushed the
+        // response, and must stop when the sandbox stops.
+        const admitted = yield* Effect.uninterruptibleMask((restore) =>
+          Effect.tap(admit(route, id, k), (slot) =>
+            Option.isSome(slot) ? Effect.forkIn(restore(release), sandboxScope) : Effect.void
+          )
+        )
+        if (Option.isNone(admitted)) {
+          const now = yield* Clock.currentTimeMillis
+          const status = k.overCapacity === "503" ? 503 : 429
+          return json({ error: "over capacity" }, status, rateLimitHeaders(k.retryAfter, now))
+        }
 
-        const k = (yield* Ref.get(knobs))[route]
-        const delayMs = yield* sampleLatency(k.latency)
+        const delayMs = (yield* sampleLatency(k.latency)) * kneeMultiplier(k, admitted.value)
         if (delayMs > 0) yield* Effect.sleep(Duration.millis(delayMs))
 
         if (yield* roll(k.hangRate)) {
