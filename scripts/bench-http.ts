@@ -16,14 +16,15 @@ import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from "node:fs"
 import os from "node:os"
 import path from "node:path"
 import { performance } from "node:perf_hooks"
-import { Effect, Layer, Redacted } from "effect"
+import { ConfigProvider, Effect, Layer, Redacted } from "effect"
 import * as CircuitBreakerRegistry from "../src/engine/CircuitBreakerRegistry.js"
 import { InteractionsProcessor } from "../src/processors/Interactions.js"
+import { UpstreamBudgets } from "../src/upstream/Budgets.js"
 import { ForumClient } from "../src/upstream/Forum.js"
 import { KolCredentials } from "../src/upstream/KolCredentials.js"
 import { UpstreamConfig } from "../src/upstream/UpstreamConfig.js"
 import { fetchOne, login, pLimitUndici } from "./support/peers.js"
-import { root, startProcess, stop, upstreamEnv } from "./support/processes.js"
+import { root, startProcess, stop, unboundedBudgets, upstreamEnv } from "./support/processes.js"
 
 const RUNS = 3
 
@@ -100,6 +101,7 @@ const viaNaiveBatches = async (upstreamUrl: string, s: Scenario, run: string) =>
 const engineLayer = (upstreamUrl: string) =>
   InteractionsProcessor.layer.pipe(
     Layer.provide(ForumClient.layer),
+    Layer.provideMerge(UpstreamBudgets.layer.pipe(Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(unboundedBudgets))))))),
     Layer.provide(CircuitBreakerRegistry.layer),
     Layer.provide(
       Layer.mergeAll(

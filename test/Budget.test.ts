@@ -249,7 +249,7 @@ describe("LimitAlgorithm", () => {
   })
 
   it("aimd/gradient: an idle budget (app-limited) does not grow", () => {
-    for (const algorithm of [LimitAlgorithm.aimd(), LimitAlgorithm.gradient()]) {
+    for (const algorithm of [LimitAlgorithm.aimd({ initial: 4 }), LimitAlgorithm.gradient({ initial: 4 })]) {
       const e = algorithm.make(32, 0)
       for (let i = 0; i < 100; i++) e.onSuccess(sample(i * 10, 1))
       expect(e.limit()).toBe(4)
@@ -257,7 +257,7 @@ describe("LimitAlgorithm", () => {
   })
 
   it("gradient: grows while latency stays at its baseline, shrinks past the knee", () => {
-    const e = LimitAlgorithm.gradient().make(64, 0)
+    const e = LimitAlgorithm.gradient({ initial: 4 }).make(64, 0)
     let now = 0
     for (let i = 0; i < 200; i++) e.onSuccess(sample((now += 5), Math.floor(e.limit()), 50))
     expect(e.limit()).toBeGreaterThan(30)

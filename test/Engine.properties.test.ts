@@ -35,6 +35,10 @@ const policyOf = (s: Scenario): Partial<Policy.Policy> => ({
 
 const items = (s: Scenario) => s.scripts.map((_, i) => i)
 
+// The TestClock waits (in real time) for the fibers to settle at every virtual step it takes; these
+// properties take ~50 s alone on 2 cores and passed the 60 s default only narrowly under CPU load.
+const HEAVY_PROPERTY_TIMEOUT = 180_000
+
 describe("engine invariants", () => {
   it.effect.prop(
     "exactly one result per input, in order; attempts bounded; permanent errors attempted once",
@@ -55,7 +59,7 @@ describe("engine invariants", () => {
         expect(h.calls.length).toBe(results.reduce((n, r) => n + r.attempts, 0))
         expect(h.state.inFlight).toBe(0)
       }),
-    { fastCheck: { numRuns: 30 } }
+    { fastCheck: { numRuns: 30 }, timeout: HEAVY_PROPERTY_TIMEOUT }
   )
 
   it.effect.prop(
@@ -69,7 +73,7 @@ describe("engine invariants", () => {
         const firstAttemptsTakeTime = s.scripts.every((sc) => (sc[0]?.latencyMs ?? 0) > 0 || sc[0]?.outcome === "hang")
         if (s.scripts.length >= s.limit && firstAttemptsTakeTime) expect(h.state.peak).toBe(s.limit)
       }),
-    { fastCheck: { numRuns: 30 } }
+    { fastCheck: { numRuns: 30 }, timeout: HEAVY_PROPERTY_TIMEOUT }
   )
 
   it.effect.prop(

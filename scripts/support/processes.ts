@@ -14,7 +14,20 @@ export const root = (() => {
 })()
 
 /** The service's upstream variables, all pointing at one URL, with the account the benches use. */
+/**
+ * The benches measure what the service costs per item at high concurrency against a stub without a
+ * capacity limit: the upstream budgets must not be the bottleneck there (`npm run bench:budget`
+ * measures them).
+ */
+export const unboundedBudgets: Record<string, string> = Object.fromEntries(
+  ["FORUM", "LLM", "MARKET", "NEWS"].flatMap((u) => [
+    [`${u}_MAX_CONCURRENT`, "256"],
+    [`${u}_ADAPTIVE`, "off"]
+  ])
+)
+
 export const upstreamEnv = (url: string): Record<string, string> => ({
+  ...unboundedBudgets,
   FORUM_API_URL: url,
   LLM_BASE_URL: url,
   MARKET_API_URL: url,

@@ -89,13 +89,20 @@ class Backoff {
 
 const backoffDefaults: Required<BackoffOptions> = { decrease: 0.5, hold: 5_000, maxHold: 60_000 }
 
+/**
+ * Where a limit starts: the ceiling when it is modest (the service's defaults are 3–5, and an
+ * operator who set one expects it used at once), else 10 (Netflix concurrency-limits starts at 20),
+ * growing from there by slow start.
+ */
+const DEFAULT_INITIAL = 10
+
 const clamp = (n: number, min: number, max: number) => Math.max(min, Math.min(max, n))
 
 /** A call admitted while fewer than half the permits were in use says nothing about the limit. */
 const appLimited = (sample: Sample, limit: number) => sample.inFlight < limit / 2
 
 export interface AimdOptions extends BackoffOptions {
-  /** Limit to start from. Default min(ceiling, 4); slow start doubles it every round trip. */
+  /** Limit to start from. Default min(ceiling, 10); slow start doubles it every round trip. */
   readonly initial?: number
 }
 
@@ -104,7 +111,7 @@ export const aimd = (options: AimdOptions = {}): LimitAlgorithm => ({
   name: "aimd",
   make: (initialCeiling) => {
     let ceiling = Math.max(1, initialCeiling)
-    let limit = clamp(options.initial ?? 4, 1, ceiling)
+    let limit = clamp(options.initial ?? DEFAULT_INITIAL, 1, ceiling)
     const backoff = new Backoff({ ...backoffDefaults, ...options })
     return {
       limit: () => limit,
@@ -125,7 +132,7 @@ export const aimd = (options: AimdOptions = {}): LimitAlgorithm => ({
 })
 
 export interface GradientOptions extends BackoffOptions {
-  /** Limit to start from. Default min(ceiling, 4). */
+  /** Limit to start from. Default min(ceiling, 10). */
   readonly initial?: number
   /** Latency up to this multiple of the baseline counts as "at baseline". Default 1.2. */
   readonly tolerance?: number
@@ -147,7 +154,7 @@ export const gradient = (options: GradientOptions = {}): LimitAlgorithm => ({
     const windowMs = options.baselineWindow ?? 30_000
     const bucketMs = windowMs / 10
     let ceiling = Math.max(1, initialCeiling)
-    let limit = clamp(options.initial ?? 4, 1, ceiling)
+    let limit = clamp(options.initial ?? DEFAULT_INITIAL, 1, ceiling)
     const backoff = new Backoff({ ...backoffDefaults, ...options })
     let smoothed = Number.NaN
     // Windowed minimum of the smoothed latency: ten buckets, the oldest dropped as time moves on.

@@ -8,6 +8,7 @@ import { JSONSchema, Schema } from "effect"
 import { TriggerConfig } from "../processors/IntradayTriggers.js"
 import { TrackedPost } from "../processors/Interactions.js"
 import { PostRequest } from "../processors/PostGeneration.js"
+import { parseRate } from "../engine/Budget.js"
 import { Interactions } from "../upstream/Forum.js"
 import {
   JobDetail,
@@ -17,6 +18,7 @@ import {
   JobView,
   MAX_ITEMS_PER_BATCH,
   MaxConcurrent,
+  Priority,
   TimeoutSeconds
 } from "../jobs/Model.js"
 
@@ -91,14 +93,19 @@ const optionalBody = <A, I>(body: Schema.Schema<A, I>) =>
     body
   ).annotations({ jsonSchema: JSONSchema.make(body), ...strict })
 
+/** A job's turn at the upstream budgets (`high | normal | low`, default `normal`). */
+const JobPriority = { priority: Schema.optionalWith(Priority, { exact: true }) }
+
 export const FetchAllBody = Schema.Struct({
   posts: Schema.optionalWith(batch(TrackedPost), { exact: true }),
-  ...Limits
+  ...Limits,
+  ...JobPriority
 }).annotations({ identifier: "FetchAllInteractions", ...strict })
 
 export const BatchGenerateBody = Schema.Struct({
   requests: batch(PostRequest).pipe(Schema.minItems(1)),
-  ...Limits
+  ...Limits,
+  ...JobPriority
 }).annotations({ identifier: "BatchGenerate", ...strict })
 
 export const TriggerConfigs = batch(TriggerConfig).pipe(Schema.minItems(1)).annotations({
@@ -108,7 +115,8 @@ export const TriggerConfigs = batch(TriggerConfig).pipe(Schema.minItems(1)).anno
 
 export const LimitParams = Schema.Struct({
   maxConcurrent: Schema.optionalWith(Schema.NumberFromString.pipe(Schema.compose(MaxConcurrent)), { exact: true }),
-  timeoutSeconds: Schema.optionalWith(Schema.NumberFromString.pipe(Schema.compose(TimeoutSeconds)), { exact: true })
+  timeoutSeconds: Schema.optionalWith(Schema.NumberFromString.pipe(Schema.compose(TimeoutSeconds)), { exact: true }),
+  ...JobPriority
 }).annotations(strict)
 
 export const ImportPostsBody = Schema.Struct({
@@ -169,6 +177,41 @@ export const ProcessorView = Schema.Struct({
   maxConcurrent: Schema.Number,
   timeoutSeconds: Schema.Number
 }).annotations({ identifier: "Processor" })
+
+/** `PATCH /api/upstreams/{key}`: every field optional; `rate: null` removes the request rate. */
+export const UpstreamPatch = Schema.Struct({
+  ceiling: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 256)), { exact: true }),
+  adaptive: Schema.optionalWith(Schema.Boolean, { exact: true }),
+  rate: Schema.optionalWith(
+    Schema.NullOr(
+      Schema.String.pipe(
+        Schema.filter((s) => parseRate(s) !== undefined, {
+          message: () => "expected a rate like 600/minute or 10/second"
+        })
+      )
+    ),
+    { exact: true }
+  )
+}).annotations({ identifier: "UpstreamPatch", ...strict })
+
+export const UpstreamView = Schema.Struct({
+  key: Schema.String,
+  /** Calls in flight against the upstream never exceed it, all jobs together. */
+  ceiling: Schema.Number,
+  /** The adaptive limit now, between 1 and the ceiling. */
+  limit: Schema.Number,
+  inFlight: Schema.Number,
+  waitingItems: Schema.Number,
+  waitingJobs: Schema.Number,
+  /** While the upstream asked everyone to wait: until when. */
+  cooldownUntil: Schema.optionalWith(Schema.String, { exact: true }),
+  rate: Schema.optionalWith(Schema.String, { exact: true }),
+  algorithm: Schema.String,
+  adaptive: Schema.Boolean,
+  /** Calls answered 429 since the start. */
+  throttled: Schema.Number,
+  cooldowns: Schema.Number
+}).annotations({ identifier: "Upstream" })
 
 export const BreakerView = Schema.Struct({
   key: Schema.String,
@@ -275,6 +318,19 @@ export class ProcessorsGroup extends HttpApiGroup.make("processors")
       .annotate(OpenApi.Description, "Change maxConcurrent / timeoutSeconds at run time; running batches pick the change up.")
   )
   .add(HttpApiEndpoint.get("breakers", "/api/breakers").addSuccess(Schema.Array(BreakerView)))
+  .add(
+    HttpApiEndpoint.get("upstreams", "/api/upstreams")
+      .addSuccess(Schema.Array(UpstreamView))
+      .annotate(OpenApi.Description, "Each upstream's budget: ceiling, current adaptive limit, in flight, waiting, cooldown, rate.")
+  )
+  .add(
+    HttpApiEndpoint.patch("updateUpstream", "/api/upstreams/:key")
+      .setPath(Schema.Struct({ key: Schema.String }))
+      .setPayload(UpstreamPatch)
+      .addSuccess(UpstreamView)
+      .addError(NotFound)
+      .annotate(OpenApi.Description, "Change an upstream's ceiling, request rate or adaptation; applied at once.")
+  )
   .addError(BadRequest)
   .middleware(Authorization) {}
 

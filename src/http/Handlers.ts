@@ -5,6 +5,7 @@
  */
 import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
 import { Deferred, Duration, Effect, Layer, Stream } from "effect"
+import * as Budget from "../engine/Budget.js"
 import { CircuitBreakerRegistry } from "../engine/CircuitBreakerRegistry.js"
 import { JobRunner } from "../jobs/JobRunner.js"
 import { JobStore, type StoreError } from "../jobs/JobStore.js"
@@ -14,6 +15,7 @@ import { IntradayTriggersProcessor } from "../processors/IntradayTriggers.js"
 import { InteractionsProcessor } from "../processors/Interactions.js"
 import { PostGenerationProcessor } from "../processors/PostGeneration.js"
 import type * as Processor from "../processors/Processor.js"
+import { isUpstreamKey, UpstreamBudgets, upstreamKeys } from "../upstream/Budgets.js"
 import { Api, Conflict, NotFound, Unavailable, type BatchHeaders, type ProcessorName } from "./Api.js"
 import { PrometheusText } from "./Metrics.js"
 
@@ -36,9 +38,14 @@ const respondAsync = (prefer: string | undefined) =>
 
 const wantsSse = (accept: string | undefined) => accept !== undefined && accept.includes("text/event-stream")
 
-const limitsOf = (body: { readonly maxConcurrent?: number | undefined; readonly timeoutSeconds?: number | undefined }): JobOptions => ({
+const limitsOf = (body: {
+  readonly maxConcurrent?: number | undefined
+  readonly timeoutSeconds?: number | undefined
+  readonly priority?: JobOptions["priority"] | undefined
+}): JobOptions => ({
   ...(body.maxConcurrent === undefined ? {} : { maxConcurrent: body.maxConcurrent }),
-  ...(body.timeoutSeconds === undefined ? {} : { timeoutSeconds: body.timeoutSeconds })
+  ...(body.timeoutSeconds === undefined ? {} : { timeoutSeconds: body.timeoutSeconds }),
+  ...(body.priority === undefined ? {} : { priority: body.priority })
 })
 
 /** NDJSON lines or SSE frames of job events; the stream ends at `completed` or when the server stops. */
@@ -178,6 +185,21 @@ const ProcessorsLive = HttpApiBuilder.group(Api, "processors", (handlers) =>
       intraday_triggers: yield* IntradayTriggersProcessor
     }
     const registry = yield* CircuitBreakerRegistry
+    const budgets = yield* UpstreamBudgets
+    const upstreamView = (snap: Budget.Snapshot) => ({
+      key: snap.key,
+      ceiling: snap.ceiling,
+      limit: snap.limit,
+      inFlight: snap.inFlight,
+      waitingItems: snap.waiting,
+      waitingJobs: snap.waitingTenants,
+      algorithm: snap.algorithm,
+      adaptive: snap.adaptive,
+      throttled: snap.throttled,
+      cooldowns: snap.cooldowns,
+      ...(snap.cooldownUntil === undefined ? {} : { cooldownUntil: new Date(snap.cooldownUntil).toISOString() }),
+      ...(snap.rate === undefined ? {} : { rate: Budget.formatRate(snap.rate) })
+    })
     const describe = (name: ProcessorName) =>
       Effect.map(byName[name].limits, (limits) => ({ name, ...limits }))
     const names = Object.keys(byName) as Array<ProcessorName>
@@ -194,6 +216,23 @@ const ProcessorsLive = HttpApiBuilder.group(Api, "processors", (handlers) =>
           if (payload.timeoutSeconds !== undefined) yield* processor.attemptTimeout.set(Duration.seconds(payload.timeoutSeconds))
           yield* Effect.logInfo(`processor ${name} limits changed`).pipe(Effect.annotateLogs({ ...payload }))
           return yield* describe(name)
+        })
+      )
+      .handle("upstreams", () => Effect.forEach(upstreamKeys, (key) => Effect.map(budgets[key].snapshot, upstreamView)))
+      .handle("updateUpstream", ({ path, payload }) =>
+        Effect.gen(function* () {
+          const key = path.key
+          if (!isUpstreamKey(key)) {
+            return yield* new NotFound({ message: `no upstream "${key}"; one of ${upstreamKeys.join(", ")}` })
+          }
+          const budget = budgets[key]
+          yield* budget.update({
+            ...(payload.ceiling === undefined ? {} : { ceiling: payload.ceiling }),
+            ...(payload.adaptive === undefined ? {} : { adaptive: payload.adaptive }),
+            ...(payload.rate === undefined ? {} : { rate: payload.rate === null ? null : (Budget.parseRate(payload.rate) ?? null) })
+          })
+          yield* Effect.logInfo(`upstream ${key} budget changed`).pipe(Effect.annotateLogs({ upstream: key, ...payload }))
+          return upstreamView(yield* budget.snapshot)
         })
       )
       .handle("breakers", () =>

@@ -5,6 +5,7 @@
  * and waiting requests listen to, and the place that drains running jobs on shutdown.
  */
 import { Config, Deferred, Duration, Effect, Exit, Fiber, Layer, Mailbox, PubSub, type RateLimiter, Schedule, Schema, Scope } from "effect"
+import * as Budget from "../engine/Budget.js"
 import type { ItemResult } from "../engine/ItemResult.js"
 import * as ClusterGate from "./ClusterGate.js"
 import type { LocalGate } from "./ClusterGate.js"
@@ -30,8 +31,10 @@ interface KindRunner {
       readonly source: (all: ReadonlyArray<unknown>) => Iterable<unknown>
       readonly onFinished: (result: ItemResult<unknown>, effect: ItemEffect | undefined) => Effect.Effect<void>
       readonly onInFlight: (n: number) => void
-      /** Wraps every attempt: the cluster-wide permit, and refusing new attempts while draining. */
-      readonly admit: RateLimiter.RateLimiter
+      /** Wraps every attempt: the job's cluster-wide permit (with a shared database). */
+      readonly admit: RateLimiter.RateLimiter | undefined
+      /** The run at the upstream budgets: its turn, and what a drain stops. */
+      readonly tenant: Budget.Tenant
       /** A cluster-wide limit, told how many items this run still needs permits for. */
       readonly gate?: LocalGate | undefined
     }
@@ -51,7 +54,11 @@ const kindRunner = <I, A>(
       const decoded = yield* Effect.orDie(Schema.decodeUnknown(Schema.Array(input))(inputs))
       const gate = options.gate
       let unfinished = decoded.length
-      const overrides = { ...options.overrides, rateLimiter: options.admit }
+      const overrides = {
+        ...options.overrides,
+        tenant: options.tenant,
+        ...(options.admit === undefined ? {} : { rateLimiter: options.admit })
+      }
       yield* processor
         .run(options.source(decoded) as Iterable<I>, overrides, {
           control: options.control,
@@ -295,35 +302,25 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
           : undefined
         if (gate !== undefined) yield* gate.want(pending.length)
 
-        // Draining (shutdown or hand-over): no item is taken from the source and no attempt starts —
-        // not even one already waiting for a permit or a retry — while the attempts that are calling
-        // finish; once none is calling (or the grace period is over) the rest is stopped, unrecorded,
-        // for the next run. `draining.on` and `active` change together, synchronously, so an attempt
-        // either counted before the drain began or never starts.
+        // Draining (shutdown or hand-over): no item is taken from the source and no call starts — not
+        // even one already waiting for admission (the upstream budget's or the job's cluster-wide
+        // permit) or a retry — while the calls in flight finish; once none is calling (or the grace
+        // period is over) the rest is stopped, unrecorded, for the next run. Every call of the run is
+        // admitted by an upstream budget as this run's tenant, so a call either was admitted before
+        // the drain stopped the tenant or never starts.
+        const tenant = Budget.tenant(runKey, job.options.priority ?? "normal")
         const waiting = gate?.group()
-        const idle = yield* Deferred.make<void>()
-        let active = 0
-        const counted = <A, E, R>(attempt: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-          Effect.suspend(() => {
-            if (draining.on) return Effect.never
-            active++
-            return Effect.ensuring(
-              attempt,
-              Effect.sync(() => {
-                if (--active === 0 && draining.on) Deferred.unsafeDone(idle, Exit.void)
-              })
-            )
-          })
-        const admit: RateLimiter.RateLimiter = (attempt) =>
-          gate === undefined || waiting === undefined ? counted(attempt) : gate.limit(waiting)(counted(attempt))
+        const admit: RateLimiter.RateLimiter | undefined = gate === undefined || waiting === undefined ? undefined : gate.limit(waiting)
         const beginDrain = Effect.suspend(() => {
           draining.on = true
-          if (active === 0) Deferred.unsafeDone(idle, Exit.void)
-          return gate === undefined || waiting === undefined ? Effect.void : gate.stop(waiting)
+          return Effect.zipRight(
+            Budget.stop(tenant),
+            gate === undefined || waiting === undefined ? Effect.void : gate.stop(waiting)
+          )
         })
         const stopRun = Effect.gen(function* () {
           yield* beginDrain
-          yield* awaitWithin(Deferred.await(idle), grace)
+          yield* awaitWithin(Budget.awaitIdle(tenant), grace)
           stopping.on = true
           yield* control.cancel
         })
@@ -356,6 +353,7 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
                 inFlight = n
               },
               admit,
+              tenant,
               gate
             }
           )
@@ -386,7 +384,7 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
         // period to finish and are stored, so the runner taking over does not call them again.
         const handOver = Effect.gen(function* () {
           yield* Effect.logInfo("handing over: letting the calls in flight finish").pipe(
-            Effect.annotateLogs({ job: jobId, part: slice.part, calling: active })
+            Effect.annotateLogs({ job: jobId, part: slice.part, calling: tenant.calling })
           )
           const began = Date.now()
           yield* stopRun

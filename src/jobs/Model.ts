@@ -30,10 +30,14 @@ export const MAX_ITEMS_PER_BATCH = 10_000
 export const MaxConcurrent = Schema.Int.pipe(Schema.between(1, 256))
 export const TimeoutSeconds = Schema.Number.pipe(Schema.between(0.1, 3600))
 
+/** A job's turn at the upstream budgets: higher levels first, round-robin between jobs within one. */
+export const Priority = Schema.Literal("high", "normal", "low")
+
 /** Per-job limits; absent fields follow the processor's current settings (`PATCH /api/processors`). */
 export const JobOptions = Schema.Struct({
   maxConcurrent: Schema.optionalWith(MaxConcurrent, { exact: true }),
-  timeoutSeconds: Schema.optionalWith(TimeoutSeconds, { exact: true })
+  timeoutSeconds: Schema.optionalWith(TimeoutSeconds, { exact: true }),
+  priority: Schema.optionalWith(Priority, { exact: true })
 })
 export type JobOptions = typeof JobOptions.Type
 

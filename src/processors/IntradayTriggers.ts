@@ -1,12 +1,12 @@
 /**
  * Intraday-trigger processor: for each trigger config, runs the market screen, then searches news
  * for the trigger's keywords and the top stocks; 3 at a time with a 30 s timeout per attempt. The two
- * calls of one item go to different upstreams, so each is guarded by its own breaker.
+ * calls of one item go to different upstreams, so each goes through its own upstream's budget and
+ * breaker (`AttemptContext.guard`).
  */
 import { Context, Effect, Layer, Schema } from "effect"
-import * as CircuitBreaker from "../engine/CircuitBreaker.js"
 import { CircuitBreakerRegistry } from "../engine/CircuitBreakerRegistry.js"
-import { countsAgainstBreaker, type TaskError } from "../engine/Errors.js"
+import { UpstreamBudgets } from "../upstream/Budgets.js"
 import { MarketClient, type ScreenedStock } from "../upstream/Market.js"
 import { NewsClient, type NewsItem } from "../upstream/News.js"
 import * as Processor from "./Processor.js"
@@ -55,7 +55,9 @@ export class IntradayTriggersProcessor extends Context.Tag("parallel-processor/I
       const registry = yield* CircuitBreakerRegistry
       const marketBreaker = yield* registry.get("market")
       const newsBreaker = yield* registry.get("news")
-      const isFailure = (e: TaskError) => countsAgainstBreaker(e)
+      const budgets = yield* UpstreamBudgets
+      const marketUpstream = { budget: budgets.market, breaker: marketBreaker }
+      const newsUpstream = { budget: budgets.news, breaker: newsBreaker }
       return yield* Processor.make<TriggerConfig, TriggerResult>({
         name: "intraday_triggers",
         envPrefix: "INTRADAY",
@@ -63,17 +65,8 @@ export class IntradayTriggersProcessor extends Context.Tag("parallel-processor/I
         idOf: (config, index) => `${config.triggerKey}-${index}`,
         task: (config, attempt) =>
           Effect.gen(function* () {
-            const guard = { isFailure, interruptionIsFailure: attempt.timedOut }
-            const stocks = yield* CircuitBreaker.withCircuitBreaker(
-              market.screen(config.triggerKey, config.limit ?? 10),
-              marketBreaker,
-              guard
-            )
-            const items = yield* CircuitBreaker.withCircuitBreaker(
-              news.search(newsQuery(config, stocks), NEWS_PER_TRIGGER),
-              newsBreaker,
-              guard
-            )
+            const stocks = yield* attempt.guard(marketUpstream)(market.screen(config.triggerKey, config.limit ?? 10))
+            const items = yield* attempt.guard(newsUpstream)(news.search(newsQuery(config, stocks), NEWS_PER_TRIGGER))
             return { triggerKey: config.triggerKey, stocks, news: items }
           })
       })

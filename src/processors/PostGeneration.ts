@@ -1,10 +1,11 @@
 /**
  * Post-generation processor: writes forum posts with the LLM, 2 at a time with a 120 s timeout per
- * attempt (generation is slow), through the LLM's breaker. The chat messages are built from the
+ * attempt (generation is slow), each call admitted by the LLM's budget and then its breaker. The chat messages are built from the
  * request's persona, stock, trigger and prompt.
  */
 import { Context, Effect, Layer, Schema } from "effect"
 import { CircuitBreakerRegistry } from "../engine/CircuitBreakerRegistry.js"
+import { UpstreamBudgets } from "../upstream/Budgets.js"
 import { LlmClient, type ChatMessage, type Completion } from "../upstream/Llm.js"
 import * as Processor from "./Processor.js"
 
@@ -49,13 +50,14 @@ export class PostGenerationProcessor extends Context.Tag("parallel-processor/Pos
     Effect.gen(function* () {
       const llm = yield* LlmClient
       const breaker = yield* (yield* CircuitBreakerRegistry).get("llm")
+      const budget = (yield* UpstreamBudgets).llm
       return yield* Processor.make<PostRequest, GeneratedPost>({
         name: "post_generation",
         envPrefix: "POST_GENERATION",
         defaults: { maxConcurrent: 2, timeoutSeconds: 120 },
-        breaker,
         idOf: (request, index) => request.id ?? `${request.kolSerial}-${request.stockCode}-${index}`,
-        task: (request) => llm.complete({ messages: messagesFor(request), temperature: 0.8, maxTokens: 400 })
+        task: (request, attempt) =>
+          attempt.guard({ budget, breaker })(llm.complete({ messages: messagesFor(request), temperature: 0.8, maxTokens: 400 }))
       })
     })
   )

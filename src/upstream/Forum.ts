@@ -2,10 +2,18 @@
  * The stock forum: logs each KOL account in (tokens cached per account and shared by every item of
  * that account, one login in flight at a time) and fetches an article's interaction counts.
  * A 401 on a cached token triggers exactly one fresh login for that call.
+ *
+ * Every call counts against the forum's budget: each interactions call through the `guard` its caller
+ * passes (an item's attempt pipeline), each login through the budget directly, at high priority, as a
+ * tenant of its own. A login is never made while holding an item's permit: an item gets its token
+ * first, then waits for admission, so items holding every permit can never wait on a login that
+ * needs one.
  */
 import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { Clock, Context, Deferred, Duration, Effect, Exit, Layer, Redacted, Schema, Scope, SynchronizedRef } from "effect"
+import * as Budget from "../engine/Budget.js"
 import { Permanent, type TaskError } from "../engine/Errors.js"
+import { UpstreamBudgets } from "./Budgets.js"
 import { callJson } from "./http.js"
 import { KolCredentials } from "./KolCredentials.js"
 import { UpstreamConfig } from "./UpstreamConfig.js"
@@ -21,12 +29,15 @@ export type Interactions = typeof Interactions.Type
 
 const LoginResponse = Schema.Struct({ token: Schema.String, expiresIn: Schema.Number })
 
+/** Wraps each call to the upstream: the caller's attempt pipeline (budget → breaker → call). */
+export type Guard = <A>(call: Effect.Effect<A, TaskError>) => Effect.Effect<A, TaskError>
+
 export interface ForumClientService {
-  readonly interactions: (kolSerial: string, articleId: string) => Effect.Effect<Interactions, TaskError>
+  readonly interactions: (kolSerial: string, articleId: string, guard?: Guard) => Effect.Effect<Interactions, TaskError>
 }
 
 export class ForumClient extends Context.Tag("parallel-processor/ForumClient")<ForumClient, ForumClientService>() {
-  static readonly layer: Layer.Layer<ForumClient, never, HttpClient.HttpClient | UpstreamConfig | KolCredentials> =
+  static readonly layer: Layer.Layer<ForumClient, never, HttpClient.HttpClient | UpstreamConfig | KolCredentials | UpstreamBudgets> =
     Layer.scoped(
       ForumClient,
       Effect.gen(function* () {
@@ -34,7 +45,8 @@ export class ForumClient extends Context.Tag("parallel-processor/ForumClient")<F
         const { forumUrl } = yield* UpstreamConfig
         const credentials = yield* KolCredentials
         const scope = yield* Effect.scope
-        return yield* makeForumClient(client, forumUrl, credentials, scope)
+        const { forum } = yield* UpstreamBudgets
+        return yield* makeForumClient(client, forumUrl, credentials, scope, forum)
       })
     )
 }
@@ -62,10 +74,13 @@ export const makeForumClient = (
   client: HttpClient.HttpClient,
   baseUrl: string,
   credentials: KolCredentials["Type"],
-  scope: Scope.Scope
+  scope: Scope.Scope,
+  budget?: Budget.Budget
 ): Effect.Effect<ForumClientService> =>
   Effect.gen(function* () {
     const entries = yield* SynchronizedRef.make(new Map<string, Entry>())
+    const logins = Budget.tenant("forum-login", "high")
+    const admitLogin: Guard = budget === undefined ? (call) => call : (call) => budget.admit(logins)(call)
 
     const login = (kolSerial: string): Effect.Effect<Token, TaskError> =>
       Effect.gen(function* () {
@@ -73,7 +88,7 @@ export const makeForumClient = (
         const request = HttpClientRequest.post(`${baseUrl}/auth/login`).pipe(
           HttpClientRequest.bodyUnsafeJson({ email, password: Redacted.value(password) })
         )
-        const answer = yield* callJson(client, request, LoginResponse, `forum login for KOL ${kolSerial}`).pipe(
+        const answer = yield* admitLogin(callJson(client, request, LoginResponse, `forum login for KOL ${kolSerial}`)).pipe(
           Effect.catchTag("Permanent", (e) =>
             Effect.fail(
               e.status === 401 || e.status === 403
@@ -130,16 +145,16 @@ export const makeForumClient = (
         `forum interactions for article ${articleId}`
       )
 
-    const interactions = (kolSerial: string, articleId: string): Effect.Effect<Interactions, TaskError> =>
+    const interactions = (kolSerial: string, articleId: string, guard: Guard = (call) => call): Effect.Effect<Interactions, TaskError> =>
       Effect.gen(function* () {
         const token = yield* tokenFor(kolSerial)
-        return yield* fetchInteractions(token, articleId).pipe(
+        return yield* guard(fetchInteractions(token, articleId)).pipe(
           Effect.catchIf(
             isUnauthorized,
             () =>
               // The token was revoked or expired early: log in again, once.
               Effect.flatMap(tokenFor(kolSerial, token), (fresh) =>
-                fetchInteractions(fresh, articleId).pipe(
+                guard(fetchInteractions(fresh, articleId)).pipe(
                   Effect.catchIf(
                     isUnauthorized,
                     () => Effect.fail(new Permanent({ message: `forum rejected a fresh token of KOL ${kolSerial}`, status: 401 }))

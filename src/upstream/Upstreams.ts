@@ -6,6 +6,7 @@
 import { NodeHttpClient } from "@effect/platform-node"
 import { Config, Context, Effect, Layer, Option, Redacted } from "effect"
 import * as Sandbox from "../sandbox/Sandbox.js"
+import { UpstreamBudgets } from "./Budgets.js"
 import { ForumClient } from "./Forum.js"
 import { KolCredentials } from "./KolCredentials.js"
 import { LlmClient } from "./Llm.js"
@@ -83,7 +84,7 @@ const embedded = Layer.unwrapScoped(
   })
 )
 
-/** The clients, at the configured URLs or at the embedded sandbox. */
+/** The clients, at the configured URLs or at the embedded sandbox, and the upstream budgets they share. */
 export const layer = Layer.unwrapEffect(
   Effect.map(anyUrlSet, (configured) => (configured ? external : embedded))
-)
+).pipe(Layer.provideMerge(UpstreamBudgets.layer))

@@ -10,6 +10,7 @@ import { IntradayTriggersProcessor } from "../../src/processors/IntradayTriggers
 import { InteractionsProcessor } from "../../src/processors/Interactions.js"
 import { PostGenerationProcessor } from "../../src/processors/PostGeneration.js"
 import * as Sandbox from "../../src/sandbox/Sandbox.js"
+import { UpstreamBudgets } from "../../src/upstream/Budgets.js"
 import { ForumClient } from "../../src/upstream/Forum.js"
 import { KolCredentials } from "../../src/upstream/KolCredentials.js"
 import { LlmClient } from "../../src/upstream/Llm.js"
@@ -39,7 +40,8 @@ export const world = (options: WorldOptions = {}) => {
     )
   )
   const clients = Layer.mergeAll(ForumClient.layer, LlmClient.layer, MarketClient.layer, NewsClient.layer).pipe(
-    Layer.provide(Layer.mergeAll(FetchHttpClient.layer, upstreamConfig, credentials))
+    Layer.provide(Layer.mergeAll(FetchHttpClient.layer, upstreamConfig, credentials)),
+    Layer.provideMerge(UpstreamBudgets.layer)
   )
   const registry = CircuitBreakerRegistry.layerWith(options.breakers ?? {})
   const processors = Layer.mergeAll(
