@@ -7,10 +7,11 @@
  */
 import { FetchHttpClient } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, Layer, Schedule, Stream } from "effect"
+import { Duration, Effect, Layer, Schedule, Schema, Stream } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { UpstreamView } from "../src/http/Api.js"
 import * as Client from "../src/http/Client.js"
 import type { JobDetail } from "../src/jobs/Model.js"
 import { waitForJob } from "./support/http.js"
@@ -28,7 +29,7 @@ const posts = (n: number, prefix: string) =>
   Array.from({ length: n }, (_, i) => ({ postId: `${prefix}-p${i}`, articleId: `${prefix}-a${i}`, kolSerial: "101" }))
 
 /** One service instance on `url` (a PostgreSQL database), against the sandbox. */
-const instance = (url: string, sandboxUrl: string) =>
+const instance = (url: string, sandboxUrl: string, extra: Readonly<Record<string, string>> = {}) =>
   Effect.gen(function* () {
     const dataDir = yield* tempDir
     return yield* Service.start({
@@ -46,19 +47,20 @@ const instance = (url: string, sandboxUrl: string) =>
       MARKET_API_URL: sandboxUrl,
       NEWS_API_URL: sandboxUrl,
       KOL_101_EMAIL: "kol101@example.com",
-      KOL_101_PASSWORD: "pw-101"
+      KOL_101_PASSWORD: "pw-101",
+      ...extra
     })
   })
 
 /** `n` instances (3 by default) on a fresh database of one PostgreSQL server, against the sandbox. */
-const cluster = (database: string, n = 3) =>
+const cluster = (database: string, n = 3, extra: Readonly<Record<string, string>> = {}) =>
   Effect.gen(function* () {
     const server = yield* postgres
     const url = yield* createDatabase(server.url, database)
     const sandbox = yield* Sandbox.Sandbox
     const instances = yield* Effect.forEach(
       Array.from({ length: n }, (_, i) => i),
-      () => instance(url, sandbox.url),
+      () => instance(url, sandbox.url, extra),
       // All at once, on an empty database: table creation must not race.
       { concurrency: "unbounded" }
     )
@@ -106,7 +108,68 @@ const submit = (url: string, items: ReadonlyArray<{ postId: string; articleId: s
 
 const env = Layer.merge(Sandbox.layer({ seed: 5, knobs: { interactions: { latency: { kind: "fixed", ms: 150 } } } }), FetchHttpClient.layer)
 
+const UpstreamList = Schema.Array(UpstreamView)
+const forumOf = (url: string) =>
+  Effect.gen(function* () {
+    const response = yield* Effect.promise(() => fetch(`${url}/api/upstreams`).then((r) => r.json()))
+    const all = yield* Schema.decodeUnknown(UpstreamList)(response)
+    const forum = all.find((u) => u.key === "forum")
+    return forum ?? (yield* Effect.dieMessage("no forum budget"))
+  })
+
 describe("several instances on PostgreSQL", () => {
+  it.live(
+    "upstream budgets are cluster-wide: the ceiling holds across instances, a cooldown seen by one pauses all, a PATCH on one applies on all",
+    () =>
+      Effect.gen(function* () {
+        const { sandbox, instances } = yield* cluster("cluster_budgets", 3, { FORUM_MAX_CONCURRENT: "4", FORUM_ADAPTIVE: "off" })
+        const [a, b, c] = instances
+        if (a === undefined || b === undefined || c === undefined) return expect.fail("three instances")
+        yield* sandbox.reset
+        // Three jobs, one per instance, each allowed 4: the forum still sees at most 4, logins included.
+        const ids = yield* Effect.forEach(instances, (i, n) => submit(i.url, posts(30, `ceil${n}`), 4), { concurrency: "unbounded" })
+        yield* Effect.forEach(ids, (id) => waitFor(b.url, id, (j) => j.status === "completed"), { concurrency: "unbounded" })
+        const stats = yield* sandbox.stats
+        expect(stats.routes.interactions.calls).toBe(90)
+        expect(stats.totalPeakInFlight).toBeLessThanOrEqual(4)
+        expect(stats.routes.interactions.peakInFlight).toBeGreaterThanOrEqual(3)
+
+        // PATCH on one instance: the others apply it within a few polls.
+        const patched = yield* Effect.promise(() =>
+          fetch(`${a.url}/api/upstreams/forum`, {
+            method: "PATCH",
+            headers: { "content-type": "application/json" },
+            body: JSON.stringify({ ceiling: 6, rate: "6000/minute" })
+          })
+        )
+        expect(patched.status).toBe(200)
+        yield* Effect.forEach([b, c], (i) =>
+          forumOf(i.url).pipe(
+            Effect.filterOrFail((f) => f.ceiling === 6 && f.rate === "6000/minute", () => "not yet"),
+            Effect.retry(Schedule.spaced("100 millis").pipe(Schedule.upTo("5 seconds")))
+          )
+        )
+
+        // A 429 with Retry-After: 2 seen by whichever instance: admission pauses on all three.
+        yield* sandbox.setKnobs("interactions", { rateLimitRate: 1, retryAfter: { kind: "seconds", seconds: 2 } })
+        const paused = yield* submit(c.url, posts(30, "cool"), 4)
+        yield* Effect.forEach(instances, (i) => forumOf(i.url), { concurrency: "unbounded" }).pipe(
+          Effect.filterOrFail((all) => all.some((f) => f.throttled > 0), () => "no 429 yet"),
+          Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.upTo("10 seconds")))
+        )
+        yield* sandbox.setKnobs("interactions", { rateLimitRate: 0 })
+        yield* Effect.sleep("500 millis")
+        const during = yield* Effect.forEach(instances, (i) => forumOf(i.url), { concurrency: "unbounded" })
+        for (const f of during) expect(f.cooldownUntil).toBeDefined()
+        const before = (yield* sandbox.stats).routes.interactions.calls
+        yield* Effect.sleep("1 second")
+        expect((yield* sandbox.stats).routes.interactions.calls).toBe(before)
+        const job = yield* waitFor(a.url, paused, (j) => j.status === "completed")
+        expect(job.succeeded).toBe(30)
+      }).pipe(Effect.provide(env), Effect.scoped),
+    120_000
+  )
+
   it.live(
     "a 60-item job at maxConcurrent 4: never more than 4 calls in flight in total, items on every instance, any instance answers",
     () =>

@@ -113,6 +113,11 @@ export interface Options {
   readonly rate?: Rate
   /** Random extra cooldown, as a fraction of the wait the upstream asked for (capped at 250 ms). Default 0.05. */
   readonly cooldownJitter?: number
+  /**
+   * Admission only: outcomes teach it nothing (no adaptation, no cooldown) — for a limit that is not
+   * an upstream's, like a job's cluster-wide share. Default false.
+   */
+  readonly passive?: boolean
 }
 
 export interface Settings {
@@ -120,12 +125,19 @@ export interface Settings {
   readonly adaptive?: boolean
   /** `null` removes the rate. */
   readonly rate?: Rate | null
+  /**
+   * This process's part of a ceiling held by several processes together (0 allowed: nothing may
+   * start here until it grows). `null` removes it. Set by the cluster, not by operators.
+   */
+  readonly share?: number | null
 }
 
 export interface Snapshot {
   readonly key: string
   readonly ceiling: number
-  /** The current (adaptive) limit. */
+  /** With several processes sharing the ceiling: this one's part of it. */
+  readonly share: number | undefined
+  /** The current (adaptive) limit, within the share. */
   readonly limit: number
   readonly inFlight: number
   /** Calls waiting for admission, and the tenants (jobs) they belong to. */
@@ -167,6 +179,12 @@ export interface Budget {
   readonly cooldownRemaining: () => number
   /** Cooldowns begun by this budget's own calls, and limit changes, from now on. */
   readonly changes: Effect.Effect<Stream.Stream<Change>, never, Scope.Scope>
+  /** Calls in flight plus calls waiting: what this process would use if it could. */
+  readonly demand: () => number
+  /** Calls in flight right now. */
+  readonly inFlight: () => number
+  /** Called (synchronously) when a call has to wait because every permit is in use — e.g. to ask the cluster for a bigger share now. */
+  readonly onDemand: (listener: (() => void) | undefined) => void
 }
 
 type Verdict = { readonly _tag: "success" } | { readonly _tag: "overload"; readonly throttled: boolean; readonly waitMs: number | undefined } | undefined
@@ -206,15 +224,24 @@ export const make = (options: Options): Effect.Effect<Budget, never, Scope.Scope
     const now = () => clock.unsafeCurrentTimeMillis()
     const algorithm = options.algorithm ?? LimitAlgorithm.gradient()
     let ceiling = Math.max(1, Math.floor(options.ceiling))
-    let adaptive = options.adaptive ?? true
+    let share: number | undefined = undefined
+    const passive = options.passive ?? false
+    let adaptive = (options.adaptive ?? true) && !passive
+    const effectiveCeiling = () => (share === undefined ? ceiling : Math.min(ceiling, share))
     let estimator = algorithm.make(ceiling, now())
+    let demandListener: (() => void) | undefined = undefined
     const jitter = options.cooldownJitter ?? 0.05
     let throttled = 0
     let cooldowns = 0
-    const metrics = EngineMetrics.forBudget(key)
+    // A passive budget (a job's share) is not an upstream: no metrics (their labels would grow with every job).
+    const metrics = options.passive === true ? undefined : EngineMetrics.forBudget(key)
     const changes = yield* Effect.acquireRelease(PubSub.unbounded<Change>(), PubSub.shutdown)
 
-    const limit = () => (adaptive ? Math.max(1, Math.min(ceiling, Math.floor(estimator.limit()))) : ceiling)
+    // The share may be 0 (nothing may start here); the adaptive limit never goes below 1 of it.
+    const limit = () => {
+      const top = effectiveCeiling()
+      return adaptive ? Math.min(top, Math.max(1, Math.floor(estimator.limit()))) : top
+    }
     let announced = limit()
 
     // One fiber wakes the queue when a cooldown ends or a rate token is due (re-checking at least
@@ -233,9 +260,10 @@ export const make = (options: Options): Effect.Effect<Budget, never, Scope.Scope
         }
       },
       changed: () => {
-        metrics.inFlight.unsafeUpdate(queue.state.held, EngineMetrics.noExtraTags)
-        metrics.waiting.unsafeUpdate(queue.waiting(), EngineMetrics.noExtraTags)
-      }
+        metrics?.inFlight.unsafeUpdate(queue.state.held, EngineMetrics.noExtraTags)
+        metrics?.waiting.unsafeUpdate(queue.waiting(), EngineMetrics.noExtraTags)
+      },
+      blocked: () => demandListener?.()
     })
     if (options.rate !== undefined) queue.setRate(options.rate, ceiling)
     const ticker: Effect.Effect<void> = Effect.suspend(() => {
@@ -262,14 +290,14 @@ export const make = (options: Options): Effect.Effect<Budget, never, Scope.Scope
       )
     })
     yield* Effect.forkScoped(Effect.interruptible(ticker))
-    metrics.limit.unsafeUpdate(announced, EngineMetrics.noExtraTags)
+    metrics?.limit.unsafeUpdate(announced, EngineMetrics.noExtraTags)
 
     const startCooldown = (until: number, local: boolean): Effect.Effect<void> =>
       Effect.suspend(() => {
         if (until <= queue.state.cooldownUntil) return Effect.void
         queue.state.cooldownUntil = until
         cooldowns++
-        metrics.cooldowns.unsafeUpdate(1, EngineMetrics.noExtraTags)
+        metrics?.cooldowns.unsafeUpdate(1, EngineMetrics.noExtraTags)
         queue.grant()
         return Effect.zipRight(
           Effect.logInfo(`upstream ${key}: admission paused for ${Math.round(until - now())} ms`).pipe(
@@ -284,16 +312,18 @@ export const make = (options: Options): Effect.Effect<Budget, never, Scope.Scope
       if (current === announced) return Effect.void
       const before = announced
       announced = current
-      metrics.limit.unsafeUpdate(current, EngineMetrics.noExtraTags)
+      metrics?.limit.unsafeUpdate(current, EngineMetrics.noExtraTags)
       queue.grant()
       return Effect.zipRight(
-        Effect.logDebug(`upstream ${key}: limit ${before} → ${current} of ${ceiling}`).pipe(Effect.annotateLogs({ upstream: key })),
+        passive
+          ? Effect.void
+          : Effect.logDebug(`upstream ${key}: limit ${before} → ${current} of ${ceiling}`).pipe(Effect.annotateLogs({ upstream: key })),
         PubSub.publish(changes, { _tag: "Limit", key, limit: current, at: now() })
       )
     })
 
     const learn = (waiter: Waiter, verdict: Verdict): Effect.Effect<void> => {
-      if (verdict === undefined) return Effect.void
+      if (verdict === undefined || passive) return Effect.void
       const at = now()
       const sample = { startedAt: waiter.startedAt, now: at, inFlight: waiter.inFlight, latencyMs: at - waiter.startedAt }
       if (verdict._tag === "success") {
@@ -303,7 +333,7 @@ export const make = (options: Options): Effect.Effect<Budget, never, Scope.Scope
       estimator.onOverload(sample)
       if (verdict.throttled) {
         throttled++
-        metrics.throttled.unsafeUpdate(1, EngineMetrics.noExtraTags)
+        metrics?.throttled.unsafeUpdate(1, EngineMetrics.noExtraTags)
       }
       const moved = announced === limit() ? Effect.void : limitMoved
       if (verdict.waitMs === undefined) return moved
@@ -318,7 +348,7 @@ export const make = (options: Options): Effect.Effect<Budget, never, Scope.Scope
         for (const listener of Array.from(t.idleListeners)) listener()
         t.idleListeners.clear()
       }
-      metrics.inFlight.unsafeUpdate(queue.state.held, EngineMetrics.noExtraTags)
+      metrics?.inFlight.unsafeUpdate(queue.state.held, EngineMetrics.noExtraTags)
     }
 
     // No fibers forked per call: this is on every attempt's path.
@@ -338,17 +368,17 @@ export const make = (options: Options): Effect.Effect<Budget, never, Scope.Scope
         }
         waiter.current = w
         if (queue.enqueue(w)) {
-          metrics.inFlight.unsafeUpdate(queue.state.held, EngineMetrics.noExtraTags)
+          metrics?.inFlight.unsafeUpdate(queue.state.held, EngineMetrics.noExtraTags)
           return resume(Effect.succeed(true))
         }
-        metrics.waiting.unsafeUpdate(queue.waiting(), EngineMetrics.noExtraTags)
+        metrics?.waiting.unsafeUpdate(queue.waiting(), EngineMetrics.noExtraTags)
         // Interrupted while waiting: leave the queue, or pass on a permit granted in the meantime.
         return Effect.sync(() => {
           if (w.granted) {
             w.granted = false
             queue.release()
           } else queue.remove(w)
-          metrics.waiting.unsafeUpdate(queue.waiting(), EngineMetrics.noExtraTags)
+          metrics?.waiting.unsafeUpdate(queue.waiting(), EngineMetrics.noExtraTags)
         })
       })
 
@@ -383,6 +413,7 @@ export const make = (options: Options): Effect.Effect<Budget, never, Scope.Scope
       return {
         key,
         ceiling,
+        share,
         limit: limit(),
         inFlight: queue.state.held,
         waiting: queue.waiting(),
@@ -398,14 +429,13 @@ export const make = (options: Options): Effect.Effect<Budget, never, Scope.Scope
 
     const update = (settings: Settings) =>
       Effect.suspend(() => {
-        if (settings.ceiling !== undefined) {
-          ceiling = Math.max(1, Math.floor(settings.ceiling))
-          estimator.setCeiling(ceiling)
-        }
-        if (settings.adaptive !== undefined && settings.adaptive !== adaptive) {
+        if (settings.ceiling !== undefined) ceiling = Math.max(1, Math.floor(settings.ceiling))
+        if (settings.share !== undefined) share = settings.share === null ? undefined : Math.max(0, Math.floor(settings.share))
+        if (settings.ceiling !== undefined || settings.share !== undefined) estimator.setCeiling(Math.max(1, effectiveCeiling()))
+        if (settings.adaptive !== undefined && settings.adaptive !== adaptive && !passive) {
           adaptive = settings.adaptive
           // Switching adaptation back on starts learning afresh.
-          if (adaptive) estimator = algorithm.make(ceiling, now())
+          if (adaptive) estimator = algorithm.make(Math.max(1, effectiveCeiling()), now())
         }
         if (settings.rate !== undefined) queue.setRate(settings.rate ?? undefined, ceiling)
         queue.grant()
@@ -419,6 +449,11 @@ export const make = (options: Options): Effect.Effect<Budget, never, Scope.Scope
       update,
       cooldown: (until) => startCooldown(until, false),
       cooldownRemaining: () => Math.max(0, queue.state.cooldownUntil - now()),
-      changes: Effect.map(PubSub.subscribe(changes), Stream.fromQueue)
+      changes: Effect.map(PubSub.subscribe(changes), Stream.fromQueue),
+      demand: () => queue.state.held + queue.waiting(),
+      inFlight: () => queue.state.held,
+      onDemand: (listener) => {
+        demandListener = listener
+      }
     }
   })

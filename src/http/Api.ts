@@ -196,8 +196,10 @@ export const UpstreamPatch = Schema.Struct({
 
 export const UpstreamView = Schema.Struct({
   key: Schema.String,
-  /** Calls in flight against the upstream never exceed it, all jobs together. */
+  /** Calls in flight against the upstream never exceed it, all jobs (and instances) together. */
   ceiling: Schema.Number,
+  /** With several instances: this instance's part of the ceiling right now. */
+  share: Schema.optionalWith(Schema.Number, { exact: true }),
   /** The adaptive limit now, between 1 and the ceiling. */
   limit: Schema.Number,
   inFlight: Schema.Number,

@@ -7,6 +7,7 @@ import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
 import { Deferred, Duration, Effect, Layer, Stream } from "effect"
 import * as Budget from "../engine/Budget.js"
 import { CircuitBreakerRegistry } from "../engine/CircuitBreakerRegistry.js"
+import { BudgetSettingsSync } from "../jobs/ClusterBudgets.js"
 import { JobRunner } from "../jobs/JobRunner.js"
 import { JobStore, type StoreError } from "../jobs/JobStore.js"
 import { Jobs, type IdempotencyConflict, type JobNotFound } from "../jobs/Jobs.js"
@@ -186,9 +187,11 @@ const ProcessorsLive = HttpApiBuilder.group(Api, "processors", (handlers) =>
     }
     const registry = yield* CircuitBreakerRegistry
     const budgets = yield* UpstreamBudgets
+    const budgetSync = yield* BudgetSettingsSync
     const upstreamView = (snap: Budget.Snapshot) => ({
       key: snap.key,
       ceiling: snap.ceiling,
+      ...(snap.share === undefined ? {} : { share: snap.share }),
       limit: snap.limit,
       inFlight: snap.inFlight,
       waitingItems: snap.waiting,
@@ -231,6 +234,8 @@ const ProcessorsLive = HttpApiBuilder.group(Api, "processors", (handlers) =>
             ...(payload.adaptive === undefined ? {} : { adaptive: payload.adaptive }),
             ...(payload.rate === undefined ? {} : { rate: payload.rate === null ? null : (Budget.parseRate(payload.rate) ?? null) })
           })
+          // With several instances: every other instance applies it too.
+          yield* budgetSync.publish(key).pipe(Effect.catchTag("StoreError", storeUnavailable))
           yield* Effect.logInfo(`upstream ${key} budget changed`).pipe(Effect.annotateLogs({ upstream: key, ...payload }))
           return upstreamView(yield* budget.snapshot)
         })

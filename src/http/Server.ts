@@ -9,6 +9,7 @@ import { Config, Context, Deferred, Duration, Effect, Layer, Metric, Option } fr
 import { createServer } from "node:http"
 import * as CircuitBreakerRegistry from "../engine/CircuitBreakerRegistry.js"
 import * as ClusterBreakers from "../jobs/ClusterBreakers.js"
+import * as ClusterBudgets from "../jobs/ClusterBudgets.js"
 import * as Database from "../jobs/Database.js"
 import { awaitWithin, JobRunner } from "../jobs/JobRunner.js"
 import { JobStore } from "../jobs/JobStore.js"
@@ -30,7 +31,7 @@ const processors = Layer.mergeAll(InteractionsProcessor.layer, PostGenerationPro
 
 /** Everything but HTTP: usable by an Effect program that wants durable jobs without the server. */
 export const core = JobRunner.drainOnShutdown.pipe(
-  Layer.provideMerge(Layer.mergeAll(Jobs.Default, JobWorkflowLive, ClusterBreakers.layer)),
+  Layer.provideMerge(Layer.mergeAll(Jobs.Default, JobWorkflowLive, ClusterBreakers.layer, ClusterBudgets.layer)),
   Layer.provideMerge(JobRunner.Default),
   Layer.provideMerge(JobStore.Default),
   Layer.provideMerge(Cluster.workflowEngineLayer),

@@ -1,23 +1,19 @@
 /**
  * A job's concurrency limit held across every instance together. Each runner keeps a lease on a
  * share of the limit in the shared database (`JobStore.renewClaim`: shares of live runners never add
- * up to more than the limit; a dead runner's share returns when its lease expires) and hands its
- * share out locally as FIFO permits, one per attempt in flight (a retry waiting for its backoff
- * holds none). The database is touched once per renewal, not once per call.
+ * up to more than the limit; a dead runner's share returns when its lease expires) and admits its
+ * attempts through a passive `Budget` whose share is that lease — the same admission mechanism as the
+ * upstream budgets, so a draining run's waiters leave it the same way (`Budget.stop` of the run's
+ * tenant) and a retry waiting for its backoff holds nothing. The database is touched once per
+ * renewal, not once per call.
  */
-import { Duration, Effect, Fiber, type RateLimiter, type Scope } from "effect"
-import * as Permits from "../engine/Permits.js"
+import { Duration, Effect, Fiber, type Scope } from "effect"
+import * as Budget from "../engine/Budget.js"
 import type { JobStore } from "./JobStore.js"
 
 export interface LocalGate {
-  /**
-   * Holds a permit for the duration of one attempt (the wait is outside the attempt's timeout).
-   * Once `group` is stopped (`stop`), its attempts still waiting for a permit never start, so a
-   * part being handed over only finishes what is already calling.
-   */
-  readonly limit: (group: Permits.Group) => RateLimiter.RateLimiter
-  readonly group: () => Permits.Group
-  readonly stop: (group: Permits.Group) => Effect.Effect<void>
+  /** Admits the job's attempts on this runner (`Policy.budget`); outside the attempt's timeout. */
+  readonly budget: Budget.Budget
   /** Items this runner will want to run (renewals ask for a share that fits them). */
   readonly want: (n: number) => Effect.Effect<void>
   /** Items that no longer need a permit (finished, or left for another run). */
@@ -39,8 +35,10 @@ export const make = (
   settings: GateSettings
 ): Effect.Effect<LocalGate, never, Scope.Scope> =>
   Effect.gen(function* () {
-    // FIFO hand-off: every worker of every part of the job on this runner may be waiting here.
-    const permits = Permits.unsafeMake(0)
+    // Every worker of every part of the job on this runner may be waiting here; the share starts at 0.
+    const budget = yield* Budget.make({ key: gate, ceiling: limit, passive: true })
+    yield* budget.update({ share: 0 })
+    const inUse = budget.inFlight
     let wants = 0
     let capacity = 0
     const leaseMs = Duration.toMillis(settings.lease)
@@ -52,15 +50,15 @@ export const make = (
     // settled, every `settings.renewEvery`.
     let unsettled = true
     const renew = mutex.withPermits(1)(
-      Effect.suspend(() => store.renewClaim(gate, runner, limit, Math.max(capacity, permits.inUse()), wants, leaseMs)).pipe(
+      Effect.suspend(() => store.renewClaim(gate, runner, limit, Math.max(capacity, inUse()), wants, leaseMs)).pipe(
         Effect.flatMap(({ target, settled }) => {
           unsettled = !settled
           if (target === capacity) return Effect.void
           const before = capacity
           capacity = target
           return Effect.zipRight(
-            permits.resize(target),
-            Effect.logDebug(`share of ${gate}: ${before} → ${target} of ${limit} (in use ${permits.inUse()}, wanted ${wants})`)
+            budget.update({ share: target }),
+            Effect.logDebug(`share of ${gate}: ${before} → ${target} of ${limit} (in use ${inUse()}, wanted ${wants})`)
           )
         }),
         Effect.timeoutFail({ duration: "5 seconds", onTimeout: () => new Error("renewal timed out") }),
@@ -78,9 +76,7 @@ export const make = (
       Fiber.interrupt(renewing).pipe(Effect.zipRight(Effect.ignore(store.dropClaim(gate, runner))))
     )
     return {
-      limit: permits.withPermitIn,
-      group: permits.group,
-      stop: permits.stop,
+      budget,
       want: (n) =>
         Effect.suspend(() => {
           wants += n

@@ -4,7 +4,7 @@
  * up only the items that have no stored result. Also the in-process hub that live progress streams
  * and waiting requests listen to, and the place that drains running jobs on shutdown.
  */
-import { Config, Deferred, Duration, Effect, Exit, Fiber, Layer, Mailbox, PubSub, type RateLimiter, Schedule, Schema, Scope } from "effect"
+import { Config, Deferred, Duration, Effect, Exit, Fiber, Layer, Mailbox, PubSub, Schedule, Schema, Scope } from "effect"
 import * as Budget from "../engine/Budget.js"
 import type { ItemResult } from "../engine/ItemResult.js"
 import * as ClusterGate from "./ClusterGate.js"
@@ -31,8 +31,8 @@ interface KindRunner {
       readonly source: (all: ReadonlyArray<unknown>) => Iterable<unknown>
       readonly onFinished: (result: ItemResult<unknown>, effect: ItemEffect | undefined) => Effect.Effect<void>
       readonly onInFlight: (n: number) => void
-      /** Wraps every attempt: the job's cluster-wide permit (with a shared database). */
-      readonly admit: RateLimiter.RateLimiter | undefined
+      /** Admits every attempt: the job's cluster-wide share (with a shared database). */
+      readonly admit: Budget.Budget | undefined
       /** The run at the upstream budgets: its turn, and what a drain stops. */
       readonly tenant: Budget.Tenant
       /** A cluster-wide limit, told how many items this run still needs permits for. */
@@ -57,7 +57,7 @@ const kindRunner = <I, A>(
       const overrides = {
         ...options.overrides,
         tenant: options.tenant,
-        ...(options.admit === undefined ? {} : { rateLimiter: options.admit })
+        ...(options.admit === undefined ? {} : { budget: options.admit })
       }
       yield* processor
         .run(options.source(decoded) as Iterable<I>, overrides, {
@@ -309,14 +309,9 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
         // admitted by an upstream budget as this run's tenant, so a call either was admitted before
         // the drain stopped the tenant or never starts.
         const tenant = Budget.tenant(runKey, job.options.priority ?? "normal")
-        const waiting = gate?.group()
-        const admit: RateLimiter.RateLimiter | undefined = gate === undefined || waiting === undefined ? undefined : gate.limit(waiting)
         const beginDrain = Effect.suspend(() => {
           draining.on = true
-          return Effect.zipRight(
-            Budget.stop(tenant),
-            gate === undefined || waiting === undefined ? Effect.void : gate.stop(waiting)
-          )
+          return Budget.stop(tenant)
         })
         const stopRun = Effect.gen(function* () {
           yield* beginDrain
@@ -352,7 +347,7 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
               onInFlight: (n) => {
                 inFlight = n
               },
-              admit,
+              admit: gate?.budget,
               tenant,
               gate
             }

@@ -161,6 +161,12 @@ const statements = [
     probe_expires BIGINT,
     updated_at BIGINT NOT NULL
   )`,
+  `CREATE TABLE IF NOT EXISTS pp_upstreams (
+    upstream TEXT PRIMARY KEY,
+    cooldown_until BIGINT NOT NULL,
+    settings TEXT,
+    settings_at BIGINT NOT NULL
+  )`,
   `CREATE TABLE IF NOT EXISTS pp_post_interactions (
     post_id TEXT NOT NULL,
     job_id TEXT NOT NULL,
@@ -474,6 +480,34 @@ export class JobStore extends Effect.Service<JobStore>()("parallel-processor/Job
         orStoreError("claiming a breaker probe")
       )
 
+    /** (PostgreSQL only.) A cooldown one instance saw: every instance pauses admission until then. */
+    const shareCooldown = (upstream: string, until: number) =>
+      sql`INSERT INTO pp_upstreams ${sql.insert({ upstream, cooldown_until: until, settings: null, settings_at: 0 })}
+        ON CONFLICT (upstream) DO UPDATE SET cooldown_until = GREATEST(pp_upstreams.cooldown_until, excluded.cooldown_until)`.pipe(
+        Effect.asVoid,
+        orStoreError("sharing an upstream cooldown")
+      )
+
+    /** (PostgreSQL only.) An operator's change to an upstream budget (JSON), for every instance to apply. */
+    const publishUpstreamSettings = (upstream: string, settings: string, at: number) =>
+      sql`INSERT INTO pp_upstreams ${sql.insert({ upstream, cooldown_until: 0, settings, settings_at: at })}
+        ON CONFLICT (upstream) DO UPDATE SET settings = excluded.settings, settings_at = excluded.settings_at`.pipe(
+        Effect.asVoid,
+        orStoreError("publishing upstream settings")
+      )
+
+    const upstreamStates = sql<Row>`SELECT upstream, cooldown_until, settings, settings_at FROM pp_upstreams`.pipe(
+      Effect.map((rows) =>
+        rows.map((r) => ({
+          upstream: String(r.upstream),
+          cooldownUntil: num(r.cooldown_until),
+          settings: r.settings === null || r.settings === undefined ? undefined : String(r.settings),
+          settingsAt: num(r.settings_at)
+        }))
+      ),
+      orStoreError("reading upstream states")
+    )
+
     const ping = sql`SELECT 1`.pipe(Effect.asVoid, orStoreError("ping"))
 
     return {
@@ -497,6 +531,9 @@ export class JobStore extends Effect.Service<JobStore>()("parallel-processor/Job
       publishBreaker,
       breakerStates,
       claimProbe,
+      shareCooldown,
+      publishUpstreamSettings,
+      upstreamStates,
       ping
     } as const
   })

@@ -6,7 +6,7 @@
  */
 import { Config, Duration, Effect, type RateLimiter, type Stream } from "effect"
 import * as Adjustable from "../engine/Adjustable.js"
-import type { Priority, Tenant } from "../engine/Budget.js"
+import type { Budget, Priority, Tenant } from "../engine/Budget.js"
 import type { CircuitBreaker } from "../engine/CircuitBreaker.js"
 import * as Engine from "../engine/Engine.js"
 import type { ItemResult } from "../engine/ItemResult.js"
@@ -24,6 +24,8 @@ export interface Overrides {
   readonly deadline?: Duration.DurationInput
   /** Taken around each attempt, outside its timeout (e.g. a cluster-wide concurrency permit). */
   readonly rateLimiter?: RateLimiter.RateLimiter
+  /** Admits each attempt before the task runs (e.g. a job's cluster-wide share); see `Policy.budget`. */
+  readonly budget?: Budget
   /** This run's turn at the upstream budgets. Default `"normal"`. */
   readonly priority?: Priority
   /** Who this run is to the upstream budgets (see `Policy.tenant`). */
@@ -101,6 +103,7 @@ export const make = <I, A>(definition: ProcessorDefinition<I, A>): Effect.Effect
       ...(overrides.retry === undefined ? {} : { retry: overrides.retry }),
       ...(overrides.deadline === undefined ? {} : { deadline: overrides.deadline }),
       ...(overrides.rateLimiter === undefined ? {} : { rateLimiter: overrides.rateLimiter }),
+      ...(overrides.budget === undefined ? {} : { budget: overrides.budget }),
       ...(overrides.priority === undefined ? {} : { priority: overrides.priority }),
       ...(overrides.tenant === undefined ? {} : { tenant: overrides.tenant }),
       ...(definition.breaker === undefined ? {} : { breaker: definition.breaker })

@@ -4,7 +4,7 @@
  * within a level, first come first served within a tenant. One synchronous `grant` decides all four
  * at once, so a waiter never holds a permit while it waits for a rate token or the end of a cooldown
  * (Effect's `RateLimiter` and `Semaphore` cannot be combined that way, and the Semaphore wakes every
- * waiter on each release — see `Permits.ts`).
+ * waiter on each release, which with hundreds of waiters was most of the CPU of a cluster job).
  */
 import type { Priority, Rate, Tenant } from "../Budget.js"
 
@@ -61,6 +61,8 @@ export const makeQueue = (options: {
   /** Called with the time at which a blocked grant may succeed (end of cooldown, next rate token). */
   readonly wakeAt: (at: number) => void
   readonly changed: () => void
+  /** A waiter had to queue because every permit is in use. */
+  readonly blocked: () => void
 }) => {
   const state: QueueState = { held: 0, cooldownUntil: 0, rate: undefined }
   // One ring per level; a Set keeps insertion order, so moving a tenant to the back is delete + add.
@@ -147,6 +149,7 @@ export const makeQueue = (options: {
     waiter.tenant.stopListeners.add(waiter.onStop)
     // A waiter may be blocked by a cooldown or the rate alone: make sure someone wakes it.
     grant()
+    if (!waiter.granted && state.held >= options.limit()) options.blocked()
     return waiter.granted
   }
 

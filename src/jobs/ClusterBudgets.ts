@@ -1,0 +1,139 @@
+/**
+ * Upstream budgets held by every instance on one PostgreSQL database together:
+ * - the **ceiling** is cluster-wide: each instance leases a share of it (`JobStore.renewClaim`, the
+ *   same leases as a job's cluster-wide limit: shares of live instances never add up to more than the
+ *   ceiling, in proportion to what each wants — calls in flight plus waiting — and a dead instance's
+ *   share returns when its lease runs out) and admits within its share; a call that has to wait asks
+ *   for a bigger share at once. Each instance adapts its own limit within its share.
+ * - a **cooldown** one instance sees (a 429/503 with a wait) is written to `pp_upstreams`, and every
+ *   instance pauses admission until then;
+ * - an operator's **PATCH** on one instance is written there too, and every instance applies it
+ *   (instances that start later as well).
+ * With SQLite (one process) the budgets are the process's own and `publish` does nothing.
+ */
+import { Config, Context, Duration, Effect, Fiber, Layer, Queue, Schedule, Schema, Stream } from "effect"
+import * as Budget from "../engine/Budget.js"
+import { UpstreamBudgets, upstreamKeys, type UpstreamKey } from "../upstream/Budgets.js"
+import { runnerId } from "./Cluster.js"
+import * as Database from "./Database.js"
+import { JobStore, type StoreError } from "./JobStore.js"
+
+/** What a PATCH set, as stored for the other instances: the budget's whole operator-set state. */
+const StoredSettings = Schema.parseJson(
+  Schema.Struct({ ceiling: Schema.Number, adaptive: Schema.Boolean, rate: Schema.NullOr(Schema.String) })
+)
+
+export class BudgetSettingsSync extends Context.Tag("parallel-processor/BudgetSettingsSync")<
+  BudgetSettingsSync,
+  {
+    /** Tells every other instance about the operator-set state of `key`'s budget (after a PATCH here). */
+    readonly publish: (key: UpstreamKey) => Effect.Effect<void, StoreError>
+  }
+>() {}
+
+const local = Layer.succeed(BudgetSettingsSync, { publish: () => Effect.void })
+
+const shared = Layer.scoped(
+  BudgetSettingsSync,
+  Effect.gen(function* () {
+    const store = yield* JobStore
+    const budgets = yield* UpstreamBudgets
+    const me = yield* runnerId
+    const poll = yield* Config.duration("CLUSTER_BUDGET_POLL_INTERVAL").pipe(Config.withDefault(Duration.millis(250)))
+    const renewEvery = yield* Config.duration("CLUSTER_LIMIT_RENEW_INTERVAL").pipe(Config.withDefault(Duration.millis(250)))
+    const settleEvery = yield* Config.duration("CLUSTER_LIMIT_SETTLE_INTERVAL").pipe(Config.withDefault(Duration.millis(25)))
+    const leaseMs = Duration.toMillis(yield* Config.duration("CLUSTER_LIMIT_LEASE").pipe(Config.withDefault(Duration.seconds(5))))
+
+    // ---- shares of the ceiling
+    const share = (key: UpstreamKey) =>
+      Effect.gen(function* () {
+        const budget = budgets[key]
+        const gate = `upstream:${key}`
+        // A call that has to wait pokes the renewal, so an idle instance gets a share at once.
+        const poke = yield* Queue.sliding<void>(1)
+        budget.onDemand(() => void Queue.unsafeOffer(poke, undefined))
+        yield* Effect.addFinalizer(() => Effect.sync(() => budget.onDemand(undefined)))
+        let current = -1
+        let settled = false
+        const renew = Effect.gen(function* () {
+          const { ceiling } = yield* budget.snapshot
+          const result = yield* store.renewClaim(gate, me, ceiling, budget.inFlight(), budget.demand(), leaseMs)
+          settled = result.settled
+          if (result.target !== current) {
+            current = result.target
+            yield* budget.update({ share: result.target })
+          }
+        }).pipe(
+          Effect.timeout("5 seconds"),
+          // A failed renewal keeps the current share; the lease covers a few missed renewals.
+          Effect.catchAll((error) => Effect.logWarning(`could not renew the share of upstream ${key}: ${String(error)}`))
+        )
+        yield* Effect.suspend(() =>
+          Effect.race(Effect.sleep(settled ? renewEvery : settleEvery), Queue.take(poke)).pipe(Effect.zipRight(renew))
+        ).pipe(Effect.forever, Effect.interruptible, Effect.forkScoped)
+        yield* Effect.addFinalizer(() => Effect.ignore(store.dropClaim(gate, me)))
+      })
+    yield* Effect.forEach(upstreamKeys, share, { discard: true })
+
+    // ---- cooldowns seen here → everyone
+    yield* Effect.forEach(
+      upstreamKeys,
+      (key) =>
+        Effect.flatMap(budgets[key].changes, (changes) =>
+          changes.pipe(
+            Stream.runForEach((change) =>
+              change._tag === "Cooldown"
+                ? store
+                    .shareCooldown(key, change.until)
+                    .pipe(Effect.catchAll((error) => Effect.logWarning(`could not share the cooldown of ${key}: ${error.message}`)))
+                : Effect.void
+            ),
+            Effect.interruptible,
+            Effect.forkScoped
+          )
+        ),
+      { discard: true }
+    )
+
+    // ---- everyone's cooldowns and settings → here
+    const applied = new Map<string, number>()
+    const sync = Effect.gen(function* () {
+      const now = Date.now()
+      for (const row of yield* store.upstreamStates) {
+        const key = upstreamKeys.find((k) => k === row.upstream)
+        if (key === undefined) continue
+        const budget = budgets[key]
+        if (row.cooldownUntil > now) yield* budget.cooldown(row.cooldownUntil)
+        if (row.settings !== undefined && row.settingsAt > (applied.get(key) ?? 0)) {
+          applied.set(key, row.settingsAt)
+          const settings = yield* Schema.decodeUnknown(StoredSettings)(row.settings).pipe(Effect.option)
+          if (settings._tag === "None") continue
+          const rate = settings.value.rate === null ? null : (Budget.parseRate(settings.value.rate) ?? null)
+          yield* budget.update({ ceiling: settings.value.ceiling, adaptive: settings.value.adaptive, rate })
+          yield* Effect.logInfo(`upstream ${key} budget changed (shared settings)`).pipe(
+            Effect.annotateLogs({ upstream: key, ...settings.value })
+          )
+        }
+      }
+    }).pipe(Effect.catchAll((error) => Effect.logWarning(`could not read shared upstream budgets: ${error.message}`)))
+    const syncing = yield* sync.pipe(Effect.repeat(Schedule.spaced(poll)), Effect.interruptible, Effect.forkScoped)
+    yield* Effect.addFinalizer(() => Fiber.interrupt(syncing))
+
+    return {
+      publish: (key) =>
+        Effect.gen(function* () {
+          const snap = yield* budgets[key].snapshot
+          const at = Date.now()
+          // Applied here already; don't apply it again when it comes back from the table.
+          applied.set(key, at)
+          const settings = { ceiling: snap.ceiling, adaptive: snap.adaptive, rate: snap.rate === undefined ? null : Budget.formatRate(snap.rate) }
+          yield* store.publishUpstreamSettings(key, JSON.stringify(settings), at)
+        })
+    }
+  })
+)
+
+/** The shared budgets with a PostgreSQL database; the process's own with SQLite. */
+export const layer = Layer.unwrapEffect(
+  Effect.map(Database.Location, (where) => (where.dialect === "pg" ? shared : local))
+)
