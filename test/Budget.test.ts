@@ -161,6 +161,58 @@ describe("Budget", () => {
       expect([snap.inFlight, snap.waiting]).toEqual([0, 0])
     }))
 
+  it.scoped("a share (this process's part of a cluster-wide ceiling) bounds admission, 0 included; a blocked call asks for more", () =>
+    Effect.gen(function* () {
+      const budget = yield* Budget.make({ key: "t", ceiling: 4, adaptive: false })
+      let asked = 0
+      budget.onDemand(() => void asked++)
+      yield* budget.update({ share: 0 })
+      const state = { inFlight: 0, peak: 0 }
+      const t = Budget.tenant("a")
+      const fibers = yield* Effect.forEach([1, 2, 3], () => Effect.fork(budget.admit(t)(tracked(state, 100))))
+      yield* settle
+      expect(state.inFlight).toBe(0)
+      expect(asked).toBeGreaterThan(0)
+      expect(budget.demand()).toBe(3)
+      yield* budget.update({ share: 2 })
+      yield* settle
+      expect(state.inFlight).toBe(2)
+      expect((yield* budget.snapshot).share).toBe(2)
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.joinAll(fibers)
+      expect(state.peak).toBe(2)
+      yield* budget.update({ share: null })
+      expect((yield* budget.snapshot).limit).toBe(4)
+    }))
+
+  it.scoped("a passive budget only admits: a 429 neither pauses it nor lowers its limit", () =>
+    Effect.gen(function* () {
+      const budget = yield* Budget.make({ key: "job", ceiling: 3, passive: true })
+      const t = Budget.tenant("a")
+      yield* Effect.flip(budget.admit(t)(Effect.fail(new RateLimited({ message: "429", retryAfter: Duration.seconds(5) }))))
+      const snap = yield* budget.snapshot
+      expect([snap.limit, snap.cooldownUntil, snap.throttled, snap.algorithm]).toEqual([3, undefined, 0, "fixed"])
+    }))
+
+  it.scoped("a drain is idle once no upstream call is in flight, though an attempt still holds a passive (job) permit", () =>
+    Effect.gen(function* () {
+      const job = yield* Budget.make({ key: "job", ceiling: 2, passive: true })
+      const upstream = yield* Budget.make({ key: "up", ceiling: 1, adaptive: false })
+      const t = Budget.tenant("run")
+      const calling = yield* Effect.fork(job.admit(t)(upstream.admit(t)(Effect.sleep("100 millis"))))
+      const waiting = yield* Effect.fork(job.admit(t)(upstream.admit(t)(Effect.sleep("100 millis"))))
+      yield* settle
+      expect(t.calling).toBe(1)
+      yield* Budget.stop(t)
+      const idle = yield* Effect.fork(Budget.awaitIdle(t))
+      yield* TestClock.adjust("100 millis")
+      yield* Fiber.join(calling)
+      yield* Fiber.join(idle)
+      expect(t.calling).toBe(0)
+      yield* Fiber.interrupt(waiting)
+      expect([job.inFlight(), upstream.inFlight()]).toEqual([0, 0])
+    }))
+
   it.effect("waiting for admission is not part of the attempt's timeout, nor in flight", () =>
     Effect.scoped(
       Effect.gen(function* () {

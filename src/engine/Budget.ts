@@ -34,7 +34,7 @@ export interface Tenant {
   readonly id: string
   readonly priority: Priority
   stopped: boolean
-  /** Calls of this tenant admitted and not yet finished, over every budget. */
+  /** Calls of this tenant admitted and not yet finished, over every (non-passive) budget. */
   calling: number
   readonly stopListeners: Set<() => void>
   readonly idleListeners: Set<() => void>
@@ -344,7 +344,9 @@ export const make = (options: Options): Effect.Effect<Budget, never, Scope.Scope
 
     const release = (t: Tenant) => {
       queue.release()
-      if (--t.calling === 0 && t.idleListeners.size > 0) {
+      // A passive budget's permit is not a call: an attempt holding it may still be waiting for an
+      // upstream's admission, and a drain must not wait for that.
+      if (!passive && --t.calling === 0 && t.idleListeners.size > 0) {
         for (const listener of Array.from(t.idleListeners)) listener()
         t.idleListeners.clear()
       }
@@ -388,7 +390,7 @@ export const make = (options: Options): Effect.Effect<Budget, never, Scope.Scope
         return Effect.flatMap(restore(acquire(t, holder)), (granted): Effect.Effect<A, E, R> => {
           const w = holder.current
           if (!granted || w === undefined) return restore(Effect.never)
-          t.calling++
+          if (!passive) t.calling++
           // Granted just before the tenant stopped: hand the permit on, do not start.
           if (t.stopped) {
             release(t)

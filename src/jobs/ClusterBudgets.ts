@@ -15,6 +15,7 @@ import { Config, Context, Duration, Effect, Fiber, Layer, Queue, Schedule, Schem
 import * as Budget from "../engine/Budget.js"
 import { UpstreamBudgets, upstreamKeys, type UpstreamKey } from "../upstream/Budgets.js"
 import { runnerId } from "./Cluster.js"
+import * as ClusterGate from "./ClusterGate.js"
 import * as Database from "./Database.js"
 import { JobStore, type StoreError } from "./JobStore.js"
 
@@ -40,9 +41,8 @@ const shared = Layer.scoped(
     const budgets = yield* UpstreamBudgets
     const me = yield* runnerId
     const poll = yield* Config.duration("CLUSTER_BUDGET_POLL_INTERVAL").pipe(Config.withDefault(Duration.millis(250)))
-    const renewEvery = yield* Config.duration("CLUSTER_LIMIT_RENEW_INTERVAL").pipe(Config.withDefault(Duration.millis(250)))
-    const settleEvery = yield* Config.duration("CLUSTER_LIMIT_SETTLE_INTERVAL").pipe(Config.withDefault(Duration.millis(25)))
-    const leaseMs = Duration.toMillis(yield* Config.duration("CLUSTER_LIMIT_LEASE").pipe(Config.withDefault(Duration.seconds(5))))
+    const { renewEvery, settleEvery, lease } = yield* ClusterGate.settingsConfig
+    const leaseMs = Duration.toMillis(lease)
 
     // ---- shares of the ceiling
     const share = (key: UpstreamKey) =>

@@ -7,7 +7,7 @@
  * tenant) and a retry waiting for its backoff holds nothing. The database is touched once per
  * renewal, not once per call.
  */
-import { Duration, Effect, Fiber, type Scope } from "effect"
+import { Config, Duration, Effect, Fiber, type Scope } from "effect"
 import * as Budget from "../engine/Budget.js"
 import type { JobStore } from "./JobStore.js"
 
@@ -26,6 +26,13 @@ export interface GateSettings {
   readonly settleEvery: Duration.Duration
   readonly lease: Duration.Duration
 }
+
+/** How shares are leased, for jobs' limits and upstream budgets alike. */
+export const settingsConfig: Config.Config<GateSettings> = Config.all({
+  renewEvery: Config.duration("CLUSTER_LIMIT_RENEW_INTERVAL").pipe(Config.withDefault(Duration.millis(250))),
+  settleEvery: Config.duration("CLUSTER_LIMIT_SETTLE_INTERVAL").pipe(Config.withDefault(Duration.millis(25))),
+  lease: Config.duration("CLUSTER_LIMIT_LEASE").pipe(Config.withDefault(Duration.seconds(5)))
+})
 
 export const make = (
   store: JobStore,

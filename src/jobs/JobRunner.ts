@@ -120,11 +120,7 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
     // A shared database means other instances run parts of the same jobs: limits are held together.
     const shared = (yield* Database.Location).dialect === "pg"
     const runner = shared ? yield* runnerId : "local"
-    const gateSettings = {
-      renewEvery: yield* Config.duration("CLUSTER_LIMIT_RENEW_INTERVAL").pipe(Config.withDefault(Duration.millis(250))),
-      settleEvery: yield* Config.duration("CLUSTER_LIMIT_SETTLE_INTERVAL").pipe(Config.withDefault(Duration.millis(25))),
-      lease: yield* Config.duration("CLUSTER_LIMIT_LEASE").pipe(Config.withDefault(Duration.seconds(5)))
-    }
+    const gateSettings = yield* ClusterGate.settingsConfig
     const gates = new Map<string, { readonly gate: LocalGate; readonly scope: Scope.CloseableScope; refs: number }>()
     /** The job's gate on this runner, shared by its partitions here; closed with the last of them. */
     const openGate = (jobId: string, limit: number) =>
