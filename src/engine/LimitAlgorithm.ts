@@ -5,16 +5,18 @@
  * Both algorithms share one answer to push-back (429, 503, an attempt timeout): a multiplicative
  * decrease, at most once per congestion event (calls admitted before the last decrease do not
  * decrease it again), and a memory of the in-flight level where the upstream pushed back. Growth stops
- * just below that level for a hold period, doubled each time a probe above it fails again: with an
- * upstream that answers 429 + `Retry-After` above its capacity every failed probe pauses everyone
- * for the whole `Retry-After`, so probing often costs more than it finds (see `npm run bench:budget`).
+ * just below that level for a hold period (10 s), doubled each time a probe above it fails again (up to
+ * 2 min), and the level is forgotten once a call above it succeeds: with an upstream that answers
+ * 429 + `Retry-After` above its capacity every failed probe pauses everyone for the whole
+ * `Retry-After`, so probing often costs more than it finds (see `npm run bench:budget`).
  * They differ in how they grow:
  * - `aimd`: slow start (+1 per success) up to the remembered level, then +1 per round trip. Blind to
  *   latency: it finds a limit only by being pushed back.
- * - `gradient` (Netflix concurrency-limits' Gradient2, with the baseline taken as a windowed minimum
- *   of the smoothed latency rather than a long average, which drifts up under sustained load): grows
- *   while the smoothed latency stays within `tolerance` × the baseline, and shrinks in proportion when
- *   it rises above — so it also stops at a latency knee where nothing is ever refused.
+ * - `gradient` (after Netflix concurrency-limits' Gradient2 in a window of one round trip, with the
+ *   baseline taken as the lowest window latency of the last 30 s rather than a long average, which
+ *   drifts up under sustained load): grows while latency stays within `tolerance` × the baseline —
+ *   doubling until latency first rises, then one permit per round trip — and shrinks in proportion
+ *   when it rises above, so it also stops at a latency knee where nothing is ever refused.
  */
 
 /** One finished call, as the budget saw it. */
@@ -46,9 +48,9 @@ export interface LimitAlgorithm {
 export interface BackoffOptions {
   /** Multiplicative decrease on push-back. Default 0.5. */
   readonly decrease?: number
-  /** How long growth stays below the level where the upstream pushed back. Default 5 s. */
+  /** How long growth stays below the level where the upstream pushed back. Default 10 s. */
   readonly hold?: number
-  /** The hold doubles on each failed probe at the same level, up to this. Default 60 s. */
+  /** The hold doubles on each failed probe at the same level, up to this. Default 120 s. */
   readonly maxHold?: number
 }
 
@@ -77,32 +79,38 @@ class Backoff {
     this.probeAt = sample.now + this.hold
     return Math.max(1, Math.min(limit * this.options.decrease, sample.inFlight - 1))
   }
+  /** A call above the remembered level succeeded: the upstream takes more now; forget the level. */
+  onSuccess(sample: Sample) {
+    if (sample.inFlight > this.dropLevel && sample.startedAt >= this.probeAt) {
+      this.dropLevel = Number.POSITIVE_INFINITY
+      this.hold = this.options.hold
+    }
+  }
   /** Growth stays below the remembered level until the hold is over. */
   cap(limit: number, now: number): number {
     return now < this.probeAt ? Math.min(limit, Math.max(1, this.dropLevel - 1)) : limit
   }
-  /** Below this, grow fast (slow start); above it, carefully. */
+  /** Below this, grow fast (slow start); above it, one permit per round trip. */
   threshold(ceiling: number): number {
     return Number.isFinite(this.dropLevel) ? Math.max(1, this.dropLevel - 1) : ceiling
   }
 }
 
-const backoffDefaults: Required<BackoffOptions> = { decrease: 0.5, hold: 5_000, maxHold: 60_000 }
+const backoffDefaults: Required<BackoffOptions> = { decrease: 0.5, hold: 10_000, maxHold: 120_000 }
 
 /**
- * Where a limit starts: the ceiling when it is modest (the service's defaults are 3–5, and an
- * operator who set one expects it used at once), else 10 (Netflix concurrency-limits starts at 20),
- * growing from there by slow start.
+ * Where a limit starts: low enough to see the upstream's unloaded latency (the gradient's baseline),
+ * and the whole ceiling for the service's modest defaults (3–5). Slow start doubles it per round trip.
  */
-const DEFAULT_INITIAL = 10
+const DEFAULT_INITIAL = 4
 
 const clamp = (n: number, min: number, max: number) => Math.max(min, Math.min(max, n))
 
 /** A call admitted while fewer than half the permits were in use says nothing about the limit. */
-const appLimited = (sample: Sample, limit: number) => sample.inFlight < limit / 2
+const appLimited = (inFlight: number, limit: number) => inFlight < limit / 2
 
 export interface AimdOptions extends BackoffOptions {
-  /** Limit to start from. Default min(ceiling, 10); slow start doubles it every round trip. */
+  /** Limit to start from. Default min(ceiling, 4); slow start doubles it every round trip. */
   readonly initial?: number
 }
 
@@ -116,7 +124,8 @@ export const aimd = (options: AimdOptions = {}): LimitAlgorithm => ({
     return {
       limit: () => limit,
       onSuccess: (sample) => {
-        if (appLimited(sample, limit)) return
+        backoff.onSuccess(sample)
+        if (appLimited(sample.inFlight, limit)) return
         const step = limit < backoff.threshold(ceiling) ? 1 : 1 / limit
         limit = clamp(backoff.cap(limit + step, sample.now), 1, ceiling)
       },
@@ -132,38 +141,39 @@ export const aimd = (options: AimdOptions = {}): LimitAlgorithm => ({
 })
 
 export interface GradientOptions extends BackoffOptions {
-  /** Limit to start from. Default min(ceiling, 10). */
+  /** Limit to start from. Default min(ceiling, 4). */
   readonly initial?: number
   /** Latency up to this multiple of the baseline counts as "at baseline". Default 1.2. */
   readonly tolerance?: number
-  /** Weight of a new limit estimate against the current one. Default 0.2. */
-  readonly smoothing?: number
-  /** Weight of a new latency in the smoothed latency. Default 0.1. */
-  readonly latencySmoothing?: number
-  /** The baseline is the lowest smoothed latency over this window (ms). Default 30 s. */
+  /** The baseline is the lowest window latency over this long (ms). Default 30 s. */
   readonly baselineWindow?: number
 }
 
-/** Gradient2-style: grow while latency stays near its baseline (see the module header). */
+/**
+ * Gradient2-style: grow while latency stays near its baseline (see the module header). Samples are
+ * taken in windows of about one round trip (as many calls as the limit, or 1 s when traffic is thin)
+ * and the limit moves once per window: updating on every sample, as a first version did, reacted to
+ * the latency of calls admitted a whole round trip earlier and swung between 1 and 26 at a knee of 8.
+ */
 export const gradient = (options: GradientOptions = {}): LimitAlgorithm => ({
   name: "gradient",
-  make: (initialCeiling) => {
+  make: (initialCeiling, startedAt) => {
     const tolerance = options.tolerance ?? 1.2
-    const smoothing = options.smoothing ?? 0.2
-    const alpha = options.latencySmoothing ?? 0.1
     const windowMs = options.baselineWindow ?? 30_000
     const bucketMs = windowMs / 10
     let ceiling = Math.max(1, initialCeiling)
     let limit = clamp(options.initial ?? DEFAULT_INITIAL, 1, ceiling)
     const backoff = new Backoff({ ...backoffDefaults, ...options })
-    let smoothed = Number.NaN
-    // Windowed minimum of the smoothed latency: ten buckets, the oldest dropped as time moves on.
+    // Slow start until latency first rises above the baseline (or the upstream pushes back).
+    let slowStart = true
+    let window = { start: startedAt, count: 0, sum: 0, maxInFlight: 0 }
+    // Windowed minimum of the window latencies: ten buckets, the oldest dropped as time moves on.
     const buckets: Array<{ slot: number; min: number }> = []
-    const baseline = (now: number): number => {
+    const baseline = (now: number, latency: number): number => {
       const slot = Math.floor(now / bucketMs)
       const last = buckets[buckets.length - 1]
-      if (last === undefined || last.slot !== slot) buckets.push({ slot, min: smoothed })
-      else last.min = Math.min(last.min, smoothed)
+      if (last === undefined || last.slot !== slot) buckets.push({ slot, min: latency })
+      else last.min = Math.min(last.min, latency)
       while (buckets.length > 0 && (buckets[0]?.slot ?? slot) <= slot - 10) buckets.shift()
       let min = Number.POSITIVE_INFINITY
       for (const b of buckets) min = Math.min(min, b.min)
@@ -172,16 +182,27 @@ export const gradient = (options: GradientOptions = {}): LimitAlgorithm => ({
     return {
       limit: () => limit,
       onSuccess: (sample) => {
-        smoothed = Number.isNaN(smoothed) ? sample.latencyMs : smoothed + alpha * (sample.latencyMs - smoothed)
-        const base = baseline(sample.now)
-        if (appLimited(sample, limit)) return
-        const g = smoothed <= 0 ? 1 : clamp((tolerance * base) / smoothed, 0.5, 1)
-        // At baseline (g = 1) the estimate grows by one permit, smoothed; above it, it shrinks.
-        const estimate = limit * g + (g >= 1 ? (limit < backoff.threshold(ceiling) ? Math.max(1, Math.sqrt(limit)) : 1) : 0)
-        const next = limit + smoothing * (estimate - limit)
-        limit = clamp(next > limit ? backoff.cap(next, sample.now) : next, 1, ceiling)
+        backoff.onSuccess(sample)
+        window.count++
+        window.sum += sample.latencyMs
+        window.maxInFlight = Math.max(window.maxInFlight, sample.inFlight)
+        if (window.count < Math.max(1, Math.floor(limit)) && sample.now - window.start < 1_000) return
+        const latency = window.sum / window.count
+        const busy = !appLimited(window.maxInFlight, limit)
+        window = { start: sample.now, count: 0, sum: 0, maxInFlight: 0 }
+        const base = baseline(sample.now, latency)
+        if (!busy) return
+        const g = latency <= 0 ? 1 : clamp((tolerance * base) / latency, 0.5, 1)
+        if (g < 1) {
+          slowStart = false
+          limit = clamp(limit * g, 1, ceiling)
+          return
+        }
+        const fast = slowStart && limit < backoff.threshold(ceiling)
+        limit = clamp(backoff.cap(fast ? limit * 2 : limit + 1, sample.now), 1, ceiling)
       },
       onOverload: (sample) => {
+        slowStart = false
         limit = clamp(backoff.onOverload(limit, sample), 1, ceiling)
       },
       setCeiling: (n) => {
