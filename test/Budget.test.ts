@@ -281,23 +281,36 @@ describe("Budget", () => {
 })
 
 describe("LimitAlgorithm", () => {
-  const sample = (now: number, inFlight: number, latencyMs = 50) => ({ startedAt: now - latencyMs, now, inFlight, latencyMs })
+  const sample = (now: number, inFlight: number, latencyMs = 50) => ({ startedAt: now - latencyMs, now, inFlight, inFlightNow: inFlight - 1, latencyMs })
 
-  it("aimd: slow start, then halves on push-back once per congestion event, and holds below the level", () => {
+  it("aimd: slow start, then halves on push-back once per congestion event, learns the level from what went through, holds below it", () => {
     const e = LimitAlgorithm.aimd({ initial: 2, hold: 1_000 }).make(32, 0)
     let now = 0
     for (let i = 0; i < 20; i++) e.onSuccess(sample((now += 10), Math.floor(e.limit())))
     expect(e.limit()).toBe(22)
-    e.onOverload({ startedAt: now - 5, now: (now += 5), inFlight: 10, latencyMs: 5 })
-    expect(e.limit()).toBe(9)
-    // Admitted before the decrease: the same event; it only lowers the remembered level.
-    e.onOverload({ startedAt: now - 20, now: (now += 1), inFlight: 8, latencyMs: 20 })
-    expect(e.limit()).toBe(7)
+    // A call admitted as the 12th in flight is refused; 10 others are still in flight.
+    const decreasedAt = (now += 5)
+    e.onOverload({ startedAt: now - 5, now, inFlight: 12, inFlightNow: 10, latencyMs: 5 })
+    expect(e.limit()).toBe(11)
+    // The event's calls return: 7 went through, 3 were refused (admitted before the decrease).
+    for (let i = 0; i < 3; i++) e.onOverload({ startedAt: decreasedAt - 20, now: (now += 1), inFlight: 5, inFlightNow: 9 - i, latencyMs: 20 })
+    for (let i = 0; i < 7; i++) e.onSuccess({ startedAt: decreasedAt - 20, now: (now += 1), inFlight: 11, inFlightNow: 6 - i, latencyMs: 20 })
+    // The upstream took at least 7 at once and refused the 12th: the level is 12, the limit 11 at most.
+    expect(e.limit()).toBe(11)
     for (let i = 0; i < 50; i++) e.onSuccess(sample((now += 10), Math.floor(e.limit())))
-    expect(e.limit()).toBe(7)
+    expect(e.limit()).toBe(11)
     now += 1_000
     for (let i = 0; i < 50; i++) e.onSuccess(sample((now += 10), Math.floor(e.limit())))
-    expect(e.limit()).toBeGreaterThan(8)
+    expect(e.limit()).toBeGreaterThan(12)
+  })
+
+  it("a probe refused above the level: the calls that went through set the limit back at once", () => {
+    const e = LimitAlgorithm.aimd({ initial: 9, hold: 1_000 }).make(32, 0)
+    const at = 100
+    e.onOverload({ startedAt: at - 1, now: at, inFlight: 9, inFlightNow: 8, latencyMs: 1 })
+    expect(e.limit()).toBe(4.5)
+    for (let i = 0; i < 8; i++) e.onSuccess({ startedAt: at - 30, now: at + 20 + i, inFlight: 8, inFlightNow: 7 - i, latencyMs: 50 })
+    expect(e.limit()).toBe(8)
   })
 
   it("aimd/gradient: an idle budget (app-limited) does not grow", () => {
@@ -308,7 +321,7 @@ describe("LimitAlgorithm", () => {
     }
   })
 
-  it("gradient: grows while latency stays at its baseline, shrinks past the knee", () => {
+  it("gradient: grows while latency stays at its baseline, shrinks past the knee and stays near it", () => {
     const e = LimitAlgorithm.gradient({ initial: 4 }).make(64, 0)
     let now = 0
     for (let i = 0; i < 200; i++) e.onSuccess(sample((now += 5), Math.floor(e.limit()), 50))

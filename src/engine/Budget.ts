@@ -325,7 +325,13 @@ export const make = (options: Options): Effect.Effect<Budget, never, Scope.Scope
     const learn = (waiter: Waiter, verdict: Verdict): Effect.Effect<void> => {
       if (verdict === undefined || passive) return Effect.void
       const at = now()
-      const sample = { startedAt: waiter.startedAt, now: at, inFlight: waiter.inFlight, latencyMs: at - waiter.startedAt }
+      const sample = {
+        startedAt: waiter.startedAt,
+        now: at,
+        inFlight: waiter.inFlight,
+        inFlightNow: queue.state.held,
+        latencyMs: at - waiter.startedAt
+      }
       if (verdict._tag === "success") {
         estimator.onSuccess(sample)
         return announced === limit() ? Effect.void : limitMoved

@@ -15,7 +15,7 @@
  * - `gradient` (after Netflix concurrency-limits' Gradient2 in a window of one round trip, with the
  *   baseline taken as the lowest window latency of the last 30 s rather than a long average, which
  *   drifts up under sustained load): grows while latency stays within `tolerance` × the baseline —
- *   doubling until latency first rises, then one permit per round trip — and shrinks in proportion
+ *   by half per round trip until latency first rises, then one permit per round trip — and shrinks in proportion
  *   when it rises above, so it also stops at a latency knee where nothing is ever refused.
  */
 
@@ -26,6 +26,8 @@ export interface Sample {
   readonly now: number
   /** Calls in flight on the budget when this one was admitted, itself included. */
   readonly inFlight: number
+  /** Calls still in flight when this one ended, itself not included. */
+  readonly inFlightNow: number
   readonly latencyMs: number
 }
 
@@ -54,37 +56,67 @@ export interface BackoffOptions {
   readonly maxHold?: number
 }
 
-/** Push-back handling shared by the algorithms (see the module header). */
+/**
+ * Push-back handling shared by the algorithms (see the module header). A congestion event begins with
+ * the first push-back after the last decrease and lasts until every call that was in flight then has
+ * returned; the calls of it that succeeded are what the upstream took at once, so the level where it
+ * pushed back is at least one above them. (The in-flight count at which the refused call was admitted
+ * alone can be low: the upstream sees a burst's calls in its own order.)
+ */
 class Backoff {
   lastDecreaseAt = Number.NEGATIVE_INFINITY
   /** In-flight level at which the upstream last pushed back. */
   dropLevel = Number.POSITIVE_INFINITY
   probeAt = 0
   hold: number
+  private eventOpen = false
+  private pending = 0
+  private successes = 0
+  private previousLevel = Number.POSITIVE_INFINITY
   constructor(readonly options: Required<BackoffOptions>) {
     this.hold = options.hold
   }
   /** The new limit after push-back on `sample` while the limit was `limit`. */
   onOverload(limit: number, sample: Sample): number {
     if (sample.startedAt < this.lastDecreaseAt) {
-      // Admitted before the last decrease: the same congestion event, already answered. It still
-      // says the upstream refused at this level.
-      this.dropLevel = Math.min(this.dropLevel, sample.inFlight)
-      return Math.max(1, Math.min(limit, this.dropLevel - 1))
+      // Admitted before the last decrease: the same congestion event, already answered.
+      if (this.pending > 0) this.pending--
+      return this.conclude(limit, sample.now)
     }
-    const sameLevel = Number.isFinite(this.dropLevel) && sample.inFlight <= this.dropLevel + 1
-    this.hold = sameLevel ? Math.min(this.options.maxHold, this.hold * 2) : this.options.hold
+    this.eventOpen = true
+    this.pending = sample.inFlightNow
+    this.successes = 0
+    this.previousLevel = this.dropLevel
     this.dropLevel = sample.inFlight
     this.lastDecreaseAt = sample.now
     this.probeAt = sample.now + this.hold
-    return Math.max(1, Math.min(limit * this.options.decrease, sample.inFlight - 1))
+    return this.conclude(Math.max(1, Math.min(limit * this.options.decrease, sample.inFlight - 1)), sample.now)
   }
-  /** A call above the remembered level succeeded: the upstream takes more now; forget the level. */
-  onSuccess(sample: Sample) {
-    if (sample.inFlight > this.dropLevel && sample.startedAt >= this.probeAt) {
+  /** A call succeeded: part of a congestion event, or a probe above the remembered level. */
+  onSuccess(limit: number, sample: Sample): number {
+    if (sample.startedAt < this.lastDecreaseAt && this.pending > 0) {
+      this.pending--
+      this.successes++
+      return this.conclude(limit, sample.now)
+    }
+    if (!this.eventOpen && sample.inFlight > this.dropLevel && sample.startedAt >= this.probeAt) {
+      // A call above the remembered level succeeded: the upstream takes more now; forget the level.
       this.dropLevel = Number.POSITIVE_INFINITY
       this.hold = this.options.hold
     }
+    return limit
+  }
+  /** Once every call of the event has returned: the level is one above what the upstream took. */
+  private conclude(limit: number, now: number): number {
+    if (!this.eventOpen || this.pending > 0) return limit
+    this.eventOpen = false
+    // Either count may be low (the upstream's own order; calls that had just ended): take the higher.
+    this.dropLevel = Math.max(this.dropLevel, this.successes + 1)
+    const sameLevel = Number.isFinite(this.previousLevel) && this.dropLevel <= this.previousLevel + 1
+    this.hold = sameLevel ? Math.min(this.options.maxHold, this.hold * 2) : this.options.hold
+    this.probeAt = now + this.hold
+    // Those calls went through together: that many is safe.
+    return Math.max(1, Math.min(Math.max(limit, this.successes), this.dropLevel - 1))
   }
   /** Growth stays below the remembered level until the hold is over. */
   cap(limit: number, now: number): number {
@@ -95,6 +127,8 @@ class Backoff {
     return Number.isFinite(this.dropLevel) ? Math.max(1, this.dropLevel - 1) : ceiling
   }
 }
+
+const SLOW_START_EXIT = 1.05
 
 const backoffDefaults: Required<BackoffOptions> = { decrease: 0.5, hold: 10_000, maxHold: 120_000 }
 
@@ -124,7 +158,7 @@ export const aimd = (options: AimdOptions = {}): LimitAlgorithm => ({
     return {
       limit: () => limit,
       onSuccess: (sample) => {
-        backoff.onSuccess(sample)
+        limit = clamp(backoff.onSuccess(limit, sample), 1, ceiling)
         if (appLimited(sample.inFlight, limit)) return
         const step = limit < backoff.threshold(ceiling) ? 1 : 1 / limit
         limit = clamp(backoff.cap(limit + step, sample.now), 1, ceiling)
@@ -182,7 +216,7 @@ export const gradient = (options: GradientOptions = {}): LimitAlgorithm => ({
     return {
       limit: () => limit,
       onSuccess: (sample) => {
-        backoff.onSuccess(sample)
+        limit = clamp(backoff.onSuccess(limit, sample), 1, ceiling)
         window.count++
         window.sum += sample.latencyMs
         window.maxInFlight = Math.max(window.maxInFlight, sample.inFlight)
@@ -198,8 +232,11 @@ export const gradient = (options: GradientOptions = {}): LimitAlgorithm => ({
           limit = clamp(limit * g, 1, ceiling)
           return
         }
+        // Slow start ends at the first rise in latency, however small: growing by half per round trip,
+        // it then overshoots a knee by at most half of the last level that showed none.
+        if (latency > SLOW_START_EXIT * base) slowStart = false
         const fast = slowStart && limit < backoff.threshold(ceiling)
-        limit = clamp(backoff.cap(fast ? limit * 2 : limit + 1, sample.now), 1, ceiling)
+        limit = clamp(backoff.cap(fast ? limit * 1.5 : limit + 1, sample.now), 1, ceiling)
       },
       onOverload: (sample) => {
         slowStart = false
