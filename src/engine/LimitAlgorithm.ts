@@ -13,8 +13,8 @@
  * - `aimd`: slow start (+1 per success) up to the remembered level, then +1 per round trip. Blind to
  *   latency: it finds a limit only by being pushed back.
  * - `gradient` (after Netflix concurrency-limits' Gradient2 in a window of one round trip, with the
- *   baseline taken as the lowest window latency of the last 30 s rather than a long average, which
- *   drifts up under sustained load): grows while latency stays within `tolerance` × the baseline —
+ *   baseline measured at low concurrency every 30 s, as Envoy's adaptive concurrency does, rather than
+ *   a long average, which drifts up under sustained load): grows while latency stays within `tolerance` × the baseline —
  *   by half per round trip until latency first rises, then one permit per round trip — and shrinks in proportion
  *   when it rises above, so it also stops at a latency knee where nothing is ever refused.
  */
@@ -59,9 +59,11 @@ export interface BackoffOptions {
 /**
  * Push-back handling shared by the algorithms (see the module header). A congestion event begins with
  * the first push-back after the last decrease and lasts until every call that was in flight then has
- * returned; the calls of it that succeeded are what the upstream took at once, so the level where it
- * pushed back is at least one above them. (The in-flight count at which the refused call was admitted
- * alone can be low: the upstream sees a burst's calls in its own order.)
+ * returned; the calls of it that succeeded are what the upstream was serving of ours when it refused,
+ * so the level where it pushed back is one above them. (The in-flight count at which the refused call
+ * was admitted says less: the upstream sees a burst's calls in its own order.) Calls admitted before
+ * a decrease never make the limit grow: their successes happened at the old level (growing on them
+ * during a cooldown made the pause end in a burst above the capacity).
  */
 class Backoff {
   lastDecreaseAt = Number.NEGATIVE_INFINITY
@@ -92,6 +94,10 @@ class Backoff {
     this.probeAt = sample.now + this.hold
     return this.conclude(Math.max(1, Math.min(limit * this.options.decrease, sample.inFlight - 1)), sample.now)
   }
+  /** Whether a success may make the limit grow: only calls admitted after the last decrease. */
+  mayGrow(sample: Sample): boolean {
+    return sample.startedAt >= this.lastDecreaseAt && !this.eventOpen
+  }
   /** A call succeeded: part of a congestion event, or a probe above the remembered level. */
   onSuccess(limit: number, sample: Sample): number {
     if (sample.startedAt < this.lastDecreaseAt && this.pending > 0) {
@@ -110,8 +116,8 @@ class Backoff {
   private conclude(limit: number, now: number): number {
     if (!this.eventOpen || this.pending > 0) return limit
     this.eventOpen = false
-    // Either count may be low (the upstream's own order; calls that had just ended): take the higher.
-    this.dropLevel = Math.max(this.dropLevel, this.successes + 1)
+    // What the upstream was serving of ours when it refused: it took that many, and no more.
+    this.dropLevel = this.successes + 1
     const sameLevel = Number.isFinite(this.previousLevel) && this.dropLevel <= this.previousLevel + 1
     this.hold = sameLevel ? Math.min(this.options.maxHold, this.hold * 2) : this.options.hold
     this.probeAt = now + this.hold
@@ -159,7 +165,7 @@ export const aimd = (options: AimdOptions = {}): LimitAlgorithm => ({
       limit: () => limit,
       onSuccess: (sample) => {
         limit = clamp(backoff.onSuccess(limit, sample), 1, ceiling)
-        if (appLimited(sample.inFlight, limit)) return
+        if (!backoff.mayGrow(sample) || appLimited(sample.inFlight, limit)) return
         const step = limit < backoff.threshold(ceiling) ? 1 : 1 / limit
         limit = clamp(backoff.cap(limit + step, sample.now), 1, ceiling)
       },
@@ -179,54 +185,83 @@ export interface GradientOptions extends BackoffOptions {
   readonly initial?: number
   /** Latency up to this multiple of the baseline counts as "at baseline". Default 1.2. */
   readonly tolerance?: number
-  /** The baseline is the lowest window latency over this long (ms). Default 30 s. */
-  readonly baselineWindow?: number
+  /** Fewest calls in a window (one limit update). Default 8. */
+  readonly minWindow?: number
+  /** How often the baseline is measured again at low concurrency (ms). Default 30 s. */
+  readonly baselineInterval?: number
 }
 
 /**
- * Gradient2-style: grow while latency stays near its baseline (see the module header). Samples are
- * taken in windows of about one round trip (as many calls as the limit, or 1 s when traffic is thin)
- * and the limit moves once per window: updating on every sample, as a first version did, reacted to
- * the latency of calls admitted a whole round trip earlier and swung between 1 and 26 at a knee of 8.
+ * Gradient2-style: grow while latency stays near its baseline (see the module header).
+ *
+ * - Samples are taken in windows of about one round trip (as many calls as the limit, at least 8)
+ *   and the limit moves once per window; window latencies are smoothed across windows. Updating on
+ *   every sample swung between 1 and 26 at a knee of 8, and a baseline taken as the lowest window of
+ *   a few calls sat so far below a noisy upstream's typical latency that the limit fell to 1 against
+ *   a healthy one (a lognormal σ 0.35 upstream, simulated: 1 instead of 32).
+ * - The baseline is the unloaded latency, measured like Envoy's adaptive concurrency measures its
+ *   minimum RTT: at the start and every `baselineInterval`, the limit is held at a quarter of itself
+ *   (at least 2) for 16 calls. A baseline kept from loaded latency drifts up with the load (Gradient2's
+ *   long average, or a sliding minimum once the window has seen only loaded calls: in a 10-minute
+ *   simulation at a knee of 8 it drifted to the ceiling).
  */
 export const gradient = (options: GradientOptions = {}): LimitAlgorithm => ({
   name: "gradient",
   make: (initialCeiling, startedAt) => {
     const tolerance = options.tolerance ?? 1.2
-    const windowMs = options.baselineWindow ?? 30_000
-    const bucketMs = windowMs / 10
+    const minWindow = Math.max(1, options.minWindow ?? 8)
+    const interval = options.baselineInterval ?? 30_000
     let ceiling = Math.max(1, initialCeiling)
     let limit = clamp(options.initial ?? DEFAULT_INITIAL, 1, ceiling)
     const backoff = new Backoff({ ...backoffDefaults, ...options })
     // Slow start until latency first rises above the baseline (or the upstream pushes back).
     let slowStart = true
+    let smoothed = Number.NaN
     let window = { start: startedAt, count: 0, sum: 0, maxInFlight: 0 }
-    // Windowed minimum of the window latencies: ten buckets, the oldest dropped as time moves on.
-    const buckets: Array<{ slot: number; min: number }> = []
-    const baseline = (now: number, latency: number): number => {
-      const slot = Math.floor(now / bucketMs)
-      const last = buckets[buckets.length - 1]
-      if (last === undefined || last.slot !== slot) buckets.push({ slot, min: latency })
-      else last.min = Math.min(last.min, latency)
-      while (buckets.length > 0 && (buckets[0]?.slot ?? slot) <= slot - 10) buckets.shift()
-      let min = Number.POSITIVE_INFINITY
-      for (const b of buckets) min = Math.min(min, b.min)
-      return min
+    let base = Number.NaN
+    // A baseline measurement in progress: calls admitted at or below `level` since `since`.
+    let measuring: { since: number; level: number; count: number; sum: number } | undefined = {
+      since: startedAt,
+      level: Math.floor(limit),
+      count: 0,
+      sum: 0
     }
+    let nextMeasureAt = startedAt + interval
+    const measureLevel = () => Math.min(Math.floor(limit), Math.max(2, Math.ceil(limit / 4)))
     return {
-      limit: () => limit,
+      limit: () => (measuring === undefined ? limit : Math.min(limit, Math.max(1, measuring.level))),
       onSuccess: (sample) => {
         limit = clamp(backoff.onSuccess(limit, sample), 1, ceiling)
+        if (!backoff.mayGrow(sample)) return
+        if (measuring !== undefined) {
+          if (sample.startedAt >= measuring.since && sample.inFlight <= measuring.level) {
+            measuring.count++
+            measuring.sum += sample.latencyMs
+          }
+          const enough = measuring.count >= 2 * minWindow || (measuring.count >= 4 && sample.now - measuring.since > 3_000)
+          if (!enough) return
+          base = measuring.sum / measuring.count
+          measuring = undefined
+          nextMeasureAt = sample.now + interval
+          window = { start: sample.now, count: 0, sum: 0, maxInFlight: 0 }
+          smoothed = Number.NaN
+          return
+        }
+        if (sample.now >= nextMeasureAt) {
+          measuring = { since: sample.now, level: measureLevel(), count: 0, sum: 0 }
+          return
+        }
         window.count++
         window.sum += sample.latencyMs
         window.maxInFlight = Math.max(window.maxInFlight, sample.inFlight)
-        if (window.count < Math.max(1, Math.floor(limit)) && sample.now - window.start < 1_000) return
-        const latency = window.sum / window.count
+        if (window.count < Math.max(minWindow, Math.floor(limit)) && sample.now - window.start < 5_000) return
+        const mean = window.sum / window.count
+        // Window latencies smoothed across windows: a window of a few calls to a noisy upstream varies by tens of percent.
+        smoothed = Number.isNaN(smoothed) ? mean : smoothed + 0.3 * (mean - smoothed)
         const busy = !appLimited(window.maxInFlight, limit)
         window = { start: sample.now, count: 0, sum: 0, maxInFlight: 0 }
-        const base = baseline(sample.now, latency)
-        if (!busy) return
-        const g = latency <= 0 ? 1 : clamp((tolerance * base) / latency, 0.5, 1)
+        if (!busy || Number.isNaN(base)) return
+        const g = smoothed <= 0 ? 1 : clamp((tolerance * base) / smoothed, 0.5, 1)
         if (g < 1) {
           slowStart = false
           limit = clamp(limit * g, 1, ceiling)
@@ -234,7 +269,7 @@ export const gradient = (options: GradientOptions = {}): LimitAlgorithm => ({
         }
         // Slow start ends at the first rise in latency, however small: growing by half per round trip,
         // it then overshoots a knee by at most half of the last level that showed none.
-        if (latency > SLOW_START_EXIT * base) slowStart = false
+        if (smoothed > SLOW_START_EXIT * base) slowStart = false
         const fast = slowStart && limit < backoff.threshold(ceiling)
         limit = clamp(backoff.cap(fast ? limit * 1.5 : limit + 1, sample.now), 1, ceiling)
       },
