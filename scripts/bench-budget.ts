@@ -302,7 +302,13 @@ const runOnce = (
   Effect.scoped(
     Effect.gen(function* () {
       yield* sandbox.setKnobs("screen", scenario.knobs)
-      // The last run's final responses close a moment after their clients have read them.
+      // The last run's final responses close a moment after their clients have read them: start on an
+      // idle upstream (a run that began with another's calls still in flight learned a capacity of 4).
+      yield* sandbox.load("screen").pipe(
+        Effect.filterOrFail((load) => load.inFlight === 0, () => "busy"),
+        Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.upTo("5 seconds"))),
+        Effect.ignore
+      )
       yield* Effect.sleep("100 millis")
       yield* sandbox.reset
       const budget = contender.budget === undefined ? undefined : yield* Budget.make(contender.budget)

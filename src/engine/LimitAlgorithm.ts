@@ -194,11 +194,11 @@ export interface GradientOptions extends BackoffOptions {
 /**
  * Gradient2-style: grow while latency stays near its baseline (see the module header).
  *
- * - Samples are taken in windows of about one round trip (as many calls as the limit, at least 8)
- *   and the limit moves once per window; window latencies are smoothed across windows. Updating on
- *   every sample swung between 1 and 26 at a knee of 8, and a baseline taken as the lowest window of
- *   a few calls sat so far below a noisy upstream's typical latency that the limit fell to 1 against
- *   a healthy one (a lognormal σ 0.35 upstream, simulated: 1 instead of 32).
+ * - Samples are taken in windows of about one round trip (as many calls as the limit, at least 8,
+ *   all admitted since the window began, so at the current limit) and the limit moves once per
+ *   window. Updating on every sample swung between 1 and 26 at a knee of 8, and a baseline taken as
+ *   the lowest window of a few calls sat so far below a noisy upstream's typical latency that the
+ *   limit fell to 1 against a healthy one (a lognormal σ 0.35 upstream, simulated: 1 instead of 32).
  * - The baseline is the unloaded latency, measured like Envoy's adaptive concurrency measures its
  *   minimum RTT: at the start and every `baselineInterval`, the limit is held at a quarter of itself
  *   (at least 2) for 16 calls. A baseline kept from loaded latency drifts up with the load (Gradient2's
@@ -216,7 +216,6 @@ export const gradient = (options: GradientOptions = {}): LimitAlgorithm => ({
     const backoff = new Backoff({ ...backoffDefaults, ...options })
     // Slow start until latency first rises above the baseline (or the upstream pushes back).
     let slowStart = true
-    let smoothed = Number.NaN
     let window = { start: startedAt, count: 0, sum: 0, maxInFlight: 0 }
     let base = Number.NaN
     // A baseline measurement in progress: calls admitted at or below `level` since `since`.
@@ -244,24 +243,24 @@ export const gradient = (options: GradientOptions = {}): LimitAlgorithm => ({
           measuring = undefined
           nextMeasureAt = sample.now + interval
           window = { start: sample.now, count: 0, sum: 0, maxInFlight: 0 }
-          smoothed = Number.NaN
           return
         }
         if (sample.now >= nextMeasureAt) {
           measuring = { since: sample.now, level: measureLevel(), count: 0, sum: 0 }
           return
         }
+        // A window measures the latency at the current limit: calls admitted before it began were
+        // admitted at another level (counting them made the limit answer a round trip late and swing).
+        if (sample.startedAt < window.start) return
         window.count++
         window.sum += sample.latencyMs
         window.maxInFlight = Math.max(window.maxInFlight, sample.inFlight)
         if (window.count < Math.max(minWindow, Math.floor(limit)) && sample.now - window.start < 5_000) return
-        const mean = window.sum / window.count
-        // Window latencies smoothed across windows: a window of a few calls to a noisy upstream varies by tens of percent.
-        smoothed = Number.isNaN(smoothed) ? mean : smoothed + 0.3 * (mean - smoothed)
+        const latency = window.sum / window.count
         const busy = !appLimited(window.maxInFlight, limit)
         window = { start: sample.now, count: 0, sum: 0, maxInFlight: 0 }
         if (!busy || Number.isNaN(base)) return
-        const g = smoothed <= 0 ? 1 : clamp((tolerance * base) / smoothed, 0.5, 1)
+        const g = latency <= 0 ? 1 : clamp((tolerance * base) / latency, 0.5, 1)
         if (g < 1) {
           slowStart = false
           limit = clamp(limit * g, 1, ceiling)
@@ -269,7 +268,7 @@ export const gradient = (options: GradientOptions = {}): LimitAlgorithm => ({
         }
         // Slow start ends at the first rise in latency, however small: growing by half per round trip,
         // it then overshoots a knee by at most half of the last level that showed none.
-        if (smoothed > SLOW_START_EXIT * base) slowStart = false
+        if (latency > SLOW_START_EXIT * base) slowStart = false
         const fast = slowStart && limit < backoff.threshold(ceiling)
         limit = clamp(backoff.cap(fast ? limit * 1.5 : limit + 1, sample.now), 1, ceiling)
       },
