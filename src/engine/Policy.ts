@@ -48,7 +48,7 @@ export interface Policy {
    * one turn (the parts of a job). Default: a tenant of its own, named by the run id.
    */
   readonly tenant?: Tenant
-  /** Taken before each attempt (while holding the slot). Default: none. */
+  /** An Effect `RateLimiter` taken before each attempt, after admission (outside its timeout). For an upstream, prefer a `Budget` with a `rate`. Default: none. */
   readonly rateLimiter?: RateLimiter.RateLimiter
   /**
    * Items waiting for a retry beyond which no new items are started (bounds memory when an upstream

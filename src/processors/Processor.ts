@@ -22,7 +22,7 @@ export interface Overrides {
   readonly retry?: RetryPolicy
   /** Whole-batch deadline. */
   readonly deadline?: Duration.DurationInput
-  /** Taken around each attempt, outside its timeout (e.g. a cluster-wide concurrency permit). */
+  /** Library use only: an Effect `RateLimiter` taken around each attempt, outside its timeout. Upstream limits belong in budgets. */
   readonly rateLimiter?: RateLimiter.RateLimiter
   /** Admits each attempt before the task runs (e.g. a job's cluster-wide share); see `Policy.budget`. */
   readonly budget?: Budget
