@@ -133,10 +133,10 @@ describe("upstream budgets over HTTP", () => {
         const base = yield* url
         const all = yield* upstreams
         expect(all.map((u) => [u.key, u.ceiling, u.limit, u.adaptive, u.algorithm])).toEqual([
-          ["forum", 5, 4, true, "gradient"],
+          ["forum", 5, 5, true, "gradient"],
           ["llm", 3, 3, true, "gradient"],
-          ["market", 5, 4, true, "gradient"],
-          ["news", 5, 4, true, "gradient"]
+          ["market", 5, 5, true, "gradient"],
+          ["news", 5, 5, true, "gradient"]
         ])
         const patched = yield* rawJson(`${base}/api/upstreams/llm`, "PATCH", { ceiling: 8, rate: "600/minute", adaptive: false })
         expect(patched.status, patched.body).toBe(200)

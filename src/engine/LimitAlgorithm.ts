@@ -139,10 +139,11 @@ const SLOW_START_EXIT = 1.05
 const backoffDefaults: Required<BackoffOptions> = { decrease: 0.5, hold: 10_000, maxHold: 120_000 }
 
 /**
- * Where a limit starts: low enough to see the upstream's unloaded latency (the gradient's baseline),
- * and the whole ceiling for the service's modest defaults (3–5). Slow start doubles it per round trip.
+ * Where a limit starts: the upper end of the guide's recommended concurrencies (3–5), so the service's
+ * default ceilings are used at once; low enough that the gradient's first baseline is close to the
+ * unloaded latency. Slow start grows it from there.
  */
-const DEFAULT_INITIAL = 4
+const DEFAULT_INITIAL = 5
 
 const clamp = (n: number, min: number, max: number) => Math.max(min, Math.min(max, n))
 
@@ -150,7 +151,7 @@ const clamp = (n: number, min: number, max: number) => Math.max(min, Math.min(ma
 const appLimited = (inFlight: number, limit: number) => inFlight < limit / 2
 
 export interface AimdOptions extends BackoffOptions {
-  /** Limit to start from. Default min(ceiling, 4); slow start doubles it every round trip. */
+  /** Limit to start from. Default min(ceiling, 5); slow start doubles it every round trip. */
   readonly initial?: number
 }
 
@@ -181,7 +182,7 @@ export const aimd = (options: AimdOptions = {}): LimitAlgorithm => ({
 })
 
 export interface GradientOptions extends BackoffOptions {
-  /** Limit to start from. Default min(ceiling, 4). */
+  /** Limit to start from. Default min(ceiling, 5). */
   readonly initial?: number
   /** Latency up to this multiple of the baseline counts as "at baseline". Default 1.2. */
   readonly tolerance?: number
