@@ -111,7 +111,7 @@ interface Slot<I> {
   calling: boolean
   /** The budget that admitted the attempt's last call, whose cooldown a rate-limited retry waits out. */
   budget: Budget.Budget | undefined
-  /** While waiting for admission inside the task: the attempt's time left, and since when. */
+  /** While waiting for admission inside the task: the attempt's time left (its clock is paused); -1 otherwise. */
   pausedLeft: number
 }
 
