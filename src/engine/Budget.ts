@@ -22,8 +22,9 @@ import * as EngineMetrics from "./EngineMetrics.js"
 import { makeQueue, type Waiter } from "./internal/budget.js"
 import * as LimitAlgorithm from "./LimitAlgorithm.js"
 
-export type Priority = "high" | "normal" | "low"
-export const priorities: ReadonlyArray<Priority> = ["high", "normal", "low"]
+/** Highest first: the order in which waiting calls are served. */
+export const priorities = ["high", "normal", "low"] as const
+export type Priority = (typeof priorities)[number]
 
 /**
  * Who is asking (a job, a run): the unit of fair share. Stopping a tenant (`stop`) makes its
@@ -248,7 +249,13 @@ export const make = (options: Options): Effect.Effect<Budget, never, Scope.Scope
     // every 100 ms, so a wake-up time that moves earlier is never missed for long).
     let wakeTarget = Number.POSITIVE_INFINITY
     let tickerParked: (() => void) | undefined
+    // The in-flight and waiting gauges, after any change to either.
+    const gauges = () => {
+      metrics?.inFlight.unsafeUpdate(queue.state.held, EngineMetrics.noExtraTags)
+      metrics?.waiting.unsafeUpdate(queue.waiting(), EngineMetrics.noExtraTags)
+    }
     const queue = makeQueue({
+      levels: priorities,
       now,
       limit,
       wakeAt: (at) => {
@@ -259,10 +266,7 @@ export const make = (options: Options): Effect.Effect<Budget, never, Scope.Scope
           resume()
         }
       },
-      changed: () => {
-        metrics?.inFlight.unsafeUpdate(queue.state.held, EngineMetrics.noExtraTags)
-        metrics?.waiting.unsafeUpdate(queue.waiting(), EngineMetrics.noExtraTags)
-      },
+      changed: () => gauges(),
       blocked: () => demandListener?.()
     })
     if (options.rate !== undefined) queue.setRate(options.rate, ceiling)
@@ -356,7 +360,7 @@ export const make = (options: Options): Effect.Effect<Budget, never, Scope.Scope
         for (const listener of Array.from(t.idleListeners)) listener()
         t.idleListeners.clear()
       }
-      metrics?.inFlight.unsafeUpdate(queue.state.held, EngineMetrics.noExtraTags)
+      gauges()
     }
 
     // No fibers forked per call: this is on every attempt's path.
@@ -375,18 +379,16 @@ export const make = (options: Options): Effect.Effect<Budget, never, Scope.Scope
           }
         }
         waiter.current = w
-        if (queue.enqueue(w)) {
-          metrics?.inFlight.unsafeUpdate(queue.state.held, EngineMetrics.noExtraTags)
-          return resume(Effect.succeed(true))
-        }
-        metrics?.waiting.unsafeUpdate(queue.waiting(), EngineMetrics.noExtraTags)
+        const admitted = queue.enqueue(w)
+        gauges()
+        if (admitted) return resume(Effect.succeed(true))
         // Interrupted while waiting: leave the queue, or pass on a permit granted in the meantime.
         return Effect.sync(() => {
           if (w.granted) {
             w.granted = false
             queue.release()
           } else queue.remove(w)
-          metrics?.waiting.unsafeUpdate(queue.waiting(), EngineMetrics.noExtraTags)
+          gauges()
         })
       })
 

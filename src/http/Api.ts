@@ -4,11 +4,11 @@
  * implements it (`Server.ts`), and `Client.ts` derives a typed client from it.
  */
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, HttpApiSchema, HttpApiSecurity, OpenApi } from "@effect/platform"
-import { JSONSchema, Schema } from "effect"
+import { JSONSchema, ParseResult, Schema } from "effect"
 import { TriggerConfig } from "../processors/IntradayTriggers.js"
 import { TrackedPost } from "../processors/Interactions.js"
 import { PostRequest } from "../processors/PostGeneration.js"
-import { parseRate } from "../engine/Budget.js"
+import { formatRate, parseRate } from "../engine/Budget.js"
 import { Interactions } from "../upstream/Forum.js"
 import {
   JobDetail,
@@ -178,20 +178,27 @@ export const ProcessorView = Schema.Struct({
   timeoutSeconds: Schema.Number
 }).annotations({ identifier: "Processor" })
 
+/** A request rate as written by people (`600/minute`, `10/second`), decoded once into a `Budget.Rate`. */
+const RateFromString = Schema.transformOrFail(
+  Schema.String,
+  Schema.Struct({ limit: Schema.Number, perMs: Schema.Number }),
+  {
+    strict: true,
+    decode: (raw, _, ast) => {
+      const rate = parseRate(raw)
+      return rate === undefined
+        ? ParseResult.fail(new ParseResult.Type(ast, raw, "expected a rate like 600/minute or 10/second"))
+        : ParseResult.succeed(rate)
+    },
+    encode: (rate) => ParseResult.succeed(formatRate(rate))
+  }
+)
+
 /** `PATCH /api/upstreams/{key}`: every field optional; `rate: null` removes the request rate. */
 export const UpstreamPatch = Schema.Struct({
   ceiling: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 256)), { exact: true }),
   adaptive: Schema.optionalWith(Schema.Boolean, { exact: true }),
-  rate: Schema.optionalWith(
-    Schema.NullOr(
-      Schema.String.pipe(
-        Schema.filter((s) => parseRate(s) !== undefined, {
-          message: () => "expected a rate like 600/minute or 10/second"
-        })
-      )
-    ),
-    { exact: true }
-  )
+  rate: Schema.optionalWith(Schema.NullOr(RateFromString), { exact: true })
 }).annotations({ identifier: "UpstreamPatch", ...strict })
 
 export const UpstreamView = Schema.Struct({

@@ -232,7 +232,7 @@ const ProcessorsLive = HttpApiBuilder.group(Api, "processors", (handlers) =>
           yield* budget.update({
             ...(payload.ceiling === undefined ? {} : { ceiling: payload.ceiling }),
             ...(payload.adaptive === undefined ? {} : { adaptive: payload.adaptive }),
-            ...(payload.rate === undefined ? {} : { rate: payload.rate === null ? null : (Budget.parseRate(payload.rate) ?? null) })
+            ...(payload.rate === undefined ? {} : { rate: payload.rate })
           })
           // With several instances: every other instance applies it too.
           yield* budgetSync.publish(key).pipe(Effect.catchTag("StoreError", storeUnavailable))

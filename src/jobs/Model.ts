@@ -3,6 +3,7 @@
  * work it can hold, its lifecycle, and the progress events a caller sees while it runs.
  */
 import { Schema } from "effect"
+import * as Budget from "../engine/Budget.js"
 import * as ItemResult from "../engine/ItemResult.js"
 import { TriggerConfig } from "../processors/IntradayTriggers.js"
 import { TrackedPost } from "../processors/Interactions.js"
@@ -31,7 +32,7 @@ export const MaxConcurrent = Schema.Int.pipe(Schema.between(1, 256))
 export const TimeoutSeconds = Schema.Number.pipe(Schema.between(0.1, 3600))
 
 /** A job's turn at the upstream budgets: higher levels first, round-robin between jobs within one. */
-export const Priority = Schema.Literal("high", "normal", "low")
+export const Priority = Schema.Literal(...Budget.priorities)
 
 /** Per-job limits; absent fields follow the processor's current settings (`PATCH /api/processors`). */
 export const JobOptions = Schema.Struct({

@@ -88,15 +88,18 @@ export const makeForumClient = (
         const request = HttpClientRequest.post(`${baseUrl}/auth/login`).pipe(
           HttpClientRequest.bodyUnsafeJson({ email, password: Redacted.value(password) })
         )
-        const answer = yield* admitLogin(callJson(client, request, LoginResponse, `forum login for KOL ${kolSerial}`)).pipe(
+        // The login timeout covers the call, not the wait for the forum budget's admission.
+        const call = callJson(client, request, LoginResponse, `forum login for KOL ${kolSerial}`).pipe(
+          Effect.timeoutFail({ duration: LOGIN_TIMEOUT, onTimeout: () => new Permanent({ message: "forum login timed out" }) })
+        )
+        const answer = yield* admitLogin(call).pipe(
           Effect.catchTag("Permanent", (e) =>
             Effect.fail(
               e.status === 401 || e.status === 403
                 ? new Permanent({ message: `forum rejected the credentials of KOL ${kolSerial}`, status: e.status })
                 : e
             )
-          ),
-          Effect.timeoutFail({ duration: LOGIN_TIMEOUT, onTimeout: () => new Permanent({ message: "forum login timed out" }) })
+          )
         )
         const now = yield* Clock.currentTimeMillis
         return { value: Redacted.make(answer.token), expiresAt: now + answer.expiresIn * 1000 }

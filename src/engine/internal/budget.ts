@@ -6,7 +6,7 @@
  * (Effect's `RateLimiter` and `Semaphore` cannot be combined that way, and the Semaphore wakes every
  * waiter on each release, which with hundreds of waiters was most of the CPU of a cluster job).
  */
-import type { Priority, Rate, Tenant } from "../Budget.js"
+import type { Rate, Tenant } from "../Budget.js"
 
 export interface Waiter {
   readonly tenant: Tenant
@@ -22,8 +22,6 @@ interface TenantQueue {
   readonly tenant: Tenant
   readonly waiters: Set<Waiter>
 }
-
-export const levels: ReadonlyArray<Priority> = ["high", "normal", "low"]
 
 export interface QueueState {
   held: number
@@ -56,6 +54,8 @@ class Bucket {
 }
 
 export const makeQueue = (options: {
+  /** Priority levels, highest first. */
+  readonly levels: ReadonlyArray<Tenant["priority"]>
   readonly now: () => number
   readonly limit: () => number
   /** Called with the time at which a blocked grant may succeed (end of cooldown, next rate token). */
@@ -66,6 +66,7 @@ export const makeQueue = (options: {
 }) => {
   const state: QueueState = { held: 0, cooldownUntil: 0, rate: undefined }
   // One ring per level; a Set keeps insertion order, so moving a tenant to the back is delete + add.
+  const { levels } = options
   const rings = levels.map(() => new Set<TenantQueue>())
   const queues = new Map<Tenant, TenantQueue>()
   let waiting = 0
