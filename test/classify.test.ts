@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Duration, Option } from "effect"
 import * as fc from "effect/FastCheck"
-import { fromStatus, parseResetDuration, retryAfter } from "../src/upstream/classify.js"
+import { fromStatus, parseResetDuration, resetMillis, retryAfter } from "../src/upstream/classify.js"
 
 const headers = (h: Record<string, string>) => (name: string) => h[name]
 const now = Date.UTC(2026, 10, 28, 8, 0, 0)
@@ -35,6 +35,35 @@ describe("upstream failure classification", () => {
     const after = retryAfter(headers({ "x-ratelimit-reset-requests": "6m0s", "x-ratelimit-reset-tokens": "1.5s" }), now)
     expect(Option.map(after, Duration.toMillis)).toEqual(Option.some(1_500))
   })
+
+  it("x-ratelimit-reset as an epoch timestamp in seconds is the time until that moment", () => {
+    // 1767225600 = 2026-01-01T00:00:00Z; take a `now` 90 s before it.
+    const before = 1_767_225_600_000 - 90_000
+    const after = retryAfter(headers({ "x-ratelimit-reset": "1767225600" }), before)
+    expect(Option.map(after, Duration.toMillis)).toEqual(Option.some(90_000))
+    const e = fromStatus(429, headers({ "x-ratelimit-reset": "1767225600" }), "x", before)
+    expect(e._tag === "RateLimited" && e.retryAfter !== undefined && Duration.toMillis(e.retryAfter)).toBe(90_000)
+  })
+
+  it("x-ratelimit-reset as epoch milliseconds, as delta seconds, and a moment already past", () => {
+    const at = now + 42_500
+    expect(Option.map(retryAfter(headers({ "x-ratelimit-reset": String(at) }), now), Duration.toMillis)).toEqual(Option.some(42_500))
+    expect(Option.map(retryAfter(headers({ "x-ratelimit-reset": "30" }), now), Duration.toMillis)).toEqual(Option.some(30_000))
+    const past = String(Math.floor(now / 1000) - 10)
+    expect(Option.map(retryAfter(headers({ "x-ratelimit-reset": past }), now), Duration.toMillis)).toEqual(Option.some(0))
+  })
+
+  it.prop(
+    "a reset moment in epoch seconds or milliseconds is the wait until it; a delta below 1e9 s stays a delta",
+    [fc.integer({ min: 1_000_000_000, max: 4_000_000_000 }), fc.integer({ min: 0, max: 999_999_999 })],
+    ([epochSeconds, delta]) => {
+      const at = epochSeconds * 1000
+      const nowMs = at - 123_000
+      expect(resetMillis(String(epochSeconds), nowMs)).toBe(123_000)
+      expect(resetMillis(String(at), nowMs)).toBe(123_000)
+      expect(resetMillis(String(delta), nowMs)).toBe(delta * 1000)
+    }
+  )
 
   it("garbage headers are ignored", () => {
     expect(Option.isNone(retryAfter(headers({ "retry-after": "soon", "x-ratelimit-reset": "later" }), now))).toBe(true)

@@ -25,7 +25,8 @@ export const parseResetDuration = (raw: string): number | undefined => {
 
 /**
  * How long the upstream asked us to wait: `Retry-After` as delta-seconds or as an HTTP date, else
- * the earliest `x-ratelimit-reset-*` header. `None` when it said nothing usable.
+ * the earliest `x-ratelimit-reset-*` header (a duration, delta seconds, or an epoch timestamp in
+ * seconds or milliseconds — see `resetMillis`). `None` when it said nothing usable.
  */
 export const retryAfter = (header: HeaderLookup, now: number): Option.Option<Duration.Duration> => {
   const ra = header("retry-after")?.trim()
@@ -38,12 +39,31 @@ export const retryAfter = (header: HeaderLookup, now: number): Option.Option<Dur
     .map((name) => header(name))
     .flatMap((raw) => {
       if (raw === undefined) return []
-      const ms = parseResetDuration(raw)
-      // Some APIs send the reset as an epoch timestamp in seconds.
-      if (ms !== undefined && ms > 1e12) return [Math.max(0, ms / 1000 - now)]
+      const ms = resetMillis(raw, now)
       return ms === undefined ? [] : [ms]
     })
   return resets.length === 0 ? Option.none() : Option.some(Duration.millis(Math.min(...resets)))
+}
+
+/** A bare number at least this large is a moment, not a wait: 1e9 s is 2001-09-09 as an epoch, but 31 years as a delta. */
+const EPOCH_SECONDS_FROM = 1e9
+/** …and at least this large, a moment in epoch milliseconds (1e12 ms is 2001-09-09; as seconds it would be year 33658). */
+const EPOCH_MILLIS_FROM = 1e12
+
+/**
+ * One reset header → the wait in ms. A bare number is ambiguous between APIs: OpenAI sends a delta
+ * in seconds (`20`), GitHub and many others the moment of the reset in epoch seconds (`1767225600`),
+ * a few in epoch milliseconds. No real delta is decades long, so the size tells them apart; a
+ * moment already past means no wait.
+ */
+export const resetMillis = (raw: string, now: number): number | undefined => {
+  const value = raw.trim()
+  if (/^\d+(\.\d+)?$/.test(value)) {
+    const n = Number(value)
+    if (n >= EPOCH_MILLIS_FROM) return Math.max(0, n - now)
+    if (n >= EPOCH_SECONDS_FROM) return Math.max(0, n * 1000 - now)
+  }
+  return parseResetDuration(value)
 }
 
 /** The class of a non-2xx answer. `what` names the call for messages (never includes secrets). */
