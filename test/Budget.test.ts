@@ -280,6 +280,105 @@ describe("Budget", () => {
     ))
 })
 
+describe("a pause longer than maxRetryAfter", () => {
+  const capped = RetryPolicy.make({ maxRetryAfter: "60 seconds", serverDelayJitter: 0 })
+
+  it.scoped("admit with maxCooldownMs: turned away at once when the pause left is longer, waits it out when shorter", () =>
+    Effect.gen(function* () {
+      const budget = yield* Budget.make({ key: "up", ceiling: 4, adaptive: false, cooldownJitter: 0 })
+      const t = Budget.tenant("a")
+      // (Scaled down — the budget re-checks a pause every 100 ms of virtual time.)
+      yield* budget.cooldown(9_000)
+      const refused = yield* Effect.flip(budget.admit(t, { maxCooldownMs: 6_000 })(Effect.succeed("called")))
+      expect(refused._tag).toBe("RateLimited")
+      expect(refused._tag === "RateLimited" && refused.retryAfter !== undefined && Duration.toMillis(refused.retryAfter)).toBe(9_000)
+      // 3 s later the 6 s left are within the cap: this call waits for the end of the pause.
+      yield* TestClock.adjust("3 seconds")
+      const waiting = yield* Effect.fork(budget.admit(t, { maxCooldownMs: 6_000 })(TestClock.currentTimeMillis))
+      yield* settle
+      yield* TestClock.adjust("6 seconds")
+      expect(yield* Fiber.join(waiting)).toBe(9_000)
+    }))
+
+  it.scoped("a cooldown that begins while calls wait turns away those with a shorter cap and leaves the rest waiting", () =>
+    Effect.gen(function* () {
+      const budget = yield* Budget.make({ key: "up", ceiling: 1, adaptive: false, cooldownJitter: 0 })
+      const t = Budget.tenant("a")
+      const first = yield* Effect.fork(
+        budget.admit(t)(Effect.zipRight(Effect.sleep("100 millis"), Effect.fail(new RateLimited({ message: "429", retryAfter: Duration.seconds(6) }))))
+      )
+      yield* settle
+      const cappedWaiter = yield* Effect.fork(Effect.either(budget.admit(t, { maxCooldownMs: 1_000 })(Effect.succeed("called"))))
+      const patientWaiter = yield* Effect.fork(budget.admit(t)(TestClock.currentTimeMillis))
+      yield* settle
+      expect((yield* budget.snapshot).waiting).toBe(2)
+      yield* TestClock.adjust("100 millis")
+      yield* Fiber.await(first)
+      const turnedAway = yield* Fiber.join(cappedWaiter)
+      expect(turnedAway._tag === "Left" && turnedAway.left.retryAfter !== undefined && Duration.toMillis(turnedAway.left.retryAfter)).toBe(6_000)
+      // Nothing held, the uncapped call still waits for the end of the pause.
+      expect((yield* budget.snapshot).waiting).toBe(1)
+      yield* TestClock.adjust("6 seconds")
+      expect(yield* Fiber.join(patientWaiter)).toBe(6_100)
+      expect(budget.inFlight()).toBe(0)
+    }))
+
+  it.effect("a 429 asking for 10 minutes: the run ends within milliseconds — the item that got it and every item waiting at the budget fail rate_limited with retryAfterMs, none calls during the pause", () =>
+    Effect.scoped(
+      Effect.gen(function* () {
+        const budget = yield* Budget.make({ key: "up", ceiling: 1, adaptive: false, cooldownJitter: 0 })
+        const calls: Array<[number, number]> = []
+        const task = (i: number) =>
+          Effect.flatMap(TestClock.currentTimeMillis, (now) => {
+            calls.push([i, now])
+            return Effect.zipRight(
+              Effect.sleep("100 millis"),
+              i === 0 ? Effect.fail(new RateLimited({ message: "429", retryAfter: Duration.minutes(10) })) : Effect.succeed(i)
+            )
+          })
+        const fiber = yield* Effect.fork(Engine.run([0, 1, 2, 3], task, { maxConcurrent: 4, budget, retry: capped }))
+        yield* settle
+        yield* TestClock.adjust("100 millis")
+        yield* settle
+        // Done at 100 ms, not after the 10-minute pause.
+        const results = yield* Fiber.join(fiber)
+        expect(calls).toEqual([[0, 0]])
+        expect(results.map((r) => [r.status, r.attempts, r.status === "succeeded" ? undefined : r.error.type])).toEqual([
+          ["failed", 1, "rate_limited"],
+          ["failed", 0, "rate_limited"],
+          ["failed", 0, "rate_limited"],
+          ["failed", 0, "rate_limited"]
+        ])
+        for (const r of results) expect(r.status !== "succeeded" && r.error.retryAfterMs).toBe(600_000)
+        // A run that arrives during the pause fails at once too (through a guard), told what is left.
+        yield* TestClock.adjust("4 minutes")
+        const later = yield* Engine.run([9], (i, ctx) => ctx.guard({ budget })(task(i)), { retry: capped })
+        expect(later[0]).toMatchObject({ status: "failed", attempts: 0, error: { type: "rate_limited", retryAfterMs: 360_000 } })
+        expect(calls.length).toBe(1)
+      })
+    ))
+
+  it.effect("an item whose own wait is within the cap but whose budget is paused longer (told by another instance) ends at once", () =>
+    Effect.scoped(
+      Effect.gen(function* () {
+        const budget = yield* Budget.make({ key: "up", ceiling: 2, adaptive: false, cooldownJitter: 0 })
+        const fiber = yield* Effect.fork(
+          Engine.run(
+            [0],
+            () => Effect.zipRight(Effect.sleep("100 millis"), Effect.fail(new RateLimited({ message: "429", retryAfter: Duration.seconds(5) }))),
+            { budget, retry: capped }
+          )
+        )
+        yield* settle
+        // While the call is in flight, the cluster shares a 10-minute pause from another instance.
+        yield* budget.cooldown(600_050)
+        yield* TestClock.adjust("100 millis")
+        const [result] = yield* Fiber.join(fiber)
+        expect(result).toMatchObject({ status: "failed", attempts: 1, error: { type: "rate_limited", retryAfterMs: 599_950 } })
+      })
+    ))
+})
+
 describe("LimitAlgorithm", () => {
   const sample = (now: number, inFlight: number, latencyMs = 50) => ({ startedAt: now - latencyMs, now, inFlight, inFlightNow: inFlight - 1, latencyMs })
 

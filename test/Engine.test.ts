@@ -183,6 +183,113 @@ describe("batch deadline", () => {
     }))
 })
 
+describe("deadline as a fixed moment (deadlineAt)", () => {
+  it.effect("the earlier of deadline and deadlineAt applies; finished results are kept", () =>
+    Effect.gen(function* () {
+      // 2 slots, 1 s per item: at 1.5 s items 0-1 are done, 2-3 running (interrupted), 4-5 never start.
+      const h = makeHarness(() => ok(1_000))
+      const results = yield* runVirtual(
+        Engine.run(range(6), h.task, { maxConcurrent: 2, deadline: "10 seconds", deadlineAt: 1_500 })
+      )
+      expect(results.map((r) => r.status)).toEqual(["succeeded", "succeeded", "failed", "failed", "failed", "failed"])
+      expect(results.slice(2).map(errorType)).toEqual(Array(4).fill("deadline_exceeded"))
+      expect(results.slice(2).map((r) => r.attempts)).toEqual([1, 1, 0, 0])
+      expect(h.state.interrupted).toBe(2)
+    }))
+
+  it.effect("a moment already past (a run resumed after its deadline) starts nothing", () =>
+    Effect.gen(function* () {
+      yield* TestClock.setTime(50_000)
+      const h = makeHarness(() => ok(10))
+      const { results, summary } = yield* runVirtual(Engine.runWithSummary(range(5), h.task, { deadlineAt: 40_000 }))
+      expect(h.calls.length).toBe(0)
+      expect(results.map(errorType)).toEqual(Array(5).fill("deadline_exceeded"))
+      expect(results.map((r) => r.attempts)).toEqual([0, 0, 0, 0, 0])
+      expect(summary.stoppedBy).toBe("deadline")
+    }))
+})
+
+describe("maxRetryAfter", () => {
+  const capped = RetryPolicy.make({ maxRetryAfter: "60 seconds", serverDelayJitter: 0 })
+
+  it.effect("a 429 asking for more than the cap fails at once as rate_limited with retryAfterMs; a shorter one is obeyed", () =>
+    Effect.gen(function* () {
+      const h = makeHarness((i, attempt) =>
+        attempt > 1 ? ok(10) : { latencyMs: 10, outcome: "rate_limited", retryAfterMs: i === 0 ? 600_000 : 30_000 }
+      )
+      const fiber = yield* Effect.fork(Engine.run([0, 1], h.task, { retry: capped }))
+      // Item 0 is over the cap: it ends with its first answer, long before the 600 s it was told.
+      yield* TestClock.adjust("1 second")
+      expect(attemptsOf(h.calls, 0).length).toBe(1)
+      yield* TestClock.adjust("60 seconds")
+      const results = yield* Fiber.join(fiber)
+      expect(results[0]).toMatchObject({
+        status: "failed",
+        attempts: 1,
+        durationMs: 10,
+        error: { type: "rate_limited", retryable: true, retryAfterMs: 600_000 }
+      })
+      assert(results[0]?.status === "failed" && results[0].error.message.includes("600 s"))
+      expect(results[1]).toMatchObject({ status: "succeeded", attempts: 2 })
+      expect(attemptsOf(h.calls, 1).map((c) => c.at)).toEqual([0, 30_010])
+    }))
+
+  it.effect("a 503 with a Retry-After over the cap ends at once too, carrying the wait", () =>
+    Effect.gen(function* () {
+      const task = () => Effect.fail(new Transient({ message: "503", status: 503, retryAfter: Duration.minutes(5) }))
+      const [result] = yield* runVirtual(Engine.run([0], task, { retry: capped }))
+      expect(result).toMatchObject({ status: "failed", attempts: 1, error: { type: "upstream_unavailable", retryAfterMs: 300_000 } })
+    }))
+
+  it.effect("without a cap (the library default) a long Retry-After is obeyed", () =>
+    Effect.gen(function* () {
+      const h = makeHarness((_, attempt) => (attempt > 1 ? ok(10) : { latencyMs: 10, outcome: "rate_limited", retryAfterMs: 600_000 }))
+      const [result] = yield* runVirtual(Engine.run([0], h.task, { retry: RetryPolicy.make({ serverDelayJitter: 0 }) }))
+      expect(result).toMatchObject({ status: "succeeded", attempts: 2 })
+      expect(h.calls.map((c) => c.at)).toEqual([0, 600_010])
+    }))
+})
+
+describe("attempts count calls made", () => {
+  it.effect("a task calling two upstreams through guard counts each guarded call that went out, none the breaker turned away", () =>
+    Effect.gen(function* () {
+      // Like the intraday processor: a screen call that works, then a news call whose connection is
+      // reset every time; the news breaker opens after 3 failures.
+      const news = yield* CircuitBreaker.make("news")
+      let screenCalls = 0
+      let newsCalls = 0
+      const screen = Effect.sync(() => {
+        screenCalls++
+      })
+      const search = Effect.suspend(() => {
+        newsCalls++
+        return Effect.fail(new Transient({ message: "news search: connection failed" }))
+      })
+      const fiber = yield* Effect.fork(
+        Engine.run(
+          [0],
+          (_, ctx) => Effect.zipRight(ctx.guard({})(screen), ctx.guard({ breaker: news })(search)),
+          { retry: RetryPolicy.make({ schedules: { transient: Schedule.spaced("10 millis") } }) }
+        )
+      )
+      yield* TestClock.adjust("1 second")
+      const [result] = yield* Fiber.join(fiber)
+      // 4 tries: screen ×4, news ×3 (the 4th is turned away by the open breaker) = 7 calls.
+      expect([screenCalls, newsCalls]).toEqual([4, 3])
+      expect(result).toMatchObject({ status: "failed", attempts: 7, error: { type: "circuit_open" } })
+    }))
+
+  it.effect("a task without guard counts one call per run; the attempt number it sees counts its runs", () =>
+    Effect.gen(function* () {
+      const h = makeHarness((_, attempt) => (attempt < 3 ? { latencyMs: 10, outcome: "transient" } : ok(10)))
+      const [result] = yield* runVirtual(
+        Engine.run([0], h.task, { retry: RetryPolicy.make({ schedules: { transient: Schedule.spaced("10 millis") } }) })
+      )
+      expect(result).toMatchObject({ status: "succeeded", attempts: 3 })
+      expect(h.calls.map((c) => c.attempt)).toEqual([1, 2, 3])
+    }))
+})
+
 describe("circuit breaker in a run", () => {
   it.effect("opens after 3 consecutive transient failures; later items fail fast without a call", () =>
     Effect.gen(function* () {

@@ -19,6 +19,7 @@
  */
 import { Duration, Effect, PubSub, Random, type Scope, Stream } from "effect"
 import * as EngineMetrics from "./EngineMetrics.js"
+import { RateLimited } from "./Errors.js"
 import { makeQueue, type Waiter } from "./internal/budget.js"
 import * as LimitAlgorithm from "./LimitAlgorithm.js"
 
@@ -163,15 +164,23 @@ export interface Hooks {
   readonly onAdmit?: () => void
   /** Asked when the call was interrupted: whether its attempt timed out (that is push-back). */
   readonly timedOut?: () => boolean
+  /**
+   * The longest this call will wait out a cooldown: when the pause left is longer — at the call's
+   * arrival or because a cooldown began or grew while it waited — the call leaves the queue and
+   * fails at once with `RateLimited` whose `retryAfter` is the pause left (nothing was sent). A
+   * wait for a permit or a rate token is not limited by it. Default: none.
+   */
+  readonly maxCooldownMs?: number
 }
 
 export interface Budget {
   readonly key: string
   /**
    * Runs `call` once admitted: waits (interruptibly, fairly, holding nothing) for a permit, holds it
-   * while the call runs, and learns from how the call ended.
+   * while the call runs, and learns from how the call ended. Fails with `RateLimited` without
+   * calling only when the cooldown is longer than `hooks.maxCooldownMs`.
    */
-  readonly admit: (t: Tenant, hooks?: Hooks) => <A, E, R>(call: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  readonly admit: (t: Tenant, hooks?: Hooks) => <A, E, R>(call: Effect.Effect<A, E, R>) => Effect.Effect<A, E | RateLimited, R>
   readonly snapshot: Effect.Effect<Snapshot>
   readonly update: (settings: Settings) => Effect.Effect<void>
   /** Pauses admission until `until` (epoch ms), unless already paused longer — e.g. a cooldown seen by another instance. */
@@ -296,12 +305,15 @@ export const make = (options: Options): Effect.Effect<Budget, never, Scope.Scope
     yield* Effect.forkScoped(Effect.interruptible(ticker))
     metrics?.limit.unsafeUpdate(announced, EngineMetrics.noExtraTags)
 
+    /** Waiters with a `maxCooldownMs`: each checks the pause left against it and leaves if it is longer. */
+    const capped = new Set<() => void>()
     const startCooldown = (until: number, local: boolean): Effect.Effect<void> =>
       Effect.suspend(() => {
         if (until <= queue.state.cooldownUntil) return Effect.void
         queue.state.cooldownUntil = until
         cooldowns++
         metrics?.cooldowns.unsafeUpdate(1, EngineMetrics.noExtraTags)
+        for (const check of Array.from(capped)) check()
         queue.grant()
         return Effect.zipRight(
           Effect.logInfo(`upstream ${key}: admission paused for ${Math.round(until - now())} ms`).pipe(
@@ -345,11 +357,19 @@ export const make = (options: Options): Effect.Effect<Budget, never, Scope.Scope
         throttled++
         metrics?.throttled.unsafeUpdate(1, EngineMetrics.noExtraTags)
       }
-      const moved = announced === limit() ? Effect.void : limitMoved
-      if (verdict.waitMs === undefined) return moved
+      return announced === limit() ? Effect.void : limitMoved
+    }
+
+    /**
+     * The pause a failed call asked for. Begun before the call's permit is released: released first,
+     * the permit went straight to the next waiter, one more call in the very moment the upstream
+     * said "stop", and a waiter with a cap was admitted instead of turned away.
+     */
+    const pauseFor = (verdict: Verdict): Effect.Effect<void> => {
+      if (verdict?._tag !== "overload" || verdict.waitMs === undefined || passive) return Effect.void
       const waitMs = verdict.waitMs
       const extra = Math.min(250, waitMs * jitter)
-      return Effect.flatMap(Random.next, (r) => Effect.zipRight(moved, startCooldown(Math.ceil(at + waitMs + extra * r), true)))
+      return Effect.flatMap(Random.next, (r) => startCooldown(Math.ceil(now() + waitMs + extra * r), true))
     }
 
     const release = (t: Tenant) => {
@@ -363,16 +383,28 @@ export const make = (options: Options): Effect.Effect<Budget, never, Scope.Scope
       gauges()
     }
 
+    /** Admitted, stopped (never starts), or turned away by a cooldown this long (ms) over the caller's cap. */
+    type Admission = boolean | { readonly cooldownMs: number }
+    const cooldownLeft = () => Math.max(0, queue.state.cooldownUntil - now())
+
     // No fibers forked per call: this is on every attempt's path.
-    const acquire = (t: Tenant, waiter: { current: Waiter | undefined }) =>
-      Effect.async<boolean>((resume) => {
+    const acquire = (t: Tenant, waiter: { current: Waiter | undefined }, maxCooldownMs: number | undefined) =>
+      Effect.async<Admission>((resume) => {
         if (t.stopped) return resume(Effect.succeed(false))
+        // A pause longer than the caller would wait: turn it away now rather than queue it.
+        if (maxCooldownMs !== undefined && cooldownLeft() > maxCooldownMs) {
+          return resume(Effect.succeed({ cooldownMs: cooldownLeft() }))
+        }
+        let check: (() => void) | undefined = undefined
         const w: Waiter = {
           tenant: t,
           granted: false,
           startedAt: 0,
           inFlight: 0,
-          wake: (granted) => resume(Effect.succeed(granted)),
+          wake: (granted) => {
+            if (check !== undefined) capped.delete(check)
+            resume(Effect.succeed(granted))
+          },
           onStop: () => {
             queue.remove(w)
             w.wake(false)
@@ -382,8 +414,22 @@ export const make = (options: Options): Effect.Effect<Budget, never, Scope.Scope
         const admitted = queue.enqueue(w)
         gauges()
         if (admitted) return resume(Effect.succeed(true))
+        if (maxCooldownMs !== undefined) {
+          // A cooldown that begins or grows while this call waits is checked against its cap then.
+          const leave = () => {
+            const left = cooldownLeft()
+            if (w.granted || left <= maxCooldownMs) return
+            queue.remove(w)
+            if (check !== undefined) capped.delete(check)
+            gauges()
+            resume(Effect.succeed({ cooldownMs: left }))
+          }
+          check = leave
+          capped.add(leave)
+        }
         // Interrupted while waiting: leave the queue, or pass on a permit granted in the meantime.
         return Effect.sync(() => {
+          if (check !== undefined) capped.delete(check)
           if (w.granted) {
             w.granted = false
             queue.release()
@@ -392,10 +438,19 @@ export const make = (options: Options): Effect.Effect<Budget, never, Scope.Scope
         })
       })
 
-    const admit = (t: Tenant, hooks?: Hooks) => <A, E, R>(call: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    const admit = (t: Tenant, hooks?: Hooks) => <A, E, R>(call: Effect.Effect<A, E, R>): Effect.Effect<A, E | RateLimited, R> =>
       Effect.uninterruptibleMask((restore) => {
         const holder: { current: Waiter | undefined } = { current: undefined }
-        return Effect.flatMap(restore(acquire(t, holder)), (granted): Effect.Effect<A, E, R> => {
+        return Effect.flatMap(restore(acquire(t, holder, hooks?.maxCooldownMs)), (granted): Effect.Effect<A, E | RateLimited, R> => {
+          if (typeof granted === "object") {
+            const seconds = Math.ceil(granted.cooldownMs / 1000)
+            return Effect.fail(
+              new RateLimited({
+                message: `upstream ${key} asked to pause calls for ${seconds} s, longer than this call may wait (${Math.round((hooks?.maxCooldownMs ?? 0) / 1000)} s); not sent`,
+                retryAfter: Duration.millis(granted.cooldownMs)
+              })
+            )
+          }
           const w = holder.current
           if (!granted || w === undefined) return restore(Effect.never)
           if (!passive) t.calling++
@@ -407,10 +462,22 @@ export const make = (options: Options): Effect.Effect<Budget, never, Scope.Scope
           hooks?.onAdmit?.()
           return restore(call).pipe(
             Effect.onExit((exit) => {
-              release(t)
-              if (exit._tag === "Success") return learn(w, { _tag: "success" })
+              if (exit._tag === "Success") {
+                release(t)
+                return learn(w, { _tag: "success" })
+              }
               const failure = exit.cause._tag === "Fail" ? exit.cause.error : undefined
-              if (failure !== undefined) return learn(w, verdictOf(failure))
+              if (failure !== undefined) {
+                const verdict = verdictOf(failure)
+                return Effect.zipRight(
+                  pauseFor(verdict),
+                  Effect.suspend(() => {
+                    release(t)
+                    return learn(w, verdict)
+                  })
+                )
+              }
+              release(t)
               const interruptedByTimeout = hooks?.timedOut?.() === true
               return interruptedByTimeout ? learn(w, { _tag: "overload", throttled: false, waitMs: undefined }) : Effect.void
             })

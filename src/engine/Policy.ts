@@ -27,6 +27,12 @@ export interface Policy {
    * `deadline_exceeded`. Default: none.
    */
   readonly deadline?: Duration.DurationInput
+  /**
+   * The same deadline as a fixed moment (epoch milliseconds on the run's `Clock`), e.g. a job's
+   * start + its deadline, so a run resumed after a restart keeps the deadline it began with. With
+   * both, the earlier applies; a moment already past ends every unfinished item at once. Default: none.
+   */
+  readonly deadlineAt?: number
   /** Breaker guarding the upstream the task calls. Default: none. */
   readonly breaker?: CircuitBreaker
   /**

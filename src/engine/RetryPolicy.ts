@@ -20,6 +20,14 @@ export interface RetryPolicy {
    * Default 0.1.
    */
   readonly serverDelayJitter: number
+  /**
+   * The longest wait an upstream may ask for (`Retry-After`, a reset header, a 503's `Retry-After`).
+   * An item told to wait longer is not retried: it fails at once with that error (`retryAfterMs`
+   * says how long the upstream asked for), and it does not wait past this at a budget's shared
+   * pause either. The engine's own waits (schedules, an open breaker's recovery time) are not
+   * capped by it. Default: none (every stated wait is obeyed).
+   */
+  readonly maxRetryAfter?: Duration.Duration
 }
 
 /** Exponential backoff from `base`, multiplied by `factor` each time, jittered ±20%, never above `cap`. */
@@ -56,11 +64,13 @@ export const make = (
     readonly maxRetries?: number
     readonly schedules?: Partial<RetryPolicy["schedules"]>
     readonly serverDelayJitter?: number
+    readonly maxRetryAfter?: Duration.DurationInput
   } = {}
 ): RetryPolicy => ({
   maxRetries: overrides.maxRetries ?? defaults.maxRetries,
   schedules: { ...defaults.schedules, ...overrides.schedules },
-  serverDelayJitter: overrides.serverDelayJitter ?? defaults.serverDelayJitter
+  serverDelayJitter: overrides.serverDelayJitter ?? defaults.serverDelayJitter,
+  ...(overrides.maxRetryAfter === undefined ? {} : { maxRetryAfter: Duration.decode(overrides.maxRetryAfter) })
 })
 
 /** The retry class of an error, or `undefined` when that error is never retried. */
@@ -84,6 +94,16 @@ export type RetryState = Partial<Record<RetryClass, unknown>>
 
 const serverDelay = (error: TaskError): Duration.Duration | undefined =>
   error._tag === "RateLimited" || error._tag === "CircuitOpen" || error._tag === "Transient" ? error.retryAfter : undefined
+
+/** The wait the upstream itself asked for (429/503 headers), in ms; not an open breaker's recovery time. */
+export const upstreamDelayMs = (error: TaskError): number | undefined =>
+  (error._tag === "RateLimited" || error._tag === "Transient") && error.retryAfter !== undefined
+    ? Duration.toMillis(error.retryAfter)
+    : undefined
+
+/** `maxRetryAfter` in ms, or `undefined` when waits are not capped. */
+export const maxRetryAfterMs = (policy: RetryPolicy): number | undefined =>
+  policy.maxRetryAfter === undefined ? undefined : Duration.toMillis(policy.maxRetryAfter)
 
 /**
  * The wait before the next try of an item that just failed with `error`, or `None` when it must not

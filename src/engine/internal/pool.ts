@@ -88,8 +88,13 @@ interface Unit<I> {
   readonly index: number
   readonly item: I
   readonly id: string | undefined
-  /** Calls actually made (admitted by the breaker). */
+  /**
+   * Calls actually made: one per run of the task, or, once the task calls through
+   * `AttemptContext.guard`, one per guarded call that went out (past its budget and breaker).
+   */
   attempts: number
+  /** Runs of the task (the attempt number it is told). */
+  runs: number
   /** Tries including those the breaker turned away; bounded by maxRetries + 1. */
   tries: number
   firstStart: number
@@ -113,6 +118,10 @@ interface Slot<I> {
   budget: Budget.Budget | undefined
   /** While waiting for admission inside the task: the attempt's time left (its clock is paused); -1 otherwise. */
   pausedLeft: number
+  /** Guarded calls this attempt's task made so far; -1 until the task runs. */
+  calls: number
+  /** Whether this attempt's task called through `guard` (then only its guarded calls count as calls). */
+  guarded: boolean
 }
 
 /** Counts right after an item finished, for its `ItemFinished` event (kept only with observers). */
@@ -202,8 +211,12 @@ const runIn = <I, A, E, R, RS>(
 
     const stopped = yield* Deferred.make<StopReason, E>()
     const startedAt = now()
-    const deadlineAt =
-      policy.deadline === undefined ? Number.POSITIVE_INFINITY : startedAt + Duration.toMillis(policy.deadline)
+    // The earlier of the deadline from this run's start and a fixed moment (a resumed job keeps the one it began with).
+    const deadlineAt = Math.min(
+      policy.deadline === undefined ? Number.POSITIVE_INFINITY : startedAt + Duration.toMillis(policy.deadline),
+      policy.deadlineAt ?? Number.POSITIVE_INFINITY
+    )
+    const maxRetryAfterMs = RetryPolicy.maxRetryAfterMs(policy.retry)
 
     // ---- settings that may change mid-run
     let limit = isAdjustable(policy.maxConcurrent) ? yield* policy.maxConcurrent.get : policy.maxConcurrent
@@ -316,14 +329,16 @@ const runIn = <I, A, E, R, RS>(
       unit.id === undefined
         ? { index: unit.index, status, attempts: unit.attempts, durationMs: durationOf(unit, at), error }
         : { index: unit.index, id: unit.id, status, attempts: unit.attempts, durationMs: durationOf(unit, at), error }
-    const itemError = (error: TaskError, note?: string): ItemError => {
+    const itemError = (error: TaskError, note?: string, retryAfterMs?: number): ItemError => {
       const type = errorTypeOf(error)
       const message = note === undefined ? messageOf(error) : `${messageOf(error)} (${note})`
+      // A 503 may say when to come back too; an open breaker says when it will let a probe through.
       const after =
-        error._tag === "RateLimited" ? error.retryAfter : error._tag === "CircuitOpen" ? error.retryAfter : undefined
-      return after === undefined
+        error._tag === "RateLimited" || error._tag === "CircuitOpen" || error._tag === "Transient" ? error.retryAfter : undefined
+      const ms = retryAfterMs ?? (after === undefined ? undefined : Duration.toMillis(after))
+      return ms === undefined
         ? { type, message, retryable: isRetryableType(type) }
-        : { type, message, retryable: isRetryableType(type), retryAfterMs: Duration.toMillis(after) }
+        : { type, message, retryable: isRetryableType(type), retryAfterMs: Math.round(ms) }
     }
     const stoppedResult = (unit: Unit<I>, reason: "deadline" | "cancelled", at: number): ItemResult<A> => {
       const s = stopStatus(reason)
@@ -399,6 +414,7 @@ const runIn = <I, A, E, R, RS>(
         item,
         id: idOf === undefined ? undefined : idOf(item, index),
         attempts: 0,
+        runs: 0,
         tries: 0,
         firstStart: -1,
         lastError: undefined,
@@ -426,14 +442,16 @@ const runIn = <I, A, E, R, RS>(
       const run = Effect.suspend(() => {
         const unit = slot.unit
         if (unit === undefined) return Effect.dieMessage("internal: attempt without an item")
-        unit.attempts++
+        unit.runs++
+        slot.calls = 0
+        slot.guarded = false
         // The timeout covers the call itself, not the wait for admission, the breaker or the rate limiter.
         if (!slot.calling) {
           startCalling(slot)
           slot.attemptDeadline = now() + timeoutMs
           wakeWatchdog()
         }
-        return task(unit.item, { index: unit.index, id: unit.id, attempt: unit.attempts, timedOut, guard })
+        return task(unit.item, { index: unit.index, id: unit.id, attempt: unit.runs, timedOut, guard })
       })
       const limited = rateLimiter === undefined ? run : rateLimiter(run)
       const body = onEvent === undefined ? limited : Effect.zipRight(started, limited)
@@ -448,7 +466,11 @@ const runIn = <I, A, E, R, RS>(
       const admitted = () => {
         slot.budget = budget
       }
-      return budget.admit(tenant, { onAdmit: admitted, timedOut })(breakered)
+      return budget.admit(tenant, {
+        onAdmit: admitted,
+        timedOut,
+        ...(maxRetryAfterMs === undefined ? {} : { maxCooldownMs: maxRetryAfterMs })
+      })(breakered)
     }
 
     const startCalling = (slot: Slot<I>) => {
@@ -478,13 +500,23 @@ const runIn = <I, A, E, R, RS>(
             wakeWatchdog()
           }
         },
-        timedOut
+        timedOut,
+        ...(maxRetryAfterMs === undefined ? {} : { maxCooldownMs: maxRetryAfterMs })
       }
       return <A, R>(call: Effect.Effect<A, TaskError, R>): Effect.Effect<A, TaskError, R> => {
-        const guarded = br === undefined ? call : withCircuitBreaker(call, br, { isFailure: countsAgainstBreaker, interruptionIsFailure: timedOut })
-        if (b === undefined) return guarded
+        // Counted as it goes out: a call the budget or the breaker turned away was never made.
+        const counted = Effect.suspend(() => {
+          if (slot.calls >= 0) slot.calls++
+          return call
+        })
+        const guarded = br === undefined ? counted : withCircuitBreaker(counted, br, { isFailure: countsAgainstBreaker, interruptionIsFailure: timedOut })
+        if (b === undefined) return Effect.suspend(() => {
+          slot.guarded = true
+          return guarded
+        })
         const admit = b.admit(tenant, hooks)(guarded)
         return Effect.suspend(() => {
+          slot.guarded = true
           // Waiting for admission: the attempt's timeout stops running and it is not in flight.
           if (slot.inAttempt && !slot.timedOut && slot.pausedLeft < 0 && Number.isFinite(slot.attemptDeadline)) {
             slot.pausedLeft = Math.max(0, slot.attemptDeadline - now())
@@ -543,6 +575,9 @@ const runIn = <I, A, E, R, RS>(
       )
     }
 
+    const overCap = (waitMs: number) =>
+      `the upstream asked to wait ${Math.ceil(waitMs / 1000)} s, longer than the ${Math.round((maxRetryAfterMs ?? 0) / 1000)} s allowed (maxRetryAfter)`
+
     /** After a failed try: retry later, or end the item. Runs uninterruptibly. */
     const onError = (unit: Unit<I>, error: TaskError, at: number, admittedBy: Budget.Budget | undefined): Effect.Effect<void> => {
       unit.lastError = error
@@ -557,6 +592,13 @@ const runIn = <I, A, E, R, RS>(
         finalize(unit, failure(unit, "failed", itemError(error), at))
         return Effect.void
       }
+      // The upstream asked for a longer wait than `maxRetryAfter`: no retry, the item ends now and
+      // says how long it was asked to wait (the caller decides whether to come back then).
+      const stated = RetryPolicy.upstreamDelayMs(error)
+      if (maxRetryAfterMs !== undefined && stated !== undefined && stated > maxRetryAfterMs) {
+        finalize(unit, failure(unit, "failed", itemError(error, overCap(stated)), at))
+        return Effect.void
+      }
       return Effect.flatMap(RetryPolicy.nextDelay(retry, error, unit.retryState, at), (delay) => {
         if (Option.isNone(delay)) {
           finalize(unit, failure(unit, "failed", itemError(error), at))
@@ -565,6 +607,11 @@ const runIn = <I, A, E, R, RS>(
         // The upstream asked everyone to wait: retry when the budget's shared pause ends, not on this item's own clock.
         const verdict = admittedBy === undefined ? undefined : Budget.verdictOf(error)
         const paused = verdict?._tag === "overload" && verdict.waitMs !== undefined ? (admittedBy?.cooldownRemaining() ?? 0) : 0
+        // The shared pause (another call's answer may have made it longer than this one's) is capped too.
+        if (maxRetryAfterMs !== undefined && paused > maxRetryAfterMs) {
+          finalize(unit, failure(unit, "failed", itemError(error, overCap(paused), paused), at))
+          return Effect.void
+        }
         const wait = paused > 0 ? paused : delay.value
         if (at + wait >= deadlineAt) {
           finalize(unit, failure(unit, "failed", itemError(error, "no time left for a retry before the deadline"), at))
@@ -585,6 +632,15 @@ const runIn = <I, A, E, R, RS>(
     const successes = metrics.attemptOutcome("success")
     /** Ends the attempt's bookkeeping; returns the time it ended. */
     const endAttempt = (slot: Slot<I>): number => {
+      const unit = slot.unit
+      if (unit !== undefined && slot.calls >= 0) {
+        // A task that calls through `guard` made exactly its guarded calls that went out (a call
+        // turned away by a budget or breaker, or a login shared by many items, is not one of them);
+        // a task that does not made one call per run.
+        unit.attempts += slot.guarded ? slot.calls : 1
+      }
+      slot.calls = -1
+      slot.guarded = false
       stopCalling(slot)
       slot.inAttempt = false
       slot.pausedLeft = -1
@@ -646,6 +702,8 @@ const runIn = <I, A, E, R, RS>(
         const unit = slot.unit
         if (unit === undefined) return Effect.void
         unit.tries++
+        slot.calls = -1
+        slot.guarded = false
         const start = now()
         if (unit.firstStart < 0) unit.firstStart = start
         slot.attemptStart = start
@@ -732,6 +790,8 @@ const runIn = <I, A, E, R, RS>(
           calling: false,
           budget: undefined,
           pausedLeft: -1,
+          calls: -1,
+          guarded: false
         }
         active++
         slots.add(slot)
@@ -831,10 +891,12 @@ const runIn = <I, A, E, R, RS>(
     yield* Effect.logDebug("run started").pipe(Effect.annotateLogs({ maxConcurrent: limit, timeoutMs }))
     yield* restartWatchdog
     if (collect === undefined) yield* Effect.forkIn(flusher, scope)
-    if (deadlineAt !== Number.POSITIVE_INFINITY) {
+    // A deadline already past (a job resumed after it): nothing starts, every item ends deadline_exceeded.
+    if (deadlineAt <= startedAt) stop("deadline")
+    else if (deadlineAt !== Number.POSITIVE_INFINITY) {
       yield* Effect.forkIn(
         Effect.zipRight(
-          Effect.sleep(Duration.millis(deadlineAt - startedAt)),
+          Effect.sleep(Duration.millis(Math.max(0, deadlineAt - startedAt))),
           Effect.sync(() => stop("deadline"))
         ),
         scope
