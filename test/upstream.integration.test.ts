@@ -3,7 +3,7 @@
  * HttpClient anywhere. Latencies are kept to tens of milliseconds so the file runs in seconds.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, Logger, LogLevel, Schedule } from "effect"
+import { Duration, Effect, Fiber, Logger, LogLevel, Schedule } from "effect"
 import * as CircuitBreaker from "../src/engine/CircuitBreaker.js"
 import { CircuitBreakerRegistry } from "../src/engine/CircuitBreakerRegistry.js"
 import * as Engine from "../src/engine/Engine.js"
@@ -233,6 +233,90 @@ describe("post generation and intraday triggers", () => {
       const attempts = results.reduce((n, r) => n + r.attempts, 0)
       expect(attempts).toBe((yield* sandbox.stats).routes.chat.calls)
     }).pipe(Effect.provide(world({ breakers: { rule: CircuitBreaker.consecutiveFailures(100) } }))))
+})
+
+describe("retry semantics over real sockets", () => {
+  const fourTries = RetryPolicy.make({
+    maxRetries: 3,
+    schedules: { transient: Schedule.spaced("10 millis"), timeout: Schedule.spaced("10 millis") }
+  })
+
+  it.scopedLive("intraday: attempts count the calls made — news resets every time, its breaker opens: 7 calls, attempts 7", () =>
+    Effect.gen(function* () {
+      const sandbox = yield* Sandbox
+      yield* sandbox.setKnobs("news", { dropRate: 1 })
+      const processor = yield* IntradayTriggersProcessor
+      const [result] = (yield* processor.run([{ triggerKey: "limit_up" }], { retry: fourTries })).results
+      const stats = yield* sandbox.stats
+      // 4 tries: the screen each time, news 3 times (reset), the 4th news call turned away by its open breaker.
+      expect([stats.routes.screen.calls, stats.routes.news.calls]).toEqual([4, 3])
+      expect(result).toMatchObject({ status: "failed", attempts: 7, error: { type: "circuit_open" } })
+    }).pipe(Effect.provide(world())))
+
+  it.scopedLive("intraday: with resets on both upstreams, the attempts of all items add up to the calls the sandbox saw", () =>
+    Effect.gen(function* () {
+      const sandbox = yield* Sandbox
+      yield* sandbox.setKnobs("screen", { dropRate: 0.4 })
+      yield* sandbox.setKnobs("news", { dropRate: 0.4 })
+      const processor = yield* IntradayTriggersProcessor
+      const triggers = Array.from({ length: 10 }, (_, i) => ({ triggerKey: `t${i}` }))
+      const { results } = yield* processor.run(triggers, { retry: fourTries, maxConcurrent: 4 })
+      const stats = yield* sandbox.stats
+      expect(stats.routes.screen.calls + stats.routes.news.calls).toBeGreaterThan(20)
+      expect(results.reduce((n, r) => n + r.attempts, 0)).toBe(stats.routes.screen.calls + stats.routes.news.calls)
+    }).pipe(Effect.provide(world({ breakers: { rule: CircuitBreaker.consecutiveFailures(1_000) } }))))
+
+  it.scopedLive("a forum login that times out is a timeout: the items retry it and succeed once the forum answers", () =>
+    Effect.gen(function* () {
+      const sandbox = yield* Sandbox
+      yield* sandbox.setKnobs("login", { hangRate: 1 })
+      const processor = yield* InteractionsProcessor
+      const run = yield* Effect.fork(processor.run(posts(4, ["101"]), { retry: fourTries, maxConcurrent: 4 }))
+      // The first login hangs past FORUM_LOGIN_TIMEOUT; then the forum recovers.
+      yield* Effect.retry(
+        Effect.filterOrFail(sandbox.stats, (s) => s.routes.login.calls >= 1),
+        Schedule.spaced("5 millis").pipe(Schedule.upTo("2 seconds"))
+      )
+      yield* sandbox.setKnobs("login", { hangRate: 0 })
+      const { results } = yield* Fiber.join(run)
+      expect(results.map((r) => r.status)).toEqual(["succeeded", "succeeded", "succeeded", "succeeded"])
+      // A login is shared by the account's items and is not one of their calls: each made one.
+      expect(results.map((r) => r.attempts)).toEqual([1, 1, 1, 1])
+      expect((yield* sandbox.stats).routes.login.calls).toBe(2)
+    }).pipe(Effect.provide(world({ env: { FORUM_LOGIN_TIMEOUT: "150 millis" } }))))
+
+  it.scopedLive("a forum login that always times out fails the items as timeout (retryable), after their retries", () =>
+    Effect.gen(function* () {
+      const sandbox = yield* Sandbox
+      yield* sandbox.setKnobs("login", { hangRate: 1 })
+      const processor = yield* InteractionsProcessor
+      const { results } = yield* processor.run(posts(2, ["101"]), { retry: fourTries })
+      expect(results.map(errorOf)).toMatchObject([
+        { type: "timeout", retryable: true },
+        { type: "timeout", retryable: true }
+      ])
+      expect((yield* sandbox.stats).routes.login.calls).toBeGreaterThanOrEqual(4)
+    }).pipe(Effect.provide(world({ env: { FORUM_LOGIN_TIMEOUT: "50 millis" } }))))
+
+  it.scopedLive("a 429 asking for 10 minutes (MAX_RETRY_AFTER 60 s): every item fails rate_limited with retryAfterMs within a second", () =>
+    Effect.gen(function* () {
+      const sandbox = yield* Sandbox
+      yield* sandbox.setKnobs("news", { rateLimitRate: 1, retryAfter: { kind: "seconds", seconds: 600 } })
+      const processor = yield* IntradayTriggersProcessor
+      const started = Date.now()
+      // The service's retry rules (no override): MAX_RETRY_AFTER applies.
+      const { results } = yield* processor.run(Array.from({ length: 6 }, (_, i) => ({ triggerKey: `t${i}` })))
+      expect(Date.now() - started).toBeLessThan(2_000)
+      for (const r of results) {
+        const error = errorOf(r)
+        expect(error?.type).toBe("rate_limited")
+        expect(error?.retryAfterMs).toBeGreaterThanOrEqual(599_000)
+        // (the budget's pause adds up to 250 ms of jitter, so that waiters do not all come back at once)
+        expect(error?.retryAfterMs).toBeLessThanOrEqual(600_250)
+      }
+      // The pause is shared: items that came to the news budget after the first 429 never called it.
+      expect((yield* sandbox.stats).routes.news.calls).toBeLessThanOrEqual(3)
+    }).pipe(Effect.provide(world({ env: { MAX_RETRY_AFTER: "60" } }))))
 })
 
 describe("secrets", () => {

@@ -12,14 +12,15 @@ import * as Engine from "../engine/Engine.js"
 import type { ItemResult } from "../engine/ItemResult.js"
 import type { Policy } from "../engine/Policy.js"
 import type { ProgressEvent, RunSummary } from "../engine/Progress.js"
-import type { RetryPolicy } from "../engine/RetryPolicy.js"
+import * as RetryPolicy from "../engine/RetryPolicy.js"
+import { maxRetryAfter } from "../upstream/UpstreamConfig.js"
 
 /** Per-request overrides; absent fields follow the processor's current (adjustable) settings. */
 export interface Overrides {
   readonly maxConcurrent?: number
   readonly timeoutSeconds?: number
-  /** Library use only (not exposed over HTTP): a different retry policy for this run. */
-  readonly retry?: RetryPolicy
+  /** Library use only (not exposed over HTTP): a different retry policy for this run (replacing `MAX_RETRY_AFTER`'s cap too). */
+  readonly retry?: RetryPolicy.RetryPolicy
   /** Whole-batch deadline. */
   readonly deadline?: Duration.DurationInput
   /** Library use only: an Effect `RateLimiter` taken around each attempt, outside its timeout. Upstream limits belong in budgets. */
@@ -93,6 +94,8 @@ export const make = <I, A>(definition: ProcessorDefinition<I, A>): Effect.Effect
         defaults.timeoutSeconds
       )
     }
+    // The default retry rules, with the service's cap on how long an upstream may make an item wait.
+    const retry = RetryPolicy.make({ maxRetryAfter: yield* maxRetryAfter })
     const maxConcurrent = yield* Adjustable.make(configured.maxConcurrent)
     const attemptTimeout = yield* Adjustable.make(Duration.seconds(configured.timeoutSeconds))
 
@@ -100,7 +103,7 @@ export const make = <I, A>(definition: ProcessorDefinition<I, A>): Effect.Effect
       name: definition.name,
       maxConcurrent: overrides.maxConcurrent ?? maxConcurrent,
       attemptTimeout: overrides.timeoutSeconds === undefined ? attemptTimeout : Duration.seconds(overrides.timeoutSeconds),
-      ...(overrides.retry === undefined ? {} : { retry: overrides.retry }),
+      retry: overrides.retry ?? retry,
       ...(overrides.deadline === undefined ? {} : { deadline: overrides.deadline }),
       ...(overrides.rateLimiter === undefined ? {} : { rateLimiter: overrides.rateLimiter }),
       ...(overrides.budget === undefined ? {} : { budget: overrides.budget }),

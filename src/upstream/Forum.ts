@@ -12,11 +12,11 @@
 import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { Clock, Context, Deferred, Duration, Effect, Exit, Layer, Redacted, Schema, Scope, SynchronizedRef } from "effect"
 import * as Budget from "../engine/Budget.js"
-import { Permanent, type TaskError } from "../engine/Errors.js"
+import { AttemptTimeout, Permanent, type TaskError } from "../engine/Errors.js"
 import { UpstreamBudgets } from "./Budgets.js"
 import { callJson } from "./http.js"
 import { KolCredentials } from "./KolCredentials.js"
-import { UpstreamConfig } from "./UpstreamConfig.js"
+import { forumLoginTimeout, maxRetryAfter, UpstreamConfig } from "./UpstreamConfig.js"
 
 export const Interactions = Schema.Struct({
   views: Schema.Number,
@@ -46,7 +46,10 @@ export class ForumClient extends Context.Tag("parallel-processor/ForumClient")<F
         const credentials = yield* KolCredentials
         const scope = yield* Effect.scope
         const { forum } = yield* UpstreamBudgets
-        return yield* makeForumClient(client, forumUrl, credentials, scope, forum)
+        return yield* makeForumClient(client, forumUrl, credentials, scope, forum, {
+          loginTimeout: yield* forumLoginTimeout,
+          maxCooldown: yield* maxRetryAfter
+        })
       })
     )
 }
@@ -67,6 +70,16 @@ const isUnauthorized = (e: TaskError): boolean => e._tag === "Permanent" && e.st
 
 /** A login is given this long before it counts as a timeout (it is shared, so no item's timeout applies). */
 const LOGIN_TIMEOUT = Duration.seconds(30)
+
+export interface ForumClientOptions {
+  /** How long one login call may take before it fails as a timeout. Default 30 s. */
+  readonly loginTimeout?: Duration.DurationInput
+  /**
+   * The longest a login waits out the forum budget's pause (the items waiting for it would wait as
+   * long); past it the login fails `RateLimited` at once. Default: no limit.
+   */
+  readonly maxCooldown?: Duration.DurationInput
+}
 /** Tokens are renewed this long before they expire, so a call never starts with a token about to lapse. */
 const EXPIRY_MARGIN_MS = 30_000
 
@@ -75,12 +88,15 @@ export const makeForumClient = (
   baseUrl: string,
   credentials: KolCredentials["Type"],
   scope: Scope.Scope,
-  budget?: Budget.Budget
+  budget?: Budget.Budget,
+  options: ForumClientOptions = {}
 ): Effect.Effect<ForumClientService> =>
   Effect.gen(function* () {
     const entries = yield* SynchronizedRef.make(new Map<string, Entry>())
     const logins = Budget.tenant("forum-login", "high")
-    const admitLogin: Guard = budget === undefined ? (call) => call : (call) => budget.admit(logins)(call)
+    const loginTimeout = Duration.decode(options.loginTimeout ?? LOGIN_TIMEOUT)
+    const hooks: Budget.Hooks = options.maxCooldown === undefined ? {} : { maxCooldownMs: Duration.toMillis(options.maxCooldown) }
+    const admitLogin: Guard = budget === undefined ? (call) => call : (call) => budget.admit(logins, hooks)(call)
 
     const login = (kolSerial: string): Effect.Effect<Token, TaskError> =>
       Effect.gen(function* () {
@@ -88,9 +104,16 @@ export const makeForumClient = (
         const request = HttpClientRequest.post(`${baseUrl}/auth/login`).pipe(
           HttpClientRequest.bodyUnsafeJson({ email, password: Redacted.value(password) })
         )
-        // The login timeout covers the call, not the wait for the forum budget's admission.
+        // The login timeout covers the call, not the wait for the forum budget's admission. A login
+        // that times out is a timeout like any other (it was a Permanent: every item waiting on it
+        // failed `upstream_rejected` at once, never retried): the items retry as timeouts, and the
+        // next try of any of them logs in afresh (a failed login is not cached).
         const call = callJson(client, request, LoginResponse, `forum login for KOL ${kolSerial}`).pipe(
-          Effect.timeoutFail({ duration: LOGIN_TIMEOUT, onTimeout: () => new Permanent({ message: "forum login timed out" }) })
+          Effect.timeoutFail({
+            duration: loginTimeout,
+            onTimeout: () =>
+              new AttemptTimeout({ message: `forum login for KOL ${kolSerial} timed out after ${Duration.format(loginTimeout)}` })
+          })
         )
         const answer = yield* admitLogin(call).pipe(
           Effect.catchTag("Permanent", (e) =>

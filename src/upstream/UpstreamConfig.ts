@@ -2,7 +2,7 @@
  * Where the upstreams are and the secrets to call them, read once from the environment through
  * `Config`. Secrets stay `Redacted`, so they never print in logs, errors or responses.
  */
-import { Config, Context, Layer, Option, type Redacted } from "effect"
+import { Config, Context, Duration, Effect, Layer, Option, type Redacted } from "effect"
 
 export interface UpstreamSettings {
   /** `FORUM_API_URL` */
@@ -53,3 +53,37 @@ export class UpstreamConfig extends Context.Tag("parallel-processor/UpstreamConf
     })
 }
 
+
+/** A duration setting written as Effect does (`60 seconds`, `500 millis`) or as plain seconds (`60`, `0.5`). */
+const durationOrSeconds = (name: string): Config.Config<Duration.Duration> =>
+  Config.duration(name).pipe(
+    Config.orElse(() =>
+      Config.number(name).pipe(
+        Config.validate({ message: "must be a duration (e.g. 60 seconds) or a number of seconds ≥ 0", validation: (n) => n >= 0 }),
+        Config.map(Duration.seconds)
+      )
+    )
+  )
+
+/**
+ * `MAX_RETRY_AFTER` (default 60 s): the longest wait an upstream may ask for (`Retry-After`, reset
+ * headers). Past it an item is not retried but fails `rate_limited` with `retryAfterMs`, and nothing
+ * waits out a budget's pause longer than it: a sync request is never held for the ten minutes an
+ * upstream asked for. An invalid value keeps the default, with a warning.
+ */
+export const maxRetryAfter: Effect.Effect<Duration.Duration> = durationOrSeconds("MAX_RETRY_AFTER").pipe(
+  Config.withDefault(Duration.seconds(60)),
+  Effect.tapError((error) => Effect.logWarning(`ignoring invalid MAX_RETRY_AFTER: ${error.message}`)),
+  Effect.orElseSucceed(() => Duration.seconds(60))
+)
+
+/**
+ * `FORUM_LOGIN_TIMEOUT` (default 30 s): how long one forum login call may take. A login is shared by
+ * every item of its account, so no item's attempt timeout applies to it.
+ */
+export const forumLoginTimeout: Effect.Effect<Duration.Duration> = durationOrSeconds("FORUM_LOGIN_TIMEOUT").pipe(
+  Config.validate({ message: "must be longer than 0", validation: (d) => Duration.toMillis(d) > 0 }),
+  Config.withDefault(Duration.seconds(30)),
+  Effect.tapError((error) => Effect.logWarning(`ignoring invalid FORUM_LOGIN_TIMEOUT: ${error.message}`)),
+  Effect.orElseSucceed(() => Duration.seconds(30))
+)

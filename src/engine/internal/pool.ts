@@ -88,13 +88,12 @@ interface Unit<I> {
   readonly index: number
   readonly item: I
   readonly id: string | undefined
-  /**
-   * Calls actually made: one per run of the task, or, once the task calls through
-   * `AttemptContext.guard`, one per guarded call that went out (past its budget and breaker).
-   */
+  /** Runs of the task (admitted by the breaker): the attempt number it is told. */
   attempts: number
-  /** Runs of the task (the attempt number it is told). */
-  runs: number
+  /** Calls made through `AttemptContext.guard` that went out (past their budget and breaker). */
+  guardedCalls: number
+  /** Whether the task asked for `guard` in any of its runs: then its calls are its guarded calls. */
+  usesGuard: boolean
   /** Tries including those the breaker turned away; bounded by maxRetries + 1. */
   tries: number
   firstStart: number
@@ -118,10 +117,6 @@ interface Slot<I> {
   budget: Budget.Budget | undefined
   /** While waiting for admission inside the task: the attempt's time left (its clock is paused); -1 otherwise. */
   pausedLeft: number
-  /** Guarded calls this attempt's task made so far; -1 until the task runs. */
-  calls: number
-  /** Whether this attempt's task called through `guard` (then only its guarded calls count as calls). */
-  guarded: boolean
 }
 
 /** Counts right after an item finished, for its `ItemFinished` event (kept only with observers). */
@@ -309,14 +304,20 @@ const runIn = <I, A, E, R, RS>(
       wakeFlusher()
     }
     const durationOf = (unit: Unit<I>, at: number) => (unit.firstStart < 0 ? 0 : at - unit.firstStart)
+    /**
+     * Calls actually made for the item. A task that asks for `AttemptContext.guard` made exactly its
+     * guarded calls that went out — not those a budget or breaker turned away, nor a call it shares
+     * with other items outside the guard (a forum login); a task that does not is one call per run.
+     */
+    const callsOf = (unit: Unit<I>) => (unit.usesGuard ? unit.guardedCalls : unit.attempts)
     const success = (unit: Unit<I>, value: A, at: number): ItemResult<A> =>
       unit.id === undefined
-        ? { index: unit.index, status: "succeeded", attempts: unit.attempts, durationMs: durationOf(unit, at), value }
+        ? { index: unit.index, status: "succeeded", attempts: callsOf(unit), durationMs: durationOf(unit, at), value }
         : {
             index: unit.index,
             id: unit.id,
             status: "succeeded",
-            attempts: unit.attempts,
+            attempts: callsOf(unit),
             durationMs: durationOf(unit, at),
             value
           }
@@ -327,8 +328,8 @@ const runIn = <I, A, E, R, RS>(
       at: number
     ): ItemResult<A> =>
       unit.id === undefined
-        ? { index: unit.index, status, attempts: unit.attempts, durationMs: durationOf(unit, at), error }
-        : { index: unit.index, id: unit.id, status, attempts: unit.attempts, durationMs: durationOf(unit, at), error }
+        ? { index: unit.index, status, attempts: callsOf(unit), durationMs: durationOf(unit, at), error }
+        : { index: unit.index, id: unit.id, status, attempts: callsOf(unit), durationMs: durationOf(unit, at), error }
     const itemError = (error: TaskError, note?: string, retryAfterMs?: number): ItemError => {
       const type = errorTypeOf(error)
       const message = note === undefined ? messageOf(error) : `${messageOf(error)} (${note})`
@@ -414,7 +415,8 @@ const runIn = <I, A, E, R, RS>(
         item,
         id: idOf === undefined ? undefined : idOf(item, index),
         attempts: 0,
-        runs: 0,
+        guardedCalls: 0,
+        usesGuard: false,
         tries: 0,
         firstStart: -1,
         lastError: undefined,
@@ -442,16 +444,14 @@ const runIn = <I, A, E, R, RS>(
       const run = Effect.suspend(() => {
         const unit = slot.unit
         if (unit === undefined) return Effect.dieMessage("internal: attempt without an item")
-        unit.runs++
-        slot.calls = 0
-        slot.guarded = false
+        unit.attempts++
         // The timeout covers the call itself, not the wait for admission, the breaker or the rate limiter.
         if (!slot.calling) {
           startCalling(slot)
           slot.attemptDeadline = now() + timeoutMs
           wakeWatchdog()
         }
-        return task(unit.item, { index: unit.index, id: unit.id, attempt: unit.runs, timedOut, guard })
+        return task(unit.item, { index: unit.index, id: unit.id, attempt: unit.attempts, timedOut, guard })
       })
       const limited = rateLimiter === undefined ? run : rateLimiter(run)
       const body = onEvent === undefined ? limited : Effect.zipRight(started, limited)
@@ -487,6 +487,9 @@ const runIn = <I, A, E, R, RS>(
 
     /** `AttemptContext.guard` for the attempt `slot` runs: admission (clock paused) → breaker → call. */
     const guardFor = (slot: Slot<I>) => (upstream: Upstream) => {
+      // Asking for a guard (before any call, e.g. before a shared login that may fail) says how this
+      // task's calls are counted.
+      if (slot.inAttempt && slot.unit !== undefined) slot.unit.usesGuard = true
       const b = upstream.budget
       const br = upstream.breaker
       const timedOut = () => slot.timedOut
@@ -506,17 +509,13 @@ const runIn = <I, A, E, R, RS>(
       return <A, R>(call: Effect.Effect<A, TaskError, R>): Effect.Effect<A, TaskError, R> => {
         // Counted as it goes out: a call the budget or the breaker turned away was never made.
         const counted = Effect.suspend(() => {
-          if (slot.calls >= 0) slot.calls++
+          if (slot.inAttempt && slot.unit !== undefined) slot.unit.guardedCalls++
           return call
         })
         const guarded = br === undefined ? counted : withCircuitBreaker(counted, br, { isFailure: countsAgainstBreaker, interruptionIsFailure: timedOut })
-        if (b === undefined) return Effect.suspend(() => {
-          slot.guarded = true
-          return guarded
-        })
+        if (b === undefined) return guarded
         const admit = b.admit(tenant, hooks)(guarded)
         return Effect.suspend(() => {
-          slot.guarded = true
           // Waiting for admission: the attempt's timeout stops running and it is not in flight.
           if (slot.inAttempt && !slot.timedOut && slot.pausedLeft < 0 && Number.isFinite(slot.attemptDeadline)) {
             slot.pausedLeft = Math.max(0, slot.attemptDeadline - now())
@@ -632,15 +631,6 @@ const runIn = <I, A, E, R, RS>(
     const successes = metrics.attemptOutcome("success")
     /** Ends the attempt's bookkeeping; returns the time it ended. */
     const endAttempt = (slot: Slot<I>): number => {
-      const unit = slot.unit
-      if (unit !== undefined && slot.calls >= 0) {
-        // A task that calls through `guard` made exactly its guarded calls that went out (a call
-        // turned away by a budget or breaker, or a login shared by many items, is not one of them);
-        // a task that does not made one call per run.
-        unit.attempts += slot.guarded ? slot.calls : 1
-      }
-      slot.calls = -1
-      slot.guarded = false
       stopCalling(slot)
       slot.inAttempt = false
       slot.pausedLeft = -1
@@ -702,8 +692,6 @@ const runIn = <I, A, E, R, RS>(
         const unit = slot.unit
         if (unit === undefined) return Effect.void
         unit.tries++
-        slot.calls = -1
-        slot.guarded = false
         const start = now()
         if (unit.firstStart < 0) unit.firstStart = start
         slot.attemptStart = start
@@ -789,9 +777,7 @@ const runIn = <I, A, E, R, RS>(
           permit: undefined,
           calling: false,
           budget: undefined,
-          pausedLeft: -1,
-          calls: -1,
-          guarded: false
+          pausedLeft: -1
         }
         active++
         slots.add(slot)
