@@ -12,6 +12,7 @@ import { JobRunner } from "../jobs/JobRunner.js"
 import { JobStore, type StoreError } from "../jobs/JobStore.js"
 import { Jobs, type IdempotencyConflict, type JobNotFound } from "../jobs/Jobs.js"
 import type { JobEvent, JobKind, JobOptions } from "../jobs/Model.js"
+import { StorageHealth, type StorageFailing } from "../jobs/StorageHealth.js"
 import { IntradayTriggersProcessor } from "../processors/IntradayTriggers.js"
 import { InteractionsProcessor } from "../processors/Interactions.js"
 import { PostGenerationProcessor } from "../processors/PostGeneration.js"
@@ -26,6 +27,9 @@ const storeUnavailable = (error: StoreError) =>
   Effect.logError(error.message, error.cause).pipe(
     Effect.zipRight(Effect.fail(new Unavailable({ message: "the job database is unavailable; try again" })))
   )
+
+/** Writes fail (a full disk, …): the outage is logged once by StorageHealth, not per refused request. */
+const storageFailing = (error: StorageFailing) => Effect.fail(new Unavailable({ message: error.message }))
 
 const notFound = (error: JobNotFound) => Effect.fail(new NotFound({ message: `no job with id "${error.id}"` }))
 
@@ -90,7 +94,12 @@ const BatchesLive = HttpApiBuilder.group(Api, "batches", (handlers) =>
         const detail = yield* jobs.get(job.id)
         return HttpServerResponse.unsafeJson(detail, { headers: { "content-location": location } })
       }).pipe(
-        Effect.catchTags({ StoreError: storeUnavailable, IdempotencyConflict: conflict, JobNotFound: notFound })
+        Effect.catchTags({
+          StoreError: storeUnavailable,
+          StorageFailing: storageFailing,
+          IdempotencyConflict: conflict,
+          JobNotFound: notFound
+        })
       )
 
     return handlers
@@ -258,6 +267,7 @@ const OpsLive = HttpApiBuilder.group(Api, "ops", (handlers) =>
   Effect.gen(function* () {
     const store = yield* JobStore
     const runner = yield* JobRunner
+    const health = yield* StorageHealth
     const metrics = yield* PrometheusText
     return handlers
       .handle("health", () => Effect.succeed({ status: "ok" as const }))
@@ -267,6 +277,8 @@ const OpsLive = HttpApiBuilder.group(Api, "ops", (handlers) =>
             return yield* new Unavailable({ message: "shutting down" })
           }
           yield* Effect.mapError(store.ping, () => new Unavailable({ message: "the job database is unavailable" }))
+          // Reads work on a full disk; whether writes do is what StorageHealth knows.
+          yield* Effect.catchTag(health.refuseWhileFailing, "StorageFailing", storageFailing)
           return { status: "ready" as const }
         })
       )

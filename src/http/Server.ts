@@ -15,6 +15,7 @@ import { awaitWithin, JobRunner } from "../jobs/JobRunner.js"
 import { JobStore } from "../jobs/JobStore.js"
 import * as Cluster from "../jobs/Cluster.js"
 import { JobWorkflowLive, Jobs } from "../jobs/Jobs.js"
+import { StorageHealth } from "../jobs/StorageHealth.js"
 import { IntradayTriggersProcessor } from "../processors/IntradayTriggers.js"
 import { InteractionsProcessor } from "../processors/Interactions.js"
 import { PostGenerationProcessor } from "../processors/PostGeneration.js"
@@ -33,6 +34,7 @@ const processors = Layer.mergeAll(InteractionsProcessor.layer, PostGenerationPro
 export const core = JobRunner.drainOnShutdown.pipe(
   Layer.provideMerge(Layer.mergeAll(Jobs.Default, JobWorkflowLive, ClusterBreakers.layer, ClusterBudgets.layer)),
   Layer.provideMerge(JobRunner.Default),
+  Layer.provideMerge(StorageHealth.Default),
   Layer.provideMerge(JobStore.Default),
   Layer.provideMerge(Cluster.workflowEngineLayer),
   Layer.provideMerge(processors),

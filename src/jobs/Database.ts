@@ -1,13 +1,15 @@
 /**
  * Where the service keeps its state: an embedded SQLite file under `DATA_DIR` by default, the file
  * named by `DATABASE_URL` (`sqlite:<path>` or `file:<path>`), or PostgreSQL (`postgres://…`), which
- * several instances can share. A SQLite file is locked for the life of the process, because two
- * processes on one SQLite file would both resume and run the same jobs.
+ * several instances can share. A SQLite file is locked for the life of the process (an OS file lock,
+ * which dies with the process), because two processes on one SQLite file would both resume and run
+ * the same jobs.
  */
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
-import { SqlClient } from "@effect/sql"
-import { Config, Context, Data, Effect, Layer, Option, Redacted } from "effect"
+import * as Reactivity from "@effect/experimental/Reactivity"
+import { SqlClient, type SqlError } from "@effect/sql"
+import { Config, Context, Data, Effect, Either, Layer, Option, Redacted, type Scope } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 
@@ -64,44 +66,81 @@ export const location: Effect.Effect<DatabaseLocation, DatabaseConfigError> = Ef
 
 export class DataDirLocked extends Data.TaggedError("DataDirLocked")<{ readonly message: string }> {}
 
-const pidAlive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM"
-  }
-}
+const SQLITE_HEADER = "SQLite format 3\0"
 
 /**
- * An exclusive lock file next to the database, held until the scope closes. A lock left by a process
- * that died (SIGKILL) is taken over; a live holder is an error, not a silent second writer.
+ * Earlier versions wrote their pid into `<db>.lock`; such a file is not a SQLite database, and the
+ * lock below could not be taken on it. It means nothing now (a pid can belong to any process), so
+ * it is emptied: an empty file is a valid, empty SQLite database.
  */
-export const lockFile = (filename: string) =>
-  Effect.acquireRelease(
-    Effect.try({
-      try: () => {
-        fs.mkdirSync(path.dirname(filename), { recursive: true })
-        const lock = `${filename}.lock`
-        for (let tries = 0; tries < 2; tries++) {
-          try {
-            fs.writeFileSync(lock, String(process.pid), { flag: "wx" })
-            return lock
-          } catch (error) {
-            if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error
-            const holder = Number(fs.readFileSync(lock, "utf8").trim())
-            if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && pidAlive(holder)) {
-              throw new Error(`${filename} is in use by process ${holder}`)
-            }
-            fs.rmSync(lock, { force: true })
-          }
-        }
-        throw new Error(`could not lock ${filename}`)
-      },
-      catch: (error) => new DataDirLocked({ message: error instanceof Error ? error.message : String(error) })
-    }),
-    (lock) => Effect.sync(() => fs.rmSync(lock, { force: true }))
-  )
+const clearLegacyLock = (lock: string) =>
+  Effect.try({
+    try: () => {
+      fs.mkdirSync(path.dirname(lock), { recursive: true })
+      if (!fs.existsSync(lock) || fs.statSync(lock).size === 0) return
+      const head = Buffer.alloc(SQLITE_HEADER.length)
+      const fd = fs.openSync(lock, "r")
+      try {
+        fs.readSync(fd, head, 0, head.length, 0)
+      } finally {
+        fs.closeSync(fd)
+      }
+      if (head.toString("latin1") !== SQLITE_HEADER) fs.truncateSync(lock, 0)
+    },
+    catch: (error) => new DataDirLocked({ message: `cannot prepare the lock file ${lock}: ${error instanceof Error ? error.message : String(error)}` })
+  })
+
+/** Which process holds a POSIX lock on `file`, from Linux's `/proc/locks`; `undefined` when unknown. */
+const lockHolder = (file: string): Effect.Effect<number | undefined> =>
+  Effect.try(() => {
+    const inode = fs.statSync(file).ino
+    // "1: POSIX  ADVISORY  WRITE 20744 fe:00:2146795 1073741824 1073742335"
+    for (const line of fs.readFileSync("/proc/locks", "utf8").split("\n")) {
+      const fields = line.trim().split(/\s+/)
+      if (fields[1] === "POSIX" && fields[5]?.split(":")[2] === String(inode)) return Number(fields[4])
+    }
+    return undefined
+  }).pipe(Effect.orElseSucceed(() => undefined))
+
+const codeOf = (error: SqlError.SqlError): unknown =>
+  typeof error.cause === "object" && error.cause !== null && "code" in error.cause ? error.cause.code : undefined
+
+/**
+ * An OS lock on `<db>.lock`, held until the scope closes: an exclusive SQLite lock (a POSIX `fcntl`
+ * lock, taken by `BEGIN EXCLUSIVE` on a connection of its own that never commits) on an empty
+ * SQLite file next to the database. The OS drops it when the process ends however it ends (SIGKILL
+ * too), so nothing is ever left to take over, and no pid is read (a pid file named an unrelated live
+ * process after a reboot, and the service refused to start). A second process on the same file is
+ * refused at once. The file itself stays: removing it could let two processes lock two different
+ * files of one name.
+ */
+export const lockFile = (filename: string): Effect.Effect<string, DataDirLocked, Scope.Scope> =>
+  Effect.gen(function* () {
+    const lock = `${filename}.lock`
+    yield* clearLegacyLock(lock)
+    const refused = (error: unknown) =>
+      new DataDirLocked({ message: `cannot lock ${lock}: ${error instanceof Error ? error.message : String(error)}` })
+    // Opening a file that cannot be opened throws inside the client's constructor: a defect there.
+    const client = yield* SqliteClient.make({ filename: lock, disableWAL: true }).pipe(
+      Effect.provide(Reactivity.layer),
+      Effect.catchAllDefect((defect) => Effect.fail(refused(defect)))
+    )
+    // No wait for a holder (better-sqlite3 waits 5 s by default), and no journal file: nothing is
+    // ever written, so the lock needs no disk space (a restart on a full disk still takes it).
+    const taken = yield* client.unsafe("PRAGMA busy_timeout = 0").pipe(
+      Effect.zipRight(client.unsafe("PRAGMA journal_mode = MEMORY")),
+      Effect.zipRight(client.unsafe("BEGIN EXCLUSIVE")),
+      Effect.either
+    )
+    if (Either.isLeft(taken)) {
+      if (codeOf(taken.left) !== "SQLITE_BUSY") return yield* refused(taken.left.cause)
+      const holder = yield* lockHolder(lock)
+      return yield* new DataDirLocked({
+        message: `${filename} is in use by ${holder === undefined ? "another process" : `process ${holder}`} (it holds the lock on ${lock}): two processes on one SQLite file would both run the same jobs`
+      })
+    }
+    return lock
+  })
 
 const tune = Effect.flatMap(SqlClient.SqlClient, (sql) =>
   // WAL + NORMAL: a commit survives the process being killed (only an OS crash can lose the last

@@ -4,7 +4,7 @@
  * up only the items that have no stored result. Also the in-process hub that live progress streams
  * and waiting requests listen to, and the place that drains running jobs on shutdown.
  */
-import { Config, Deferred, Duration, Effect, Exit, Fiber, Layer, Mailbox, PubSub, Schedule, Schema, Scope } from "effect"
+import { Config, Deferred, Duration, Effect, Exit, Fiber, Layer, Mailbox, PubSub, Schedule, Schema, Scope, Stream } from "effect"
 import * as Budget from "../engine/Budget.js"
 import type { ItemResult } from "../engine/ItemResult.js"
 import * as ClusterGate from "./ClusterGate.js"
@@ -17,6 +17,7 @@ import type * as Processor from "../processors/Processor.js"
 import { runnerId } from "./Cluster.js"
 import * as Database from "./Database.js"
 import * as PartLocks from "./PartLocks.js"
+import { StorageHealth } from "./StorageHealth.js"
 import { JobStore, viewOf, type ItemEffect, type StoreError } from "./JobStore.js"
 import { emptyTally, itemEvents, kindSchemas, tally, type JobEvent, type JobKind } from "./Model.js"
 
@@ -103,6 +104,7 @@ export type RunOutcome = "finished" | "paused"
 export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/JobRunner", {
   scoped: Effect.gen(function* () {
     const store = yield* JobStore
+    const health = yield* StorageHealth
     const interactions = yield* InteractionsProcessor
     const postGeneration = yield* PostGenerationProcessor
     const intraday = yield* IntradayTriggersProcessor
@@ -111,8 +113,10 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
     // Group commit: results that finish within this window share one transaction. A crash can lose
     // at most this window of finished results (those items run again).
     const commitInterval = yield* Config.duration("JOB_COMMIT_INTERVAL").pipe(Config.withDefault(Duration.millis(5)))
-    // How long a batch of finished results is retried while the database does not answer. Past it the
-    // run fails and its unstored items run again on the next attempt (at-least-once).
+    // How long a batch of finished results is retried while the database does not answer or refuses
+    // writes (a full disk, a read-only file, an I/O error). Past it the run stops and its unstored
+    // items run again once storage works (at-least-once); it also bounds how long a shutdown or a
+    // hand-over waits for a writer that cannot write.
     const writeRetry = Schedule.exponential(Duration.millis(100), 2).pipe(
       Schedule.union(Schedule.spaced(Duration.seconds(1))),
       Schedule.upTo(yield* Config.duration("JOB_STORE_RETRY_WINDOW").pipe(Config.withDefault(Duration.seconds(60))))
@@ -166,6 +170,9 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
     /** Every event of every job in this process; subscribers filter by job id. */
     const hub = yield* PubSub.unbounded<JobEvent>()
     const live = new Map<string, LiveRun>()
+    // Jobs cancelled here whose stored flag may not be written yet (a DELETE while writes fail): a run
+    // that starts before the flag lands must still see it.
+    const cancels = new Set<string>()
     const shuttingDown = yield* Deferred.make<void>()
     const scope = yield* Effect.scope
     const partLocks = yield* PartLocks.make
@@ -177,9 +184,10 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
       Effect.gen(function* () {
         const job = yield* store.getJob(jobId)
         if (job === undefined || job.status === "completed" || job.status === "cancelled") return
-        const status = job.cancelRequested ? "cancelled" : "completed"
+        const status = job.cancelRequested || cancels.has(jobId) ? "cancelled" : "completed"
         const finishedAt = Date.now()
         yield* store.finish(jobId, status, finishedAt)
+        cancels.delete(jobId)
         const counts = yield* store.counts(job)
         const finished = yield* store.getJob(jobId)
         if (finished !== undefined) yield* publish({ type: "completed", jobId, job: viewOf(finished, counts) })
@@ -250,21 +258,34 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
         let finishedThisRun = 0
         const counts = emptyTally(job.total)
         for (const result of results.values()) tally(counts, result.status)
+        // This writer's failures count as a storage outage until one of its own writes works.
+        const writerKey = `results:${runKey}`
         const writer = Effect.gen(function* () {
           for (;;) {
             const [chunk, end] = yield* writes.takeAll
             const batch = Array.from(chunk)
-            // The database may be away for a moment (a restart, a failover): keep the batch and try
-            // again rather than drop it — these calls are done and would otherwise run again.
-            const save = store.saveItems(jobId, batch, Date.now())
+            // The database may be away for a moment (a restart, a failover) or refuse writes (a full
+            // disk, a read-only file, an I/O error): keep the batch and try again rather than drop it —
+            // these calls are done and would otherwise run again. StorageHealth logs the outage once
+            // (not per write) and closes the run's valve meanwhile, so no new call starts.
+            const save = store.saveItems(jobId, batch, Date.now()).pipe(
+              Effect.tapError((error) => health.failed(writerKey, error))
+            )
             const saved = yield* save.pipe(
               Effect.catchAll((error) =>
-                Effect.logWarning(`could not store ${batch.length} result(s), retrying: ${error.message}`).pipe(
+                Effect.logDebug(`could not store ${batch.length} result(s), retrying: ${error.message}`).pipe(
                   Effect.annotateLogs({ job: jobId, part: slice.part }),
                   Effect.zipRight(Effect.retry(save, writeRetry))
                 )
+              ),
+              Effect.tapError((error) =>
+                Effect.logWarning(
+                  `could not store ${batch.length} result(s) within JOB_STORE_RETRY_WINDOW: stopping the run; its unstored items run again once storage works`,
+                  error.message
+                ).pipe(Effect.annotateLogs({ job: jobId, part: slice.part }), Effect.zipRight(health.release(writerKey)))
               )
             )
+            yield* health.succeeded(writerKey)
             for (const b of saved) {
               results.set(b.index, b.result)
               finishedThisRun++
@@ -279,7 +300,8 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
         })
         // The run's fibers live in the runner's scope, not as children of this one: interrupting a fiber
         // interrupts its children at once, and a hand-over must let the calls in flight finish.
-        const writerFiber = yield* Effect.forkIn(writer, scope)
+        // Whichever way the writer ends, a failure it leaves behind is the probe's to clear.
+        const writerFiber = yield* Effect.forkIn(Effect.ensuring(writer, health.release(writerKey)), scope)
 
         // A cancel may come from another process sharing the database; poll the flag.
         const watcher = yield* store.cancelRequested(jobId).pipe(
@@ -289,7 +311,7 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
           Effect.interruptible,
           Effect.forkIn(scope)
         )
-        const cancelledBefore = job.cancelRequested
+        const cancelledBefore = job.cancelRequested || cancels.has(jobId)
         if (cancelledBefore) yield* control.cancel
 
         const kind = runners[job.kind]
@@ -315,6 +337,34 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
           stopping.on = true
           yield* control.cancel
         })
+        // A writer that gave up (storage failed for the whole retry window) ends the run at once: what
+        // finishes now could not be stored either. Its items run again once storage works.
+        const writerWatch = yield* Fiber.await(writerFiber).pipe(
+          Effect.flatMap((exit) =>
+            Exit.isFailure(exit)
+              ? Effect.suspend(() => {
+                  stopping.on = true
+                  return Effect.zipRight(beginDrain, control.cancel)
+                })
+              : Effect.void
+          ),
+          Effect.interruptible,
+          Effect.forkIn(scope)
+        )
+        // Embedded SQLite: while storage fails, no attempt starts (one waiting here holds nothing and
+        // leaves on a drain like any other waiter): its result could not be stored, and what is kept in
+        // memory meanwhile is bounded by the calls that were in flight. With a shared database the
+        // cluster stops the run instead, since its shards go when its storage does.
+        const valve = gate === undefined
+          ? yield* Budget.make({ key: `storage:${runKey}`, ceiling: 10_000, passive: true })
+          : undefined
+        if (valve !== undefined) {
+          yield* health.changes.pipe(
+            Stream.runForEach((working) => valve.update({ share: working ? null : 0 })),
+            Effect.interruptible,
+            Effect.forkScoped
+          )
+        }
 
         const runFiber = yield* kind
           .run(
@@ -343,7 +393,7 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
               onInFlight: (n) => {
                 inFlight = n
               },
-              admit: gate?.budget,
+              admit: gate?.budget ?? valve,
               tenant,
               gate
             }
@@ -365,9 +415,13 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
           if (gate !== undefined) yield* closeGate(jobId)
           // What finished is still stored, even when this run was interrupted.
           yield* writes.end
-          yield* Fiber.join(writerFiber)
+          const stored = yield* Effect.exit(Fiber.join(writerFiber))
+          yield* Fiber.interrupt(writerWatch)
           yield* Fiber.interrupt(watcher)
           live.delete(runKey)
+          // A writer that gave up fails the run (after the rest is cleaned up): the activity waits for
+          // storage to work and runs the unstored items again.
+          yield* stored
         }))
         // Interruptible although the cluster runs activities uninterruptibly: when this runner loses
         // the shard (an instance joined, or this one stops), the run must stop here, or it would run on
@@ -406,13 +460,49 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
         return "finished" as const
       }).pipe(Effect.scoped, Effect.withSpan("JobRunner.execute", { attributes: { jobId } }))
 
+    /**
+     * Ends a job no run will end (its workflow ended without ending it, see `Jobs.cancel`): the items
+     * without a result are stored as cancelled, then the job as cancelled — its cancel was asked for.
+     */
+    const endStranded = (jobId: string): Effect.Effect<void, StoreError> =>
+      Effect.gen(function* () {
+        const job = yield* store.getJob(jobId)
+        if (job === undefined || job.status === "completed" || job.status === "cancelled") return
+        cancels.add(jobId)
+        const stored = new Set((yield* store.items(jobId)).map((item) => item.index))
+        const missing: Array<{ readonly result: ItemResult<unknown> }> = []
+        for (let index = 0; index < job.total; index++) {
+          if (stored.has(index)) continue
+          missing.push({
+            result: {
+              index,
+              status: "cancelled",
+              attempts: 0,
+              durationMs: 0,
+              error: { type: "cancelled", message: "the job was cancelled before this item finished", retryable: false }
+            }
+          })
+        }
+        // In slices: one INSERT binds 6 values per row, and SQLite allows 32,766 per statement.
+        for (let from = 0; from < missing.length; from += 1_000) {
+          yield* store.saveItems(jobId, missing.slice(from, from + 1_000), Date.now())
+        }
+        yield* Effect.logWarning(`job ended: its workflow had ended without it; ${missing.length} item(s) cancelled`).pipe(
+          Effect.annotateLogs({ job: jobId })
+        )
+        yield* finalize(jobId, Date.now())
+      })
+
     /** Cancels a job running in this process now; other processes see the stored flag. */
     const cancelLocal = (jobId: string) =>
-      Effect.forEach(
-        Array.from(live.values()).filter((run) => run.jobId === jobId),
-        (run) => run.control.cancel,
-        { discard: true }
-      )
+      Effect.suspend(() => {
+        cancels.add(jobId)
+        return Effect.forEach(
+          Array.from(live.values()).filter((run) => run.jobId === jobId),
+          (run) => run.control.cancel,
+          { discard: true }
+        )
+      })
 
     // Shutdown: stop handing out items, give running attempts the grace period, then interrupt them.
     const drain = Effect.gen(function* () {
@@ -434,6 +524,7 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
       /** Shutdown: stop handing out items, let running attempts finish (grace period), store them. */
       drain,
       cancelLocal,
+      endStranded,
       hub,
       shuttingDown,
       finalize,

@@ -3,17 +3,29 @@
  * (keyed by job id + item index, so a re-run after a crash cannot store an item twice), and posts
  * with their latest interaction counts and history. Plain SQL that SQLite and PostgreSQL both accept.
  */
-import { SqlClient, type SqlError } from "@effect/sql"
-import { Data, Effect, Layer } from "effect"
+import { SqlClient, SqlError } from "@effect/sql"
+import { Data, Effect, Layer, Option } from "effect"
 import type { ItemResult, ItemStatus } from "../engine/ItemResult.js"
 import type { Interactions } from "../upstream/Forum.js"
 import { emptyTally, successOf, tally, type Counts, type JobKind, type JobOptions, type JobStatus, type JobView } from "./Model.js"
 
 export class StoreError extends Data.TaggedError("StoreError")<{ readonly message: string; readonly cause: unknown }> {}
 
+/**
+ * Every way a statement can fail becomes a `StoreError`, including a failed COMMIT or ROLLBACK, which
+ * `@effect/sql` turns into a defect (`Effect.orDie` in its `withTransaction`). That is exactly where a
+ * full disk fails SQLite (it appends the transaction to the WAL at COMMIT, and then rolls it back by
+ * itself, so the ROLLBACK after a failed statement fails too): as a defect it escaped every retry and
+ * `StoreError` handler — the result writer died silently and submissions answered 500.
+ */
 const orStoreError = (what: string) => <A, R>(effect: Effect.Effect<A, SqlError.SqlError | StoreError, R>) =>
-  Effect.mapError(effect, (cause) =>
-    cause._tag === "StoreError" ? cause : new StoreError({ message: `database: ${what} failed`, cause })
+  effect.pipe(
+    Effect.catchSomeDefect((defect) =>
+      defect instanceof SqlError.SqlError ? Option.some(Effect.fail(defect)) : Option.none()
+    ),
+    Effect.mapError((cause) =>
+      cause._tag === "StoreError" ? cause : new StoreError({ message: `database: ${what} failed`, cause })
+    )
   )
 
 export interface JobRecord {
@@ -166,6 +178,11 @@ const statements = [
     cooldown_until BIGINT NOT NULL,
     settings TEXT,
     settings_at BIGINT NOT NULL
+  )`,
+  // One row, rewritten by every probe write (StorageHealth): whether the database takes writes.
+  `CREATE TABLE IF NOT EXISTS pp_storage_probe (
+    id TEXT PRIMARY KEY,
+    written_at BIGINT NOT NULL
   )`,
   `CREATE TABLE IF NOT EXISTS pp_post_interactions (
     post_id TEXT NOT NULL,
@@ -510,6 +527,12 @@ export class JobStore extends Effect.Service<JobStore>()("parallel-processor/Job
 
     const ping = sql`SELECT 1`.pipe(Effect.asVoid, orStoreError("ping"))
 
+    /** A small write that must reach the disk (its own transaction): fails while writes fail. */
+    const probe = Effect.suspend(() =>
+      sql`INSERT INTO pp_storage_probe ${sql.insert({ id: "probe", written_at: Date.now() })}
+        ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at`
+    ).pipe(Effect.asVoid, orStoreError("probe write"))
+
     return {
       getJob,
       createJob,
@@ -534,7 +557,8 @@ export class JobStore extends Effect.Service<JobStore>()("parallel-processor/Job
       shareCooldown,
       publishUpstreamSettings,
       upstreamStates,
-      ping
+      ping,
+      probe
     } as const
   })
 }) {}

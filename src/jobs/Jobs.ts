@@ -12,6 +12,7 @@ import { createHash } from "node:crypto"
 import { JobRunner } from "./JobRunner.js"
 import { JobStore, viewOf, type JobRecord, type StoreError } from "./JobStore.js"
 import * as Database from "./Database.js"
+import { ANONYMOUS, StorageHealth, type StorageFailing } from "./StorageHealth.js"
 import { emptyTally, isTerminal, itemEvents, tally, type Counts, type JobDetail, type JobEvent, type JobKind, type JobOptions, type JobStatus, type JobView } from "./Model.js"
 
 export class JobNotFound extends Data.TaggedError("JobNotFound")<{ readonly id: string }> {}
@@ -31,18 +32,44 @@ export const JobPartWorkflow = Workflow.make({
   idempotencyKey: ({ jobId, part, parts }) => `${jobId}/${part}/${parts}`
 })
 
+/**
+ * Runs `self` (an activity's body) until it ends other than on a storage failure. A failed read or
+ * write must never end the activity: the engine stores an activity's failure as its result, and the
+ * workflow's with it (`cluster_replies`), and replays a stored result forever — a job whose storage
+ * failed stayed `running` for good, through restarts ("resumed", 0 calls) and DELETE. So the activity
+ * waits until writes work again (interruptibly: a shutdown ends it unrecorded, and it runs again after
+ * the restart, or on the runner that takes the shard over) and runs again from what is stored.
+ */
+export const untilStored = <A>(
+  self: Effect.Effect<A, StoreError>,
+  health: StorageHealth,
+  jobId: string
+): Effect.Effect<A> => {
+  const attempt = (n: number): Effect.Effect<A> =>
+    Effect.catchTag(self, "StoreError", (error) =>
+      health.failed(ANONYMOUS, error).pipe(
+        Effect.zipRight(Effect.logDebug(`job waits for storage: ${error.message}`).pipe(Effect.annotateLogs({ job: jobId }))),
+        Effect.zipRight(
+          Effect.interruptible(
+            Effect.zipRight(health.awaitWorking, Effect.sleep(Duration.millis(Math.min(5_000, 200 * 2 ** Math.min(n, 5)))))
+          )
+        ),
+        Effect.zipRight(Effect.suspend(() => attempt(n + 1)))
+      )
+    )
+  return attempt(0)
+}
+
 const runItems = (
   runner: JobRunner,
+  health: StorageHealth,
   jobId: string,
   slice: { readonly part: number; readonly parts: number },
   finalizeAfter: boolean
 ) =>
   Activity.make({
     name: `run-items-${slice.part}`,
-    execute: runner.execute(jobId, slice, finalizeAfter).pipe(
-      Effect.retry({ schedule: Schedule.exponential("200 millis"), times: 5 }),
-      Effect.tapError((error) => Effect.logError("job could not run", error.message).pipe(Effect.annotateLogs({ job: jobId }))),
-      Effect.orDie,
+    execute: untilStored(runner.execute(jobId, slice, finalizeAfter), health, jobId).pipe(
       // Paused by shutdown: the activity must not complete, so it runs again after the restart (or on
       // the runner that takes over the shard).
       Effect.flatMap((outcome) => (outcome === "paused" ? Effect.interruptible(Effect.never) : Effect.void))
@@ -60,8 +87,9 @@ export const JobWorkflowLive = Layer.mergeAll(
   JobWorkflow.toLayer(({ jobId }) =>
     Effect.gen(function* () {
       const runner = yield* JobRunner
+      const health = yield* StorageHealth
       const where = yield* Database.Location
-      if (where.dialect !== "pg") return yield* runItems(runner, jobId, { part: 0, parts: 1 }, true)
+      if (where.dialect !== "pg") return yield* runItems(runner, health, jobId, { part: 0, parts: 1 }, true)
       const parts = yield* Config.integer("JOB_PARTITIONS").pipe(Config.withDefault(12), Effect.orDie)
       yield* Effect.forEach(
         Array.from({ length: parts }, (_, part) => part),
@@ -70,12 +98,12 @@ export const JobWorkflowLive = Layer.mergeAll(
       )
       yield* Activity.make({
         name: "finalize",
-        execute: Effect.orDie(runner.finalize(jobId, Date.now()))
+        execute: untilStored(runner.finalize(jobId, Date.now()), health, jobId)
       })
     })
   ),
   JobPartWorkflow.toLayer(({ jobId, part, parts }) =>
-    Effect.flatMap(JobRunner, (runner) => runItems(runner, jobId, { part, parts }, false))
+    Effect.flatMap(Effect.all([JobRunner, StorageHealth]), ([runner, health]) => runItems(runner, health, jobId, { part, parts }, false))
   )
 )
 
@@ -94,6 +122,8 @@ export class Jobs extends Effect.Service<Jobs>()("parallel-processor/Jobs", {
     const store = yield* JobStore
     const runner = yield* JobRunner
     const engine = yield* WorkflowEngine
+    const health = yield* StorageHealth
+    const scope = yield* Effect.scope
     // With a shared database, a job may run in another instance: follow it through the database.
     const shared = (yield* Database.Location).dialect === "pg"
     const pollInterval = yield* Config.duration("JOB_EVENTS_POLL_INTERVAL").pipe(Config.withDefault(Duration.millis(100)))
@@ -105,13 +135,20 @@ export class Jobs extends Effect.Service<Jobs>()("parallel-processor/Jobs", {
       )
 
     // Jobs accepted just before a crash may not have reached the workflow engine; starting them again
-    // is harmless (the execution id is the job id) and the engine resumes the rest on its own.
-    yield* Effect.gen(function* () {
+    // is harmless (the execution id is the job id) and the engine resumes the rest on its own. The same
+    // after a storage outage: a job accepted as it began may have been stored without its workflow.
+    const resumeUnfinished = Effect.gen(function* () {
       const unfinished = yield* store.unfinished
       if (unfinished.length > 0) yield* Effect.logInfo(`resuming ${unfinished.length} unfinished job(s)`)
       yield* Effect.forEach(unfinished, (job) => start(job.id), { discard: true })
-    }).pipe(
-      Effect.catchAll((error) => Effect.logError("could not list unfinished jobs", error.message)),
+    }).pipe(Effect.catchAll((error) => Effect.logError("could not list unfinished jobs", error.message)))
+    yield* Effect.forkScoped(resumeUnfinished)
+    yield* health.changes.pipe(
+      Stream.changes,
+      Stream.drop(1),
+      Stream.filter((working) => working),
+      Stream.runForEach(() => resumeUnfinished),
+      Effect.interruptible,
       Effect.forkScoped
     )
 
@@ -126,8 +163,11 @@ export class Jobs extends Effect.Service<Jobs>()("parallel-processor/Jobs", {
       inputs: ReadonlyArray<unknown>,
       options: JobOptions,
       idempotencyKey?: string
-    ): Effect.Effect<{ readonly job: JobView; readonly created: boolean }, IdempotencyConflict | StoreError> =>
+    ): Effect.Effect<{ readonly job: JobView; readonly created: boolean }, IdempotencyConflict | StoreError | StorageFailing> =>
       Effect.gen(function* () {
+        // While writes fail, a new job could not store its results (and might not even be stored
+        // itself, or only partly): refused with the reason, answered 503.
+        yield* health.refuseWhileFailing
         const hash = requestHash(kind, inputs, options)
         const { job, created } = yield* store.createJob({
           id: globalThis.crypto.randomUUID(),
@@ -137,12 +177,25 @@ export class Jobs extends Effect.Service<Jobs>()("parallel-processor/Jobs", {
           idempotencyKey,
           requestHash: hash,
           createdAt: Date.now()
-        })
+        }).pipe(
+          Effect.tapError((error) => Effect.zipRight(health.failed(ANONYMOUS, error), health.refuseWhileFailing))
+        )
         if (!created && job.requestHash !== hash) {
           return yield* new IdempotencyConflict({ key: idempotencyKey ?? "" })
         }
         if (created) {
-          yield* start(job.id)
+          // The engine dies when it cannot store the workflow's start (its own tables, same database):
+          // the job is stored, so it is accepted, and it starts once storage works (resumeUnfinished).
+          yield* start(job.id).pipe(
+            Effect.catchAllDefect((defect) =>
+              Effect.zipRight(
+                health.failed(ANONYMOUS, defect),
+                Effect.logWarning("job stored but its workflow could not start yet: it starts when storage works").pipe(
+                  Effect.annotateLogs({ job: job.id })
+                )
+              )
+            )
+          )
           yield* Effect.logInfo(`job accepted: ${inputs.length} item(s)`).pipe(Effect.annotateLogs({ job: job.id, kind }))
         }
         return { job: yield* view(job), created }
@@ -163,12 +216,44 @@ export class Jobs extends Effect.Service<Jobs>()("parallel-processor/Jobs", {
         return { jobs, total: page.total, limit: filter.limit, offset: filter.offset }
       })
 
+    /**
+     * Embedded SQLite: a job whose workflow has ended although the job has not — its failure was
+     * recorded as the workflow's result by a version that let storage failures through — is ended
+     * here, as nothing else would ever end it.
+     */
+    const endIfStranded = (id: string) =>
+      shared || runner.isLive(id)
+        ? Effect.void
+        : Effect.gen(function* () {
+            const executionId = yield* JobWorkflow.executionId({ jobId: id })
+            const result = yield* JobWorkflow.poll(executionId).pipe(Effect.provideService(WorkflowEngine, engine))
+            if (result?._tag === "Complete") yield* runner.endStranded(id)
+          })
+
+    /** The stored half of a cancel: the flag (for other instances and restarts), then a stranded job's end. */
+    const storeCancel = (id: string) => Effect.zipRight(store.requestCancel(id), endIfStranded(id))
+
     const cancel = (id: string): Effect.Effect<JobView, JobNotFound | StoreError> =>
       Effect.gen(function* () {
         const job = yield* find(id)
         if (isTerminal(job.status)) return yield* view(job)
-        yield* store.requestCancel(id)
+        // In memory first: the job's calls here stop now, and a run that starts here later (after a
+        // storage outage) sees the cancel whether or not its flag could be stored yet.
         yield* runner.cancelLocal(id)
+        // While writes fail the flag is retried until it is stored; the job still ends: its run stopped,
+        // and its cancelled items are stored with the rest once storage works.
+        yield* storeCancel(id).pipe(
+          Effect.catchTag("StoreError", (error) =>
+            health.failed(ANONYMOUS, error).pipe(
+              Effect.zipRight(
+                storeCancel(id).pipe(
+                  Effect.retry(Schedule.exponential(Duration.millis(200)).pipe(Schedule.union(Schedule.spaced(Duration.seconds(2))))),
+                  Effect.forkIn(scope)
+                )
+              )
+            )
+          )
+        )
         yield* Effect.logInfo("job cancel requested").pipe(Effect.annotateLogs({ job: id }))
         return yield* view({ ...job, cancelRequested: true })
       })
