@@ -19,7 +19,8 @@ import {
   MAX_ITEMS_PER_BATCH,
   MaxConcurrent,
   Priority,
-  TimeoutSeconds
+  TimeoutSeconds,
+  DeadlineSeconds
 } from "../jobs/Model.js"
 
 // Every decode error is reported (not only the first), and unknown fields are errors, not ignored.
@@ -70,7 +71,9 @@ export class Authorization extends HttpApiMiddleware.Tag<Authorization>()("Autho
 
 const Limits = {
   maxConcurrent: Schema.optionalWith(MaxConcurrent, { exact: true }),
-  timeoutSeconds: Schema.optionalWith(TimeoutSeconds, { exact: true })
+  timeoutSeconds: Schema.optionalWith(TimeoutSeconds, { exact: true }),
+  /** The whole batch's deadline: finished results are kept, the rest ends `deadline_exceeded`. */
+  deadlineSeconds: Schema.optionalWith(DeadlineSeconds, { exact: true })
 }
 
 /** `Prefer: respond-async` → 202 + Location; `Idempotency-Key` → the same job for a retried request. */
@@ -116,6 +119,7 @@ export const TriggerConfigs = batch(TriggerConfig).pipe(Schema.minItems(1)).anno
 export const LimitParams = Schema.Struct({
   maxConcurrent: Schema.optionalWith(Schema.NumberFromString.pipe(Schema.compose(MaxConcurrent)), { exact: true }),
   timeoutSeconds: Schema.optionalWith(Schema.NumberFromString.pipe(Schema.compose(TimeoutSeconds)), { exact: true }),
+  deadlineSeconds: Schema.optionalWith(Schema.NumberFromString.pipe(Schema.compose(DeadlineSeconds)), { exact: true }),
   ...JobPriority
 }).annotations(strict)
 

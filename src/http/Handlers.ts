@@ -47,10 +47,12 @@ const limitsOf = (body: {
   readonly maxConcurrent?: number | undefined
   readonly timeoutSeconds?: number | undefined
   readonly priority?: JobOptions["priority"] | undefined
+  readonly deadlineSeconds?: number | undefined
 }): JobOptions => ({
   ...(body.maxConcurrent === undefined ? {} : { maxConcurrent: body.maxConcurrent }),
   ...(body.timeoutSeconds === undefined ? {} : { timeoutSeconds: body.timeoutSeconds }),
-  ...(body.priority === undefined ? {} : { priority: body.priority })
+  ...(body.priority === undefined ? {} : { priority: body.priority }),
+  ...(body.deadlineSeconds === undefined ? {} : { deadlineSeconds: body.deadlineSeconds })
 })
 
 /** NDJSON lines or SSE frames of job events; the stream ends at `completed` or when the server stops. */

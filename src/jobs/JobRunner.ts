@@ -371,7 +371,13 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
             pending.map((p) => p.input),
             jobId,
             {
-              overrides: job.options,
+              // A deadline counts from the job's first start (stored), not from this run's: a job
+              // resumed after a restart keeps the deadline it began with, and one resumed after it
+              // ends its unfinished items deadline_exceeded without calling anyone.
+              overrides:
+                job.options.deadlineSeconds === undefined
+                  ? job.options
+                  : { ...job.options, deadlineAt: (job.startedAt ?? startedAt) + job.options.deadlineSeconds * 1000 },
               control,
               // Shutdown stops handing out items; those already started finish within the grace period.
               source: (all) => ({

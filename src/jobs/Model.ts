@@ -30,6 +30,11 @@ export const MAX_ITEMS_PER_BATCH = 10_000
  */
 export const MaxConcurrent = Schema.Int.pipe(Schema.between(1, 256))
 export const TimeoutSeconds = Schema.Number.pipe(Schema.between(0.1, 3600))
+/**
+ * The whole batch's deadline (the guide's overall timeout), from the job's first start — stored, so
+ * a job resumed after a restart keeps it. Up to a day.
+ */
+export const DeadlineSeconds = Schema.Number.pipe(Schema.between(0.1, 86_400))
 
 /** A job's turn at the upstream budgets: higher levels first, round-robin between jobs within one. */
 export const Priority = Schema.Literal(...Budget.priorities)
@@ -38,7 +43,8 @@ export const Priority = Schema.Literal(...Budget.priorities)
 export const JobOptions = Schema.Struct({
   maxConcurrent: Schema.optionalWith(MaxConcurrent, { exact: true }),
   timeoutSeconds: Schema.optionalWith(TimeoutSeconds, { exact: true }),
-  priority: Schema.optionalWith(Priority, { exact: true })
+  priority: Schema.optionalWith(Priority, { exact: true }),
+  deadlineSeconds: Schema.optionalWith(DeadlineSeconds, { exact: true })
 })
 export type JobOptions = typeof JobOptions.Type
 

@@ -21,8 +21,10 @@ export interface Overrides {
   readonly timeoutSeconds?: number
   /** Library use only (not exposed over HTTP): a different retry policy for this run (replacing `MAX_RETRY_AFTER`'s cap too). */
   readonly retry?: RetryPolicy.RetryPolicy
-  /** Whole-batch deadline. */
+  /** Whole-batch deadline, from the start of the run. */
   readonly deadline?: Duration.DurationInput
+  /** Whole-batch deadline as a fixed moment (epoch ms): a job's start + its `deadlineSeconds`, kept across restarts. */
+  readonly deadlineAt?: number
   /** Library use only: an Effect `RateLimiter` taken around each attempt, outside its timeout. Upstream limits belong in budgets. */
   readonly rateLimiter?: RateLimiter.RateLimiter
   /** Admits each attempt before the task runs (e.g. a job's cluster-wide share); see `Policy.budget`. */
@@ -105,6 +107,7 @@ export const make = <I, A>(definition: ProcessorDefinition<I, A>): Effect.Effect
       attemptTimeout: overrides.timeoutSeconds === undefined ? attemptTimeout : Duration.seconds(overrides.timeoutSeconds),
       retry: overrides.retry ?? retry,
       ...(overrides.deadline === undefined ? {} : { deadline: overrides.deadline }),
+      ...(overrides.deadlineAt === undefined ? {} : { deadlineAt: overrides.deadlineAt }),
       ...(overrides.rateLimiter === undefined ? {} : { rateLimiter: overrides.rateLimiter }),
       ...(overrides.budget === undefined ? {} : { budget: overrides.budget }),
       ...(overrides.priority === undefined ? {} : { priority: overrides.priority }),
