@@ -186,7 +186,7 @@ describe("several instances on PostgreSQL", () => {
           Effect.tapError(() =>
             Effect.gen(function* () {
               const client = yield* Client.make(b.url)
-              const now = yield* client.jobs.get({ path: { id } })
+              const now = yield* client.jobs.get({ path: { id }, urlParams: {} })
               console.log("STUCK", now.status, now.completed, JSON.stringify(yield* sandbox.stats).slice(0, 300))
               for (const i of instances) console.log("--- instance\n", i.output().slice(-5000))
             }).pipe(Effect.ignore)
@@ -288,7 +288,7 @@ describe("several instances on PostgreSQL", () => {
           Effect.tapError(() =>
             Effect.gen(function* () {
               const client = yield* Client.make(b.url)
-              const now = yield* client.jobs.get({ path: { id } })
+              const now = yield* client.jobs.get({ path: { id }, urlParams: {} })
               console.log("STUCK", now.status, now.completed, "\n--- A\n", a.output().slice(-6000), "\n--- B\n", b.output().slice(-6000))
             }).pipe(Effect.ignore)
           )
@@ -403,7 +403,7 @@ describe("several instances on PostgreSQL", () => {
       // Every instance still serves, and runs new jobs.
       for (const instance of instances) {
         const client = yield* Client.make(instance.url)
-        expect((yield* client.jobs.get({ path: { id } })).status).toBe("completed")
+        expect((yield* client.jobs.get({ path: { id }, urlParams: {} })).status).toBe("completed")
         const next = yield* submit(instance.url, posts(3, `${database}-next-${instance.url.slice(-5)}`), 3)
         expect((yield* waitFor(instance.url, next, (j) => j.status === "completed")).succeeded).toBe(3)
       }

@@ -4,7 +4,7 @@
  * implements it (`Server.ts`), and `Client.ts` derives a typed client from it.
  */
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, HttpApiSchema, HttpApiSecurity, OpenApi } from "@effect/platform"
-import { JSONSchema, ParseResult, Schema } from "effect"
+import { Either, Encoding, JSONSchema, ParseResult, Schema } from "effect"
 import { TriggerConfig } from "../processors/IntradayTriggers.js"
 import { TrackedPost } from "../processors/Interactions.js"
 import { PostRequest } from "../processors/PostGeneration.js"
@@ -51,6 +51,12 @@ export class Conflict extends Schema.TaggedError<Conflict>()(
   { message: Schema.String },
   HttpApiSchema.annotations({ status: 409 })
 ) {}
+/** A body in another format than JSON (form data, multipart, text, …) on a route that takes JSON. */
+export class UnsupportedMediaType extends Schema.TaggedError<UnsupportedMediaType>()(
+  "UnsupportedMediaType",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 415 })
+) {}
 export class Unavailable extends Schema.TaggedError<Unavailable>()(
   "Unavailable",
   { message: Schema.String },
@@ -67,7 +73,48 @@ export class Authorization extends HttpApiMiddleware.Tag<Authorization>()("Autho
   }
 }) {}
 
+/**
+ * Checks that need the matched route but must run before its body and query are decoded: query
+ * parameters the route does not take, a body that is not JSON, JSON nested too deep to decode safely,
+ * a `null` body (see `requestGuard` in `Middleware.ts`). Every group has it.
+ */
+export class RequestGuard extends HttpApiMiddleware.Tag<RequestGuard>()("RequestGuard", {
+  failure: Schema.Union(BadRequest, UnsupportedMediaType)
+}) {}
+
 // ---- shared request parts ------------------------------------------------------------------------
+
+/**
+ * Numbers in query strings and headers: decimal digits only. `NumberFromString` alone is `Number()`,
+ * which also reads `0x10` as 16, `1e3` as 1000, `" 7 "` as 7 and `""` as 0.
+ */
+const decimalString = (pattern: RegExp, expected: string) =>
+  Schema.String.pipe(
+    Schema.filter((s) => pattern.test(s) || `Expected ${expected}, actual ${JSON.stringify(s.slice(0, 40))}`),
+    Schema.compose(Schema.NumberFromString)
+  )
+/** A decimal integer written in a query string or header (`16`, not `0x10` or `1e1`). */
+export const IntFromDecimal = decimalString(/^-?[0-9]{1,15}$/, "a decimal integer").pipe(Schema.compose(Schema.Int))
+/** A decimal number written in a query string (`2.5`, not `0x10` or `1e1`). */
+export const NumberFromDecimal = decimalString(/^-?[0-9]{1,15}(\.[0-9]{1,15})?$/, "a decimal number")
+
+/**
+ * `kolSerial` as a string (`"101"`), or as a whole number (`101`), which is normalised to its string:
+ * the forum's serials are digits, and clients that hold them as numbers should not get a 400.
+ */
+const kolSerialInput = (serial: Schema.Schema<string, string>) =>
+  Schema.Union(
+    Schema.String,
+    Schema.transform(Schema.Int.pipe(Schema.nonNegative()), Schema.String, {
+      strict: true,
+      decode: (n) => String(n),
+      encode: (s) => Number(s)
+    })
+  ).pipe(Schema.compose(serial))
+
+/** The tracked posts a request names (`kolSerial` may be a number). */
+const TrackedPostInput = Schema.Struct({ ...TrackedPost.fields, kolSerial: kolSerialInput(TrackedPost.fields.kolSerial) })
+const PostRequestInput = Schema.Struct({ ...PostRequest.fields, kolSerial: kolSerialInput(PostRequest.fields.kolSerial) })
 
 const Limits = {
   maxConcurrent: Schema.optionalWith(MaxConcurrent, { exact: true }),
@@ -100,13 +147,13 @@ const optionalBody = <A, I>(body: Schema.Schema<A, I>) =>
 const JobPriority = { priority: Schema.optionalWith(Priority, { exact: true }) }
 
 export const FetchAllBody = Schema.Struct({
-  posts: Schema.optionalWith(batch(TrackedPost), { exact: true }),
+  posts: Schema.optionalWith(batch(TrackedPostInput), { exact: true }),
   ...Limits,
   ...JobPriority
 }).annotations({ identifier: "FetchAllInteractions", ...strict })
 
 export const BatchGenerateBody = Schema.Struct({
-  requests: batch(PostRequest).pipe(Schema.minItems(1)),
+  requests: batch(PostRequestInput).pipe(Schema.minItems(1)),
   ...Limits,
   ...JobPriority
 }).annotations({ identifier: "BatchGenerate", ...strict })
@@ -117,25 +164,71 @@ export const TriggerConfigs = batch(TriggerConfig).pipe(Schema.minItems(1)).anno
 })
 
 export const LimitParams = Schema.Struct({
-  maxConcurrent: Schema.optionalWith(Schema.NumberFromString.pipe(Schema.compose(MaxConcurrent)), { exact: true }),
-  timeoutSeconds: Schema.optionalWith(Schema.NumberFromString.pipe(Schema.compose(TimeoutSeconds)), { exact: true }),
-  deadlineSeconds: Schema.optionalWith(Schema.NumberFromString.pipe(Schema.compose(DeadlineSeconds)), { exact: true }),
+  maxConcurrent: Schema.optionalWith(IntFromDecimal.pipe(Schema.compose(MaxConcurrent)), { exact: true }),
+  timeoutSeconds: Schema.optionalWith(NumberFromDecimal.pipe(Schema.compose(TimeoutSeconds)), { exact: true }),
+  deadlineSeconds: Schema.optionalWith(NumberFromDecimal.pipe(Schema.compose(DeadlineSeconds)), { exact: true }),
   ...JobPriority
 }).annotations(strict)
 
 export const ImportPostsBody = Schema.Struct({
-  posts: batch(TrackedPost).pipe(Schema.minItems(1))
+  posts: batch(TrackedPostInput).pipe(Schema.minItems(1))
 }).annotations({ identifier: "ImportPosts", ...strict })
+
+/** Where a page of `GET /api/jobs` ended: the last job's creation time and id (the list's sort key). */
+export interface JobCursor {
+  readonly createdAt: number
+  readonly id: string
+}
+
+/** Opaque to clients: base64url of `<createdAt>.<id>`. */
+export const encodeJobCursor = (cursor: JobCursor) => Encoding.encodeBase64Url(`${cursor.createdAt}.${cursor.id}`)
+
+const decodeJobCursor = (raw: string): Either.Either<JobCursor, string> => {
+  const text = Either.getOrElse(Encoding.decodeBase64UrlString(raw), () => "")
+  const match = /^([0-9]{1,16})\.([0-9a-zA-Z-]{1,100})$/.exec(text)
+  return match?.[1] === undefined || match[2] === undefined
+    ? Either.left("Expected a cursor from the `next` field of a previous page")
+    : Either.right({ createdAt: Number(match[1]), id: match[2] })
+}
+
+export const JobCursorFromString = Schema.transformOrFail(
+  Schema.String.pipe(Schema.maxLength(200)),
+  Schema.Struct({ createdAt: Schema.Number, id: Schema.String }),
+  {
+    strict: true,
+    decode: (raw, _, ast) =>
+      Either.match(decodeJobCursor(raw), {
+        onLeft: (message) => ParseResult.fail(new ParseResult.Type(ast, raw, message)),
+        onRight: ParseResult.succeed
+      }),
+    encode: (cursor) => ParseResult.succeed(encodeJobCursor(cursor))
+  }
+)
 
 export const ListJobsParams = Schema.Struct({
   kind: Schema.optionalWith(JobKind, { exact: true }),
   status: Schema.optionalWith(JobStatus, { exact: true }),
   /** Default 50. */
-  limit: Schema.optionalWith(Schema.NumberFromString.pipe(Schema.compose(Schema.Int), Schema.between(1, 200)), { exact: true }),
-  /** Default 0. */
-  offset: Schema.optionalWith(Schema.NumberFromString.pipe(Schema.compose(Schema.Int), Schema.between(0, 1_000_000_000)), {
-    exact: true
-  })
+  limit: Schema.optionalWith(IntFromDecimal.pipe(Schema.between(1, 200)), { exact: true }),
+  /** The `next` of the previous page: the jobs after it (keyset paging; stable while jobs are created). */
+  cursor: Schema.optionalWith(JobCursorFromString, { exact: true }),
+  /** Default 0. Offset paging, kept for old clients: jobs created meanwhile shift it (duplicates). */
+  offset: Schema.optionalWith(IntFromDecimal.pipe(Schema.between(0, 1_000_000_000)), { exact: true })
+}).annotations(strict)
+
+/** Inline results of `GET /api/jobs/{id}` and a page of `GET /api/jobs/{id}/results`: at most this many. */
+export const MAX_RESULTS_PAGE = 1_000
+
+export const JobParams = Schema.Struct({
+  /** How many results (by index) to include, 0–1000, default 1000; the rest via `/results`. */
+  results: Schema.optionalWith(IntFromDecimal.pipe(Schema.between(0, MAX_RESULTS_PAGE)), { exact: true })
+}).annotations(strict)
+
+export const ResultsParams = Schema.Struct({
+  /** The index of the last result already read: the page starts after it. Default: from the start. */
+  after: Schema.optionalWith(IntFromDecimal.pipe(Schema.between(0, MAX_ITEMS_PER_BATCH)), { exact: true }),
+  /** Default 100, at most 1000. */
+  limit: Schema.optionalWith(IntFromDecimal.pipe(Schema.between(1, MAX_RESULTS_PAGE)), { exact: true })
 }).annotations(strict)
 
 export const ProcessorName = Schema.Literal("interactions", "post_generation", "intraday_triggers")
@@ -155,10 +248,32 @@ export const JobAccepted = Schema.Struct({
 
 export const JobPage = Schema.Struct({
   jobs: Schema.Array(JobView),
+  /** Jobs matching the filter now (all pages). */
   total: Schema.Number,
   limit: Schema.Number,
-  offset: Schema.Number
+  /** Only on offset-paged requests (`offset=`); absent with `cursor=`. */
+  offset: Schema.optionalWith(Schema.Number, { exact: true }),
+  /** Present when more jobs may follow: pass it as `cursor` for the next page. */
+  next: Schema.optionalWith(Schema.String, { exact: true })
 }).annotations({ identifier: "JobPage" })
+
+/** `GET /api/jobs/{id}`: the job with its first results by index; `moreResults` links to the rest. */
+export const JobWithResults = Schema.Struct({
+  ...JobDetail.fields,
+  /** Present when finished results beyond `results` exist: where to read them (`/results?after=…`). */
+  moreResults: Schema.optionalWith(Schema.String, { exact: true })
+}).annotations({ identifier: "Job" })
+
+/** `GET /api/jobs/{id}/results`: finished results in input order, keyset-paged by index. */
+export const ResultsPage = Schema.Struct({
+  jobId: Schema.String,
+  status: JobStatus,
+  total: Schema.Number,
+  completed: Schema.Number,
+  results: JobDetail.fields.results,
+  /** Present when more finished results follow: pass it as `after` for the next page. */
+  next: Schema.optionalWith(Schema.Number, { exact: true })
+}).annotations({ identifier: "ResultsPage" })
 
 const WithFetchedAt = Schema.Struct({ ...Interactions.fields, fetchedAt: Schema.String })
 
@@ -272,6 +387,7 @@ export class BatchesGroup extends HttpApiGroup.make("batches")
   )
   .addError(BadRequest)
   .addError(Unavailable)
+  .middleware(RequestGuard)
   .middleware(Authorization) {}
 
 export class JobsGroup extends HttpApiGroup.make("jobs")
@@ -279,8 +395,18 @@ export class JobsGroup extends HttpApiGroup.make("jobs")
   .add(
     HttpApiEndpoint.get("get", "/api/jobs/:id")
       .setPath(Schema.Struct({ id: Schema.String }))
-      .addSuccess(JobDetail)
+      .setUrlParams(JobParams)
+      .addSuccess(JobWithResults)
       .addError(NotFound)
+      .annotate(OpenApi.Description, "The job with its first 1000 results by index (`?results=0`–`1000` for fewer); the rest via /results.")
+  )
+  .add(
+    HttpApiEndpoint.get("results", "/api/jobs/:id/results")
+      .setPath(Schema.Struct({ id: Schema.String }))
+      .setUrlParams(ResultsParams)
+      .addSuccess(ResultsPage)
+      .addError(NotFound)
+      .annotate(OpenApi.Description, "A job's finished results in input order, paged by index: `after` = the previous page's `next`.")
   )
   .add(
     HttpApiEndpoint.get("events", "/api/jobs/:id/events")
@@ -289,7 +415,7 @@ export class JobsGroup extends HttpApiGroup.make("jobs")
         Schema.Struct({
           accept: Schema.optional(Schema.String),
           /** SSE reconnect: the `id` (item seq) of the last event received; older ones are not replayed. */
-          "last-event-id": Schema.optional(Schema.NumberFromString.pipe(Schema.compose(Schema.Int)))
+          "last-event-id": Schema.optional(IntFromDecimal)
         })
       )
       .addSuccess(HttpApiSchema.Text({ contentType: "text/event-stream" }))
@@ -303,6 +429,7 @@ export class JobsGroup extends HttpApiGroup.make("jobs")
       .addError(NotFound)
   )
   .addError(BadRequest)
+  .middleware(RequestGuard)
   .middleware(Authorization) {}
 
 export class PostsGroup extends HttpApiGroup.make("posts")
@@ -318,6 +445,7 @@ export class PostsGroup extends HttpApiGroup.make("posts")
       .addError(NotFound)
   )
   .addError(BadRequest)
+  .middleware(RequestGuard)
   .middleware(Authorization) {}
 
 export class ProcessorsGroup extends HttpApiGroup.make("processors")
@@ -345,8 +473,10 @@ export class ProcessorsGroup extends HttpApiGroup.make("processors")
       .annotate(OpenApi.Description, "Change an upstream's ceiling, request rate or adaptation; applied at once.")
   )
   .addError(BadRequest)
+  .middleware(RequestGuard)
   .middleware(Authorization) {}
 
+// No API key here (probes and scrapers), but the same request checks.
 export class OpsGroup extends HttpApiGroup.make("ops")
   .add(HttpApiEndpoint.get("health", "/health").addSuccess(Schema.Struct({ status: Schema.Literal("ok") })))
   .add(
@@ -358,7 +488,8 @@ export class OpsGroup extends HttpApiGroup.make("ops")
     HttpApiEndpoint.get("metrics", "/metrics").addSuccess(
       HttpApiSchema.Text({ contentType: "text/plain; version=0.0.4; charset=utf-8" })
     )
-  ) {}
+  )
+  .middleware(RequestGuard) {}
 
 export class Api extends HttpApi.make("parallel-processor")
   .add(BatchesGroup)

@@ -18,10 +18,23 @@ import { InteractionsProcessor } from "../processors/Interactions.js"
 import { PostGenerationProcessor } from "../processors/PostGeneration.js"
 import type * as Processor from "../processors/Processor.js"
 import { isUpstreamKey, UpstreamBudgets, upstreamKeys } from "../upstream/Budgets.js"
-import { Api, Conflict, NotFound, Unavailable, type BatchHeaders, type ProcessorName } from "./Api.js"
+import {
+  Api,
+  BadRequest,
+  Conflict,
+  encodeJobCursor,
+  MAX_RESULTS_PAGE,
+  NotFound,
+  Unavailable,
+  type BatchHeaders,
+  type ProcessorName
+} from "./Api.js"
 import { PrometheusText } from "./Metrics.js"
 
 type Headers = typeof BatchHeaders.Type
+
+/** `GET /api/jobs/{id}/results` without `limit`. */
+const DEFAULT_RESULTS_PAGE = 100
 
 const storeUnavailable = (error: StoreError) =>
   Effect.logError(error.message, error.cause).pipe(
@@ -126,14 +139,54 @@ const JobsLive = HttpApiBuilder.group(Api, "jobs", (handlers) =>
     const runner = yield* JobRunner
     return handlers
       .handle("list", ({ urlParams }) =>
-        Effect.catchTag(
-          jobs.list({ kind: urlParams.kind, status: urlParams.status, limit: urlParams.limit ?? 50, offset: urlParams.offset ?? 0 }),
-          "StoreError",
-          storeUnavailable
+        Effect.gen(function* () {
+          if (urlParams.cursor !== undefined && urlParams.offset !== undefined) {
+            return yield* new BadRequest({ message: "offset: cannot be combined with cursor; page with cursor alone" })
+          }
+          const limit = urlParams.limit ?? 50
+          const page = yield* jobs.list({
+            kind: urlParams.kind,
+            status: urlParams.status,
+            limit,
+            offset: urlParams.offset ?? 0,
+            after: urlParams.cursor
+          })
+          return {
+            jobs: page.jobs,
+            total: page.total,
+            limit,
+            ...(urlParams.cursor === undefined ? { offset: urlParams.offset ?? 0 } : {}),
+            ...(page.last === undefined ? {} : { next: encodeJobCursor(page.last) })
+          }
+        }).pipe(Effect.catchTag("StoreError", storeUnavailable))
+      )
+      .handle("get", ({ path, urlParams }) =>
+        jobs.head(path.id, urlParams.results ?? MAX_RESULTS_PAGE).pipe(
+          Effect.map(({ detail, more }) => {
+            if (!more) return detail
+            const last = detail.results[detail.results.length - 1]
+            const rest = `/api/jobs/${encodeURIComponent(path.id)}/results`
+            // With `?results=0` nothing was shown: the rest starts at the beginning.
+            return { ...detail, moreResults: last === undefined ? rest : `${rest}?after=${last.index}` }
+          }),
+          Effect.catchTags({ StoreError: storeUnavailable, JobNotFound: notFound })
         )
       )
-      .handle("get", ({ path }) =>
-        jobs.get(path.id).pipe(Effect.catchTags({ StoreError: storeUnavailable, JobNotFound: notFound }))
+      .handle("results", ({ path, urlParams }) =>
+        jobs.results(path.id, urlParams.after ?? -1, urlParams.limit ?? DEFAULT_RESULTS_PAGE).pipe(
+          Effect.map(({ job, results, more }) => {
+            const last = results[results.length - 1]
+            return {
+              jobId: job.id,
+              status: job.status,
+              total: job.total,
+              completed: job.completed,
+              results,
+              ...(more && last !== undefined ? { next: last.index } : {})
+            }
+          }),
+          Effect.catchTags({ StoreError: storeUnavailable, JobNotFound: notFound })
+        )
       )
       .handle("events", ({ path, headers }) =>
         // Check the job exists first, so an unknown id is a 404 rather than an empty stream.

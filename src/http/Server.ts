@@ -23,7 +23,7 @@ import * as Upstreams from "../upstream/Upstreams.js"
 import { Api } from "./Api.js"
 import * as Handlers from "./Handlers.js"
 import * as Metrics from "./Metrics.js"
-import { authorization, hardening } from "./Middleware.js"
+import { authorization, hardening, requestGuard } from "./Middleware.js"
 
 const processors = Layer.mergeAll(InteractionsProcessor.layer, PostGenerationProcessor.layer, IntradayTriggersProcessor.layer).pipe(
   Layer.provideMerge(Upstreams.layer),
@@ -49,19 +49,35 @@ const listenConfig = Config.all({
     Config.validate({ message: "Expected a port between 0 and 65535", validation: (n) => n >= 0 && n <= 65535 }),
     Config.withDefault(8080)
   ),
-  grace: Config.duration("SHUTDOWN_GRACE_PERIOD").pipe(Config.withDefault(Duration.seconds(10)))
+  grace: Config.duration("SHUTDOWN_GRACE_PERIOD").pipe(Config.withDefault(Duration.seconds(10))),
+  // How long a client may take to send a whole request, headers and body. Node's default (5 min)
+  // let a client that trickles its body hold a connection and its buffers for minutes.
+  requestTimeout: Config.duration("REQUEST_BODY_TIMEOUT").pipe(
+    Config.validate({ message: "Expected a duration of at least 1 millisecond", validation: (d) => Duration.toMillis(d) >= 1 }),
+    Config.withDefault(Duration.seconds(30))
+  )
 })
 
 /** The service on HOST:PORT, or on `fixedPort` (a restart keeps the port PORT=0 was given). */
 const serviceOn = (fixedPort: number | undefined) => Layer.unwrapEffect(
-  Effect.map(listenConfig, ({ host, port: configured, grace }) => {
+  Effect.map(listenConfig, ({ host, port: configured, grace, requestTimeout }) => {
     const port = fixedPort ?? configured
-    const server = createServer()
+    const timeoutMs = Math.ceil(Duration.toMillis(requestTimeout))
+    // Past the timeout Node answers 408 and closes the connection. It checks every
+    // `connectionsCheckingInterval` (default 30 s, which would stretch a short timeout), and it
+    // refuses a headers timeout above the request timeout.
+    const server = createServer({
+      requestTimeout: timeoutMs,
+      headersTimeout: Math.min(timeoutMs, 60_000),
+      connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(timeoutMs / 4)))
+    })
     const http = HttpApiBuilder.serve().pipe(
       Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
       Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
       Layer.provide(hardening),
-      Layer.provide(HttpApiBuilder.api(Api).pipe(Layer.provide(Handlers.layer), Layer.provide(authorization))),
+      Layer.provide(
+        HttpApiBuilder.api(Api).pipe(Layer.provide(Handlers.layer), Layer.provide(authorization), Layer.provide(requestGuard))
+      ),
       Layer.provideMerge(NodeHttpServer.layer(() => server, { host, port }))
     )
 

@@ -251,6 +251,16 @@ export class JobStore extends Effect.Service<JobStore>()("parallel-processor/Job
         orStoreError("reading item results")
       )
 
+    /**
+     * Up to `limit` stored items of a job in input order, from the index after `afterIndex` on:
+     * keyset paging over the (job_id, idx) primary key, so a page costs its own rows only.
+     */
+    const itemsByIndex = (id: string, afterIndex: number, limit: number) =>
+      sql<Row>`SELECT idx, seq, result FROM pp_job_items WHERE job_id = ${id} AND idx > ${afterIndex} ORDER BY idx LIMIT ${limit}`.pipe(
+        Effect.map((rows) => rows.map(toStored)),
+        orStoreError("reading item results")
+      )
+
     const counts = (job: JobRecord) =>
       sql<Row>`SELECT status, COUNT(*) AS n FROM pp_job_items WHERE job_id = ${job.id} GROUP BY status`.pipe(
         Effect.map((rows): Counts => {
@@ -269,13 +279,24 @@ export class JobStore extends Effect.Service<JobStore>()("parallel-processor/Job
       readonly status?: JobStatus | undefined
       readonly limit: number
       readonly offset: number
+      /** Keyset paging: only jobs after this one in the list's order (newest first). */
+      readonly after?: { readonly createdAt: number; readonly id: string } | undefined
     }) =>
       Effect.gen(function* () {
-        const where = sql.and([
+        const filters = [
           ...(filter.kind === undefined ? [] : [sql`kind = ${filter.kind}`]),
           ...(filter.status === undefined ? [] : [sql`status = ${filter.status}`])
-        ])
-        const rows = yield* sql<Row>`SELECT * FROM pp_jobs WHERE ${where} ORDER BY created_at DESC, id DESC LIMIT ${filter.limit} OFFSET ${filter.offset}`
+        ]
+        const where = sql.and(filters)
+        // After the cursor in (created_at DESC, id DESC) order: the sort key is unique, so a job is on
+        // exactly one page however many are created meanwhile (newer ones sort before the cursor).
+        const page = filter.after === undefined
+          ? where
+          : sql.and([
+              ...filters,
+              sql`(created_at < ${filter.after.createdAt} OR (created_at = ${filter.after.createdAt} AND id < ${filter.after.id}))`
+            ])
+        const rows = yield* sql<Row>`SELECT * FROM pp_jobs WHERE ${page} ORDER BY created_at DESC, id DESC LIMIT ${filter.limit} OFFSET ${filter.offset}`
         const total = yield* sql<Row>`SELECT COUNT(*) AS n FROM pp_jobs WHERE ${where}`
         return { jobs: rows.map(toJob), total: num(total[0]?.n ?? 0) }
       }).pipe(orStoreError("listing jobs"))
@@ -538,6 +559,7 @@ export class JobStore extends Effect.Service<JobStore>()("parallel-processor/Job
       createJob,
       inputsOf,
       items,
+      itemsByIndex,
       counts,
       listJobs,
       markRunning,

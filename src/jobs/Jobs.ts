@@ -112,6 +112,8 @@ export interface ListFilter {
   readonly status?: JobStatus | undefined
   readonly limit: number
   readonly offset: number
+  /** Keyset paging: the jobs after this one (newest first), as the previous page's last job. */
+  readonly after?: { readonly createdAt: number; readonly id: string } | undefined
 }
 
 const requestHash = (kind: JobKind, inputs: ReadonlyArray<unknown>, options: JobOptions) =>
@@ -201,6 +203,7 @@ export class Jobs extends Effect.Service<Jobs>()("parallel-processor/Jobs", {
         return { job: yield* view(job), created }
       })
 
+    /** The job with all its results: the sync batch answer. */
     const get = (id: string): Effect.Effect<JobDetail, JobNotFound | StoreError> =>
       Effect.gen(function* () {
         const job = yield* find(id)
@@ -209,11 +212,36 @@ export class Jobs extends Effect.Service<Jobs>()("parallel-processor/Jobs", {
         return { ...(yield* view(job)), results }
       })
 
+    /** The job with its first `maxResults` results by index, and whether more are stored. */
+    const head = (id: string, maxResults: number): Effect.Effect<{ readonly detail: JobDetail; readonly more: boolean }, JobNotFound | StoreError> =>
+      Effect.gen(function* () {
+        const job = yield* find(id)
+        // One row more than asked tells whether there are more, without counting them.
+        const items = yield* store.itemsByIndex(id, -1, maxResults + 1)
+        const results = items.slice(0, maxResults).map((i) => i.result)
+        return { detail: { ...(yield* view(job)), results }, more: items.length > maxResults }
+      })
+
+    /** Finished results in input order after index `after`, at most `limit`; `more` when others follow. */
+    const results = (id: string, after: number, limit: number) =>
+      Effect.gen(function* () {
+        const job = yield* view(yield* find(id))
+        const items = yield* store.itemsByIndex(id, after, limit + 1)
+        return { job, results: items.slice(0, limit).map((i) => i.result), more: items.length > limit }
+      })
+
+    /** A page of jobs, newest first; `last` is the sort key of its last job when more may follow. */
     const list = (filter: ListFilter) =>
       Effect.gen(function* () {
-        const page = yield* store.listJobs(filter)
-        const jobs = yield* Effect.forEach(page.jobs, view)
-        return { jobs, total: page.total, limit: filter.limit, offset: filter.offset }
+        const page = yield* store.listJobs({ ...filter, limit: filter.limit + 1 })
+        const shown = page.jobs.slice(0, filter.limit)
+        const jobs = yield* Effect.forEach(shown, view)
+        const last = shown[shown.length - 1]
+        return {
+          jobs,
+          total: page.total,
+          last: page.jobs.length > filter.limit && last !== undefined ? { createdAt: last.createdAt, id: last.id } : undefined
+        }
       })
 
     /**
@@ -359,6 +387,6 @@ export class Jobs extends Effect.Service<Jobs>()("parallel-processor/Jobs", {
         })
       )
 
-    return { submit, get, list, cancel, events, awaitEnd, view, find } as const
+    return { submit, get, head, results, list, cancel, events, awaitEnd, view, find } as const
   })
 }) {}

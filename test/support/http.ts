@@ -239,5 +239,5 @@ export const waitForJob = (
 ) =>
   Effect.gen(function* () {
     const client = yield* Client.make(baseUrl)
-    return yield* eventually(client.jobs.get({ path: { id } }).pipe(Effect.filterOrFail(done, () => "not yet")), within)
+    return yield* eventually(client.jobs.get({ path: { id }, urlParams: {} }).pipe(Effect.filterOrFail(done, () => "not yet")), within)
   })
