@@ -31,7 +31,9 @@ export const single = ShardingConfig.layer({
   runnerAddress: Option.some(RunnerAddress.make("localhost", 34431)),
   // Our own shutdown drains jobs first; after that nothing is left for the cluster to wait for.
   entityTerminationTimeout: "1 second",
-  entityRegistrationTimeout: "1 minute"
+  entityRegistrationTimeout: "1 minute",
+  // How soon stored messages re-armed after a storage outage (`rearmStoredMessages`) are delivered.
+  entityMessagePollInterval: "1 second"
 }).pipe((config) =>
   Sharding.layer.pipe(
     Layer.provideMerge(Runners.layerNoop),
@@ -39,6 +41,25 @@ export const single = ShardingConfig.layer({
     Layer.provide([RunnerStorage.layerMemory, RunnerHealth.layerNoop]),
     Layer.provide(config)
   )
+)
+
+/**
+ * Embedded SQLite, after a storage outage: makes the cluster read its unprocessed messages again.
+ * When the runner takes its shards (at start) the cluster clears each unprocessed message's
+ * `last_read` mark, and skips a message read within the last 10 minutes; on a full disk that write
+ * fails and `@effect/cluster` 0.60 ignores the failure, so a job's workflow stored by the previous
+ * process stayed unread for 10 minutes after the restart ("resumed", 0 calls). With one runner (the
+ * data file is locked to this process) nothing else reads these messages, and one already being
+ * processed is not delivered twice (the entity manager skips requests in progress).
+ */
+export const rearmStoredMessages: Effect.Effect<void, never, SqlClient.SqlClient | Database.Location> = Effect.gen(
+  function* () {
+    if ((yield* Database.Location).dialect !== "sqlite") return
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`UPDATE cluster_messages SET last_read = NULL WHERE processed = 0 AND last_read IS NOT NULL`.pipe(
+      Effect.catchAll((error) => Effect.logWarning("could not re-arm the cluster's stored messages", error.message))
+    )
+  }
 )
 
 export const runnerConfig = Config.all({

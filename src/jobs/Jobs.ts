@@ -11,6 +11,7 @@ import { Config, Data, Deferred, Duration, Effect, Layer, Option, PubSub, Schedu
 import { createHash } from "node:crypto"
 import { JobRunner } from "./JobRunner.js"
 import { JobStore, viewOf, type JobRecord, type StoreError } from "./JobStore.js"
+import * as Cluster from "./Cluster.js"
 import * as Database from "./Database.js"
 import { ANONYMOUS, StorageHealth, type StorageFailing } from "./StorageHealth.js"
 import { emptyTally, isTerminal, itemEvents, tally, type Counts, type JobDetail, type JobEvent, type JobKind, type JobOptions, type JobStatus, type JobView } from "./Model.js"
@@ -149,7 +150,7 @@ export class Jobs extends Effect.Service<Jobs>()("parallel-processor/Jobs", {
       Stream.changes,
       Stream.drop(1),
       Stream.filter((working) => working),
-      Stream.runForEach(() => resumeUnfinished),
+      Stream.runForEach(() => Effect.zipRight(Cluster.rearmStoredMessages, resumeUnfinished)),
       Effect.interruptible,
       Effect.forkScoped
     )
