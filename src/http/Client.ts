@@ -10,7 +10,10 @@ import { Api } from "./Api.js"
 
 export { Api }
 
-/** The typed client: `client.batches.executeMultiple(...)`, `client.jobs.get({ path: { id } })`, … */
+/**
+ * The typed client: `client.batches.executeMultiple(...)`, `client.jobs.get({ path: { id }, urlParams: {} })`,
+ * `client.jobs.results({ path: { id }, urlParams: { after, limit } })` (a job's results, paged), …
+ */
 export const make = (baseUrl: string, options: { readonly apiKey?: string } = {}) =>
   HttpApiClient.make(Api, {
     baseUrl,
