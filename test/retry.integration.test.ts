@@ -1,8 +1,10 @@
 /**
- * `deadlineSeconds` over HTTP, end to end against the real service on 127.0.0.1 (port 0) and an
- * in-process sandbox: the batch routes carry it (query on the intraday route, body on the others),
- * finished results are kept, the rest ends `deadline_exceeded`; and a job resumed after a restart
- * keeps the deadline it began with, measured from its stored start.
+ * Retry semantics over HTTP, end to end against the real service on 127.0.0.1 (port 0) and an
+ * in-process sandbox. `deadlineSeconds`: the batch routes carry it (query on the intraday route, body
+ * on the others), finished results are kept, the rest ends `deadline_exceeded`, and a job resumed
+ * after a restart keeps the deadline it began with, measured from its stored start.
+ * `MAX_RETRY_AFTER`: an upstream asking for a long wait ends a sync request at once, each item
+ * `rate_limited` with `retryAfterMs`.
  */
 import { HttpServer } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
@@ -156,4 +158,30 @@ describe("deadlineSeconds over HTTP", () => {
         expect((yield* sandbox.stats).routes.screen.calls).toBe(callsBefore)
       })
     ).pipe(Effect.provide(Sandbox.layer({ seed: 7 }))))
+})
+
+describe("MAX_RETRY_AFTER over HTTP", () => {
+  it.live("a 429 with Retry-After: 600 answers the sync request within a second: every item rate_limited with retryAfterMs, the pause kept", () =>
+    Effect.gen(function* () {
+      const { url } = yield* Service
+      const sandbox = yield* Sandbox.Sandbox
+      yield* sandbox.setKnobs("news", { rateLimitRate: 1, retryAfter: { kind: "seconds", seconds: 600 } })
+      const started = Date.now()
+      const response = yield* rawJson(`${url}/api/intraday/parallel/execute-multiple`, "POST", triggers(8))
+      expect(Date.now() - started).toBeLessThan(2_000)
+      expect(response.status).toBe(200)
+      const job = yield* decodeJob(json(response))
+      for (const r of job.results) {
+        expect(r).toMatchObject({ status: "failed", error: { type: "rate_limited", retryable: true } })
+        const wait = r.status === "failed" ? r.error.retryAfterMs : undefined
+        expect(wait).toBeGreaterThanOrEqual(598_000)
+        expect(wait).toBeLessThanOrEqual(600_250)
+      }
+      // The news budget stays paused (nobody waits it out): GET /api/upstreams shows when it ends.
+      const upstreams = yield* Schema.decodeUnknown(Schema.Array(Schema.Struct({ key: Schema.String, cooldownUntil: Schema.optional(Schema.String) })))(
+        json(yield* raw(`${url}/api/upstreams`))
+      )
+      const until = upstreams.find((u) => u.key === "news")?.cooldownUntil
+      expect(Date.parse(until ?? "") - Date.now()).toBeGreaterThan(590_000)
+    }).pipe(Effect.provide(serviceLayer({ env: { MAX_RETRY_AFTER: "60 seconds" } }))))
 })
