@@ -63,6 +63,13 @@ export class Unavailable extends Schema.TaggedError<Unavailable>()(
   HttpApiSchema.annotations({ status: 503 })
 ) {}
 
+/** 503 from the front door's admission control; the response also carries `Retry-After`. */
+export class Overloaded extends Schema.TaggedError<Overloaded>()(
+  "Overloaded",
+  { message: Schema.String, retryAfterSeconds: Schema.Int },
+  HttpApiSchema.annotations({ status: 503 })
+) {}
+
 // ---- auth ----------------------------------------------------------------------------------------
 
 export class Authorization extends HttpApiMiddleware.Tag<Authorization>()("Authorization", {
@@ -387,6 +394,7 @@ export class BatchesGroup extends HttpApiGroup.make("batches")
   )
   .addError(BadRequest)
   .addError(Unavailable)
+  .addError(Overloaded)
   .middleware(RequestGuard)
   .middleware(Authorization) {}
 

@@ -29,6 +29,7 @@ import {
   type BatchHeaders,
   type ProcessorName
 } from "./Api.js"
+import { Admission } from "./Admission.js"
 import { PrometheusText } from "./Metrics.js"
 
 type Headers = typeof BatchHeaders.Type
@@ -92,13 +93,14 @@ const BatchesLive = HttpApiBuilder.group(Api, "batches", (handlers) =>
     const jobs = yield* Jobs
     const store = yield* JobStore
     const runner = yield* JobRunner
+    const admission = yield* Admission
 
     const accepted = (job: { readonly id: string }) => `/api/jobs/${job.id}`
 
     /** Accept the batch as a job, then answer as the caller asked. */
     const submit = (kind: JobKind, inputs: ReadonlyArray<unknown>, options: JobOptions, headers: Headers, stream: boolean) =>
       Effect.gen(function* () {
-        const { job } = yield* jobs.submit(kind, inputs, options, headers["idempotency-key"])
+        const { job } = yield* admission.admit(inputs.length, jobs.submit(kind, inputs, options, headers["idempotency-key"]))
         const location = accepted(job)
         const acceptedResponse = HttpServerResponse.unsafeJson({ ...job, location }, { status: 202, headers: { location } })
         if (respondAsync(headers.prefer)) return acceptedResponse
@@ -341,4 +343,4 @@ const OpsLive = HttpApiBuilder.group(Api, "ops", (handlers) =>
   })
 )
 
-export const layer = Layer.mergeAll(BatchesLive, JobsLive, PostsLive, ProcessorsLive, OpsLive)
+export const layer = Layer.mergeAll(BatchesLive, JobsLive, PostsLive, ProcessorsLive, OpsLive).pipe(Layer.provide(Admission.Default))

@@ -15,7 +15,8 @@ import {
   HttpServerRequest,
   HttpServerResponse
 } from "@effect/platform"
-import { Cause, Config, Effect, Layer, Option, Redacted, SchemaAST } from "effect"
+import { Cause, Config, Effect, FiberRef, Layer, Option, Redacted, SchemaAST } from "effect"
+import { retryAfterSeconds } from "./Admission.js"
 import { createHash, timingSafeEqual } from "node:crypto"
 import { Api, Authorization, BadRequest, RequestGuard, Unauthorized, UnsupportedMediaType } from "./Api.js"
 
@@ -96,7 +97,10 @@ export const hardening = HttpApiBuilder.middleware(
         )
         if (Option.isNone(body) || Buffer.byteLength(body.value, "utf8") > limit) return tooLarge(limit)
       }
-      return yield* app
+      const response = yield* app
+      // A batch refused by admission control says when to come back (the handler set it in this fiber).
+      const retryAfter = yield* FiberRef.get(retryAfterSeconds)
+      return Option.isSome(retryAfter) ? HttpServerResponse.setHeader(response, "retry-after", String(retryAfter.value)) : response
     }).pipe(
       Effect.catchAllCause((cause) => {
         if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)

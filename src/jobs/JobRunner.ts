@@ -4,7 +4,7 @@
  * up only the items that have no stored result. Also the in-process hub that live progress streams
  * and waiting requests listen to, and the place that drains running jobs on shutdown.
  */
-import { Config, Deferred, Duration, Effect, Exit, Fiber, Layer, Mailbox, PubSub, Schedule, Schema, Scope, Stream } from "effect"
+import { Config, Deferred, Duration, Effect, Exit, Fiber, Layer, Mailbox, Schedule, Schema, Scope, Stream } from "effect"
 import * as Budget from "../engine/Budget.js"
 import type { ItemResult } from "../engine/ItemResult.js"
 import * as ClusterGate from "./ClusterGate.js"
@@ -16,10 +16,11 @@ import { PostGenerationProcessor } from "../processors/PostGeneration.js"
 import type * as Processor from "../processors/Processor.js"
 import { runnerId } from "./Cluster.js"
 import * as Database from "./Database.js"
+import * as JobEvents from "./JobEvents.js"
 import * as PartLocks from "./PartLocks.js"
 import { StorageHealth } from "./StorageHealth.js"
 import { JobStore, viewOf, type ItemEffect, type StoreError } from "./JobStore.js"
-import { emptyTally, itemEvents, kindSchemas, tally, type JobEvent, type JobKind } from "./Model.js"
+import { emptyTally, itemEvents, kindSchemas, tally, type JobKind } from "./Model.js"
 
 /** How a kind's items run and what a finished item changes besides its own row. */
 interface KindRunner {
@@ -167,8 +168,7 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
       "intraday-triggers": kindRunner(intraday, kindSchemas["intraday-triggers"].input, () => undefined)
     }
 
-    /** Every event of every job in this process; subscribers filter by job id. */
-    const hub = yield* PubSub.unbounded<JobEvent>()
+    const events = yield* JobEvents.make
     const live = new Map<string, LiveRun>()
     // Jobs cancelled here whose stored flag may not be written yet (a DELETE while writes fail): a run
     // that starts before the flag lands must still see it.
@@ -177,7 +177,7 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
     const scope = yield* Effect.scope
     const partLocks = yield* PartLocks.make
 
-    const publish = (event: JobEvent) => PubSub.publish(hub, event)
+    const publish = events.publish
 
     /** Marks a job whose items all have results as ended, and tells its followers. */
     const finalize = (jobId: string, startedAt: number) =>
@@ -531,7 +531,7 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
       drain,
       cancelLocal,
       endStranded,
-      hub,
+      events,
       shuttingDown,
       finalize,
       isLive: (jobId: string) => Array.from(live.values()).some((run) => run.jobId === jobId)

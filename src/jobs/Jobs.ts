@@ -7,7 +7,7 @@
 import * as Activity from "@effect/workflow/Activity"
 import * as Workflow from "@effect/workflow/Workflow"
 import { WorkflowEngine } from "@effect/workflow/WorkflowEngine"
-import { Config, Data, Deferred, Duration, Effect, Layer, Option, PubSub, Schedule, Schema, Stream } from "effect"
+import { Config, Data, Deferred, Duration, Effect, Layer, Option, Schedule, Schema, Stream } from "effect"
 import { createHash } from "node:crypto"
 import { JobRunner } from "./JobRunner.js"
 import { JobStore, viewOf, type JobRecord, type StoreError } from "./JobStore.js"
@@ -292,7 +292,7 @@ export class Jobs extends Effect.Service<Jobs>()("parallel-processor/Jobs", {
       Stream.unwrapScoped(
         Effect.gen(function* () {
           // Subscribe before reading, so nothing that finishes in between is missed.
-          const subscription = yield* PubSub.subscribe(runner.hub)
+          const subscription = yield* runner.events.subscribe(id)
           const job = yield* find(id)
           const stored = yield* store.items(id)
           // A client reconnecting with the last `seq` it saw (SSE Last-Event-ID) gets only what is newer.
@@ -312,7 +312,6 @@ export class Jobs extends Effect.Service<Jobs>()("parallel-processor/Jobs", {
           let dropProgress = false
           const liveEvents = Stream.fromQueue(subscription).pipe(
             Stream.filter((event) => {
-              if (event.jobId !== id) return false
               if (event.type === "item") {
                 dropProgress = event.seq <= lastSeq
                 return !dropProgress
@@ -366,11 +365,11 @@ export class Jobs extends Effect.Service<Jobs>()("parallel-processor/Jobs", {
     const awaitEnd = (id: string): Effect.Effect<boolean, JobNotFound | StoreError> =>
       Effect.scoped(
         Effect.gen(function* () {
-          const subscription = yield* PubSub.subscribe(runner.hub)
+          const subscription = yield* runner.events.subscribe(id)
           const job = yield* find(id)
           if (isTerminal(job.status)) return true
           const local = Stream.fromQueue(subscription).pipe(
-            Stream.filter((e) => e.jobId === id && e.type === "completed"),
+            Stream.filter((e) => e.type === "completed"),
             Stream.runHead,
             Effect.as(true)
           )

@@ -1,0 +1,107 @@
+/**
+ * Admission control at the front door: what this instance accepts it can finish without starving
+ * itself. A batch is refused with 503 + `Retry-After` when the items accepted here and not yet
+ * finished would pass `MAX_PENDING_ITEMS`, or when the event loop is already late by more than
+ * `MAX_EVENT_LOOP_DELAY` (p99 over the last second). Refusing is cheap; accepting work the
+ * process cannot keep up with slows every job and every health check alike.
+ */
+import { Config, Duration, Effect, FiberRef, Metric, Option } from "effect"
+import { Jobs } from "../jobs/Jobs.js"
+import type { JobView } from "../jobs/Model.js"
+import { Overloaded } from "./Api.js"
+import * as EventLoop from "./EventLoop.js"
+
+/** Set by a refused request; the front-door middleware turns it into a `Retry-After` header. */
+export const retryAfterSeconds = FiberRef.unsafeMake<Option.Option<number>>(Option.none())
+
+export const pendingItems = Metric.gauge("pp_pending_items", {
+  description: "batch items accepted by this instance and not yet finished"
+})
+export const refused = Metric.counter("pp_admission_refused_total", {
+  description: "batches refused with 503 because the instance was at capacity"
+})
+
+export const config = Config.all({
+  maxPendingItems: Config.integer("MAX_PENDING_ITEMS").pipe(
+    Config.validate({ message: "must be a positive number of items", validation: (n) => n > 0 }),
+    Config.withDefault(50_000)
+  ),
+  maxDelay: Config.duration("MAX_EVENT_LOOP_DELAY").pipe(Config.withDefault(Duration.seconds(1)))
+})
+
+/** Items finished per second, over the jobs that ended in the last `window` ms. */
+const rateWindowMs = 30_000
+
+export class Admission extends Effect.Service<Admission>()("parallel-processor/Admission", {
+  scoped: Effect.gen(function* () {
+    const { maxPendingItems, maxDelay } = yield* config
+    const maxDelayMs = Duration.toMillis(maxDelay)
+    const loop = yield* EventLoop.monitor
+    const jobs = yield* Jobs
+    const scope = yield* Effect.scope
+    let pending = 0
+    const ended: Array<{ readonly at: number; readonly items: number }> = []
+
+    const release = (items: number) =>
+      Effect.suspend(() => {
+        pending -= items
+        const now = Date.now()
+        ended.push({ at: now, items })
+        while (ended.length > 0 && ended[0]!.at < now - rateWindowMs) ended.shift()
+        return Metric.set(pendingItems, pending)
+      })
+
+    /** Seconds until there is likely room for `items` more, from the recent finishing rate; 1–60. */
+    const retryAfter = (items: number) => {
+      const now = Date.now()
+      const done = ended.reduce((sum, e) => (e.at >= now - rateWindowMs ? sum + e.items : sum), 0)
+      if (done === 0) return 5
+      const perSecond = done / (rateWindowMs / 1000)
+      const excess = pending + items - maxPendingItems
+      return Math.min(60, Math.max(1, Math.ceil(excess / perSecond)))
+    }
+
+    const refuse = (message: string, seconds: number): Effect.Effect<never, Overloaded> =>
+      FiberRef.set(retryAfterSeconds, Option.some(seconds)).pipe(
+        Effect.zipRight(Metric.increment(refused)),
+        Effect.zipRight(Effect.fail(new Overloaded({ message, retryAfterSeconds: seconds })))
+      )
+
+    /**
+     * Runs `submit` if this instance has room for `items` more. A batch larger than the whole bound
+     * is still taken when nothing else is pending (batches are capped at 10,000 items anyway).
+     */
+    const admit = <E, R>(
+      items: number,
+      submit: Effect.Effect<{ readonly job: JobView; readonly created: boolean }, E, R>
+    ): Effect.Effect<{ readonly job: JobView; readonly created: boolean }, E | Overloaded, R> =>
+      Effect.suspend((): Effect.Effect<{ readonly job: JobView; readonly created: boolean }, E | Overloaded, R> => {
+        const delay = loop.p99Ms()
+        if (delay > maxDelayMs) {
+          return refuse(
+            `the service is overloaded (event loop ${Math.round(delay)} ms late, MAX_EVENT_LOOP_DELAY ${maxDelayMs} ms); retry later`,
+            2
+          )
+        }
+        if (pending > 0 && pending + items > maxPendingItems) {
+          return refuse(
+            `this instance has ${pending} item(s) pending and takes at most MAX_PENDING_ITEMS (${maxPendingItems}); retry later`,
+            retryAfter(items)
+          )
+        }
+        pending += items
+        return Metric.set(pendingItems, pending).pipe(
+          Effect.zipRight(submit),
+          Effect.onExit((exit) => (exit._tag === "Failure" ? release(items) : Effect.void)),
+          Effect.tap(({ job, created }) =>
+            created && job.status !== "completed" && job.status !== "cancelled"
+              ? // Until the job ends (or this process begins shutting down) its items count as pending.
+                jobs.awaitEnd(job.id).pipe(Effect.ignore, Effect.ensuring(release(items)), Effect.forkIn(scope))
+              : release(items)
+          )
+        )
+      })
+
+    return { admit, pending: () => pending } as const
+  })
+}) {}
