@@ -1,11 +1,12 @@
 /**
  * The four upstream clients as the service runs them: at the URLs the environment names, or — when
- * no upstream URL is set at all — against the sandbox started inside the process, so `npm start`
+ * no upstream URL is set at all — against the sandbox started on a worker thread, so `npm start`
  * works on a fresh machine. Setting any URL turns the sandbox off (and then every URL is required).
  */
 import { NodeHttpClient } from "@effect/platform-node"
 import { Config, Context, Effect, Layer, Option, Redacted } from "effect"
-import * as Sandbox from "../sandbox/Sandbox.js"
+import type * as Sandbox from "../sandbox/Sandbox.js"
+import * as SandboxThread from "../sandbox/thread.js"
 import { UpstreamBudgets } from "./Budgets.js"
 import { ForumClient } from "./Forum.js"
 import { KolCredentials } from "./KolCredentials.js"
@@ -68,7 +69,7 @@ const embedded = Layer.unwrapScoped(
     const seed = yield* Config.integer("SANDBOX_SEED").pipe(Config.withDefault(42))
     const profile = yield* Config.literal("realistic", "instant")("SANDBOX_PROFILE").pipe(Config.withDefault("realistic"))
     const knobs = profile === "realistic" ? realisticKnobs : {}
-    const sandbox = yield* Effect.provide(Sandbox.Sandbox, yield* Layer.build(Sandbox.layer({ host, port, seed, knobs })))
+    const sandbox = yield* SandboxThread.start({ host, port, seed, knobs }).pipe(Effect.orDie)
     yield* Effect.logInfo(`no upstream URL set: using the embedded sandbox at ${sandbox.url} (knobs: ${sandbox.url}/__knobs)`)
     return clients.pipe(
       Layer.provide(
@@ -78,8 +79,7 @@ const embedded = Layer.unwrapScoped(
           sandboxCredentials
         )
       ),
-      Layer.merge(Layer.succeed(UpstreamMode, { embeddedSandbox: Option.some(sandbox.url) })),
-      Layer.merge(Layer.succeed(Sandbox.Sandbox, sandbox))
+      Layer.merge(Layer.succeed(UpstreamMode, { embeddedSandbox: Option.some(sandbox.url) }))
     )
   })
 )
