@@ -5,14 +5,11 @@
  * `MAX_EVENT_LOOP_DELAY` (p99 over the last second). Refusing is cheap; accepting work the
  * process cannot keep up with slows every job and every health check alike.
  */
-import { Config, Duration, Effect, FiberRef, Metric, Option } from "effect"
+import { Config, Duration, Effect, Metric } from "effect"
 import { Jobs } from "../jobs/Jobs.js"
 import type { JobView } from "../jobs/Model.js"
 import { Overloaded } from "./Api.js"
 import * as EventLoop from "./EventLoop.js"
-
-/** Set by a refused request; the front-door middleware turns it into a `Retry-After` header. */
-export const retryAfterSeconds = FiberRef.unsafeMake<Option.Option<number>>(Option.none())
 
 export const pendingItems = Metric.gauge("pp_pending_items", {
   description: "batch items accepted by this instance and not yet finished"
@@ -62,8 +59,7 @@ export class Admission extends Effect.Service<Admission>()("parallel-processor/A
     }
 
     const refuse = (message: string, seconds: number): Effect.Effect<never, Overloaded> =>
-      FiberRef.set(retryAfterSeconds, Option.some(seconds)).pipe(
-        Effect.zipRight(Metric.increment(refused)),
+      Metric.increment(refused).pipe(
         Effect.zipRight(Effect.fail(new Overloaded({ message, retryAfterSeconds: seconds })))
       )
 

@@ -15,10 +15,10 @@ import {
   HttpServerRequest,
   HttpServerResponse
 } from "@effect/platform"
-import { Cause, Config, Effect, FiberRef, Layer, Option, Redacted, SchemaAST } from "effect"
-import { retryAfterSeconds } from "./Admission.js"
+import { Cause, Config, Effect, Layer, Option, Redacted, SchemaAST } from "effect"
 import { createHash, timingSafeEqual } from "node:crypto"
-import { Api, Authorization, BadRequest, RequestGuard, Unauthorized, UnsupportedMediaType } from "./Api.js"
+import * as EventLoop from "./EventLoop.js"
+import { Api, Authorization, BadRequest, Overloaded, RequestGuard, Unauthorized, UnsupportedMediaType } from "./Api.js"
 
 const jsonError = (status: number, error: string, message: string, extra: object = {}) =>
   HttpServerResponse.unsafeJson({ _tag: error, message, ...extra }, { status })
@@ -97,10 +97,9 @@ export const hardening = HttpApiBuilder.middleware(
         )
         if (Option.isNone(body) || Buffer.byteLength(body.value, "utf8") > limit) return tooLarge(limit)
       }
-      const response = yield* app
-      // A batch refused by admission control says when to come back (the handler set it in this fiber).
-      const retryAfter = yield* FiberRef.get(retryAfterSeconds)
-      return Option.isSome(retryAfter) ? HttpServerResponse.setHeader(response, "retry-after", String(retryAfter.value)) : response
+      // Writes (a batch: parsing, storing and starting a job) queue with job work; reads — `/health`,
+      // a job's status, metrics — stay ahead of both, so a burst of batches cannot hide the service's state.
+      return yield* request.method === "GET" ? app : Effect.locally(app, EventLoop.interactive, false)
     }).pipe(
       Effect.catchAllCause((cause) => {
         if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
@@ -109,6 +108,15 @@ export const hardening = HttpApiBuilder.middleware(
           const error: unknown = failure.value
           if (error instanceof HttpServerError.RouteNotFound) {
             return Effect.succeed(jsonError(404, "NotFound", `no route for ${error.request.method} ${error.request.url}`))
+          }
+          if (error instanceof Overloaded) {
+            // HttpApi's error responses carry no headers; a refused batch must say when to come back.
+            return Effect.succeed(
+              HttpServerResponse.unsafeJson(
+                { _tag: error._tag, message: error.message, retryAfterSeconds: error.retryAfterSeconds },
+                { status: 503, headers: { "retry-after": String(error.retryAfterSeconds) } }
+              )
+            )
           }
           if (error instanceof HttpApiError.HttpApiDecodeError) {
             const { message, issues } = describeIssues(issuesOf(error.issues))

@@ -21,6 +21,7 @@ import { InteractionsProcessor } from "../processors/Interactions.js"
 import { PostGenerationProcessor } from "../processors/PostGeneration.js"
 import * as Upstreams from "../upstream/Upstreams.js"
 import { Api } from "./Api.js"
+import * as EventLoop from "./EventLoop.js"
 import * as Handlers from "./Handlers.js"
 import * as Metrics from "./Metrics.js"
 import { authorization, hardening, requestGuard } from "./Middleware.js"
@@ -78,7 +79,9 @@ const serviceOn = (fixedPort: number | undefined) => Layer.unwrapEffect(
       Layer.provide(
         HttpApiBuilder.api(Api).pipe(Layer.provide(Handlers.layer), Layer.provide(authorization), Layer.provide(requestGuard))
       ),
-      Layer.provideMerge(NodeHttpServer.layer(() => server, { host, port }))
+      Layer.provideMerge(NodeHttpServer.layer(() => server, { host, port })),
+      // Request fibers inherit this from the server's runtime: they go before job work (EventLoop.ts).
+      Layer.locally(EventLoop.interactive, true)
     )
 
     // Built after the server, so on shutdown this runs first: jobs start draining (and waiting
