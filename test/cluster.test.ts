@@ -42,12 +42,7 @@ const instance = (url: string, sandboxUrl: string, extra: Readonly<Record<string
       BREAKER_RECOVERY_TIMEOUT: "4 seconds",
       // 24 parts over 3 runners: each instance gets some (with 12, one in ~70 runs got none).
       JOB_PARTITIONS: "24",
-      FORUM_API_URL: sandboxUrl,
-      LLM_BASE_URL: sandboxUrl,
-      MARKET_API_URL: sandboxUrl,
-      NEWS_API_URL: sandboxUrl,
-      KOL_101_EMAIL: "kol101@example.com",
-      KOL_101_PASSWORD: "pw-101",
+      ...Service.sandboxEnv(sandboxUrl),
       ...extra
     })
   })

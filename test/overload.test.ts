@@ -163,10 +163,7 @@ describe("overload", () => {
         // The upstream in the test process: the service's RSS is then the service's alone.
         const sandbox = yield* Sandbox.Sandbox
         const service = yield* startService({
-          FORUM_API_URL: sandbox.url,
-          LLM_BASE_URL: sandbox.url,
-          MARKET_API_URL: sandbox.url,
-          NEWS_API_URL: sandbox.url,
+          ...Service.sandboxEnv(sandbox.url),
           LLM_API_KEY: "test",
           NEWS_API_KEY: "test",
           ...Object.fromEntries([101, 102, 103].flatMap((k) => [[`KOL_${k}_EMAIL`, `kol${k}@example.com`], [`KOL_${k}_PASSWORD`, `pw-${k}`]]))

@@ -18,12 +18,7 @@ import * as Service from "./support/service.js"
 const posts = Array.from({ length: 12 }, (_, i) => ({ postId: `p${i}`, articleId: `a${i}`, kolSerial: "101" }))
 
 const envFor = (sandboxUrl: string, dataDir: string) => ({
-  FORUM_API_URL: sandboxUrl,
-  LLM_BASE_URL: sandboxUrl,
-  MARKET_API_URL: sandboxUrl,
-  NEWS_API_URL: sandboxUrl,
-  KOL_101_EMAIL: "kol101@example.com",
-  KOL_101_PASSWORD: "pw-101",
+  ...Service.sandboxEnv(sandboxUrl),
   DATA_DIR: dataDir,
   SHUTDOWN_GRACE_PERIOD: "5 seconds"
 })

@@ -80,12 +80,7 @@ const fillDisk = (dir: string) =>
 const posts = (n: number) => Array.from({ length: n }, (_, i) => ({ postId: `p${i}`, articleId: `a${i}`, kolSerial: "101" }))
 
 const envFor = (sandboxUrl: string, dataDir: string) => ({
-  FORUM_API_URL: sandboxUrl,
-  LLM_BASE_URL: sandboxUrl,
-  MARKET_API_URL: sandboxUrl,
-  NEWS_API_URL: sandboxUrl,
-  KOL_101_EMAIL: "kol101@example.com",
-  KOL_101_PASSWORD: "pw-101",
+  ...Service.sandboxEnv(sandboxUrl),
   DATA_DIR: dataDir,
   SHUTDOWN_GRACE_PERIOD: "2 seconds",
   STORAGE_PROBE_INTERVAL: "200 millis",

@@ -39,19 +39,24 @@ export class Admission extends Effect.Service<Admission>()("parallel-processor/A
     let pending = 0
     const ended: Array<{ readonly at: number; readonly items: number }> = []
 
+    /** Drops the ends older than the window: on every push, so the list stays bounded, and before each read. */
+    const prune = (now: number) => {
+      while (ended.length > 0 && ended[0]!.at < now - rateWindowMs) ended.shift()
+    }
+
     const release = (items: number) =>
       Effect.suspend(() => {
         pending -= items
         const now = Date.now()
+        prune(now)
         ended.push({ at: now, items })
-        while (ended.length > 0 && ended[0]!.at < now - rateWindowMs) ended.shift()
         return Metric.set(pendingItems, pending)
       })
 
     /** Seconds until there is likely room for `items` more, from the recent finishing rate; 1–60. */
     const retryAfter = (items: number) => {
-      const now = Date.now()
-      const done = ended.reduce((sum, e) => (e.at >= now - rateWindowMs ? sum + e.items : sum), 0)
+      prune(Date.now())
+      const done = ended.reduce((sum, e) => sum + e.items, 0)
       if (done === 0) return 5
       const perSecond = done / (rateWindowMs / 1000)
       const excess = pending + items - maxPendingItems
@@ -98,6 +103,6 @@ export class Admission extends Effect.Service<Admission>()("parallel-processor/A
         )
       })
 
-    return { admit, pending: () => pending } as const
+    return { admit } as const
   })
 }) {}

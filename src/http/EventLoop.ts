@@ -1,5 +1,5 @@
 /**
- * Keeping the service's event loop responsive under load.
+ * Keeping the service's event loop responsive under load, and its memory from staying at a burst's peak.
  *
  * - `timeSliced`: an Effect scheduler that runs fiber work in slices of a few milliseconds and then
  *   lets Node poll for I/O before the next slice. Effect's default scheduler resumes fibers in
@@ -7,7 +7,8 @@
  *   queue never empties and Node reads no socket: during a burst of 150 sync batches `/health`
  *   took up to 9 s to answer. With slices the longest wait is one slice plus one task.
  * - `monitor`: the event loop's delay (Node's `monitorEventLoopDelay`), exported as a metric and
- *   read by the front door's admission control.
+ *   read by the front door's admission control; it also samples the process's memory for `/metrics`
+ *   and collects garbage once when the process falls idle after work (see `collector`).
  */
 import { Effect, type Fiber, FiberRef, Metric, Scheduler, type Scope } from "effect"
 import { monitorEventLoopDelay, performance } from "node:perf_hooks"
@@ -25,9 +26,6 @@ export const interactive = FiberRef.unsafeMake(false)
 class TaskQueue {
   private items: Array<Scheduler.Task> = []
   private head = 0
-  get size() {
-    return this.items.length - this.head
-  }
   push(task: Scheduler.Task) {
     this.items.push(task)
   }

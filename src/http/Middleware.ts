@@ -20,8 +20,8 @@ import { createHash, timingSafeEqual } from "node:crypto"
 import * as EventLoop from "./EventLoop.js"
 import { Api, Authorization, BadRequest, Overloaded, RequestGuard, Unauthorized, UnsupportedMediaType } from "./Api.js"
 
-const jsonError = (status: number, error: string, message: string, extra: object = {}) =>
-  HttpServerResponse.unsafeJson({ _tag: error, message, ...extra }, { status })
+const jsonError = (status: number, error: string, message: string, extra: object = {}, headers: Record<string, string> = {}) =>
+  HttpServerResponse.unsafeJson({ _tag: error, message, ...extra }, { status, headers })
 
 const pathOf = (path: ReadonlyArray<PropertyKey>) => (path.length === 0 ? "body" : path.map(String).join("."))
 
@@ -111,11 +111,9 @@ export const hardening = HttpApiBuilder.middleware(
           }
           if (error instanceof Overloaded) {
             // HttpApi's error responses carry no headers; a refused batch must say when to come back.
+            const seconds = error.retryAfterSeconds
             return Effect.succeed(
-              HttpServerResponse.unsafeJson(
-                { _tag: error._tag, message: error.message, retryAfterSeconds: error.retryAfterSeconds },
-                { status: 503, headers: { "retry-after": String(error.retryAfterSeconds) } }
-              )
+              jsonError(503, error._tag, error.message, { retryAfterSeconds: seconds }, { "retry-after": String(seconds) })
             )
           }
           if (error instanceof HttpApiError.HttpApiDecodeError) {

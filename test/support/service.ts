@@ -20,6 +20,16 @@ export interface ServiceProcess {
 
 const root = path.resolve(import.meta.dirname, "../..")
 
+/** The four upstreams at one sandbox, with account 101's credentials: what a spawned service needs to call it. */
+export const sandboxEnv = (sandboxUrl: string): Record<string, string> => ({
+  FORUM_API_URL: sandboxUrl,
+  LLM_BASE_URL: sandboxUrl,
+  MARKET_API_URL: sandboxUrl,
+  NEWS_API_URL: sandboxUrl,
+  KOL_101_EMAIL: "kol101@example.com",
+  KOL_101_PASSWORD: "pw-101"
+})
+
 export const start = (env: Readonly<Record<string, string>>): Effect.Effect<ServiceProcess, ServiceStartError, Scope.Scope> =>
   Effect.gen(function* () {
     const exit = yield* Deferred.make<number | string>()
