@@ -5,7 +5,7 @@
  */
 import { HttpApiClient, HttpClient, HttpClientRequest, type HttpClientError } from "@effect/platform"
 import { Data, Effect, Schema, Stream } from "effect"
-import { JobEvent } from "../jobs/Model.js"
+import { JobEvent } from "../domain/JobEvent.js"
 import { Api } from "./Api.js"
 
 export { Api }

@@ -4,19 +4,16 @@
  * budget and then its breaker (the account's token is fetched first, outside the budget's permit).
  * Accounts listed in `INTERACTIONS_SKIP_KOLS` (comma-separated serials) are skipped, not called.
  */
-import { Config, Context, Effect, Layer, Schema } from "effect"
+import { Config, Context, Effect, Layer } from "effect"
+import { type Interactions, TrackedPost } from "../domain/Kinds.js"
 import { CircuitBreakerRegistry } from "../engine/CircuitBreakerRegistry.js"
 import { Skipped } from "../engine/Errors.js"
 import { UpstreamBudgets } from "../upstream/Budgets.js"
-import { ForumClient, type Interactions } from "../upstream/Forum.js"
+import { ForumClient } from "../upstream/Forum.js"
 import * as Processor from "./Processor.js"
 
-export const TrackedPost = Schema.Struct({
-  postId: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200)),
-  articleId: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200)),
-  kolSerial: Schema.String.pipe(Schema.pattern(/^[A-Za-z0-9_]{1,40}$/))
-})
-export type TrackedPost = typeof TrackedPost.Type
+/** The input item (its schema is the contract's, in `domain/`). */
+export { TrackedPost }
 
 export const skipListConfig = Config.string("INTERACTIONS_SKIP_KOLS").pipe(
   Config.withDefault(""),

@@ -4,26 +4,16 @@
  * calls of one item go to different upstreams, so each goes through its own upstream's budget and
  * breaker (`AttemptContext.guard`).
  */
-import { Context, Effect, Layer, Schema } from "effect"
+import { Context, Effect, Layer } from "effect"
+import { type ScreenedStock, TriggerConfig, TriggerResult } from "../domain/Kinds.js"
 import { CircuitBreakerRegistry } from "../engine/CircuitBreakerRegistry.js"
 import { UpstreamBudgets } from "../upstream/Budgets.js"
-import { MarketClient, type ScreenedStock } from "../upstream/Market.js"
-import { NewsClient, type NewsItem } from "../upstream/News.js"
+import { MarketClient } from "../upstream/Market.js"
+import { NewsClient } from "../upstream/News.js"
 import * as Processor from "./Processor.js"
 
-export const TriggerConfig = Schema.Struct({
-  triggerKey: Schema.String.pipe(Schema.pattern(/^[A-Za-z0-9_-]{1,64}$/)),
-  limit: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 50)), { exact: true }),
-  newsKeywords: Schema.optionalWith(Schema.Array(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(50))).pipe(Schema.maxItems(10)), { exact: true }),
-  params: Schema.optionalWith(Schema.Record({ key: Schema.String, value: Schema.Unknown }), { exact: true })
-})
-export type TriggerConfig = typeof TriggerConfig.Type
-
-export interface TriggerResult {
-  readonly triggerKey: string
-  readonly stocks: ReadonlyArray<ScreenedStock>
-  readonly news: ReadonlyArray<NewsItem>
-}
+/** The input item and the result value (their schemas are the contract's, in `domain/`). */
+export { TriggerConfig, TriggerResult }
 
 /** News keywords used when a trigger config names none. */
 export const defaultKeywords: Readonly<Record<string, ReadonlyArray<string>>> = {

@@ -3,26 +3,15 @@
  * attempt (generation is slow), each call admitted by the LLM's budget and then its breaker. The chat messages are built from the
  * request's persona, stock, trigger and prompt.
  */
-import { Context, Effect, Layer, Schema } from "effect"
+import { Context, Effect, Layer } from "effect"
+import { type GeneratedPost, PostRequest } from "../domain/Kinds.js"
 import { CircuitBreakerRegistry } from "../engine/CircuitBreakerRegistry.js"
 import { UpstreamBudgets } from "../upstream/Budgets.js"
-import { LlmClient, type ChatMessage, type Completion } from "../upstream/Llm.js"
+import { LlmClient, type ChatMessage } from "../upstream/Llm.js"
 import * as Processor from "./Processor.js"
 
-const text = (max: number) => Schema.String.pipe(Schema.maxLength(max))
-
-export const PostRequest = Schema.Struct({
-  id: Schema.optionalWith(text(200), { exact: true }),
-  kolSerial: Schema.String.pipe(Schema.pattern(/^[A-Za-z0-9_]{1,40}$/)),
-  stockCode: Schema.String.pipe(Schema.pattern(/^[0-9A-Za-z.]{1,12}$/)),
-  stockName: Schema.optionalWith(text(100), { exact: true }),
-  trigger: Schema.optionalWith(text(200), { exact: true }),
-  persona: Schema.optionalWith(text(2_000), { exact: true }),
-  prompt: Schema.optionalWith(text(8_000), { exact: true })
-})
-export type PostRequest = typeof PostRequest.Type
-
-export type GeneratedPost = Completion
+/** The input item and the result value (their schemas are the contract's, in `domain/`). */
+export { type GeneratedPost, PostRequest }
 
 const defaultPersona =
   "你是一位在台灣股票論壇上發文的投資達人，語氣親切、觀點清楚，會提醒讀者投資有風險。"

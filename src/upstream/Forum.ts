@@ -11,6 +11,7 @@
  */
 import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { Clock, Context, Deferred, Duration, Effect, Exit, Layer, Redacted, Schema, Scope, SynchronizedRef } from "effect"
+import { Interactions } from "../domain/Kinds.js"
 import * as Budget from "../engine/Budget.js"
 import { AttemptTimeout, Permanent, type TaskError } from "../engine/Errors.js"
 import { UpstreamBudgets } from "./Budgets.js"
@@ -18,14 +19,8 @@ import { callJson } from "./http.js"
 import { KolCredentials } from "./KolCredentials.js"
 import { forumLoginTimeout, maxRetryAfter, UpstreamConfig } from "./UpstreamConfig.js"
 
-export const Interactions = Schema.Struct({
-  views: Schema.Number,
-  likes: Schema.Number,
-  comments: Schema.Number,
-  shares: Schema.Number,
-  engagementRate: Schema.optionalWith(Schema.Number, { exact: true })
-})
-export type Interactions = typeof Interactions.Type
+/** What `interactions` returns (the schema is the contract's, in `domain/`). */
+export { Interactions }
 
 const LoginResponse = Schema.Struct({ token: Schema.String, expiresIn: Schema.Number })
 

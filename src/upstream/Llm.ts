@@ -5,6 +5,7 @@
  */
 import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { Context, Effect, Layer, Option, Schema } from "effect"
+import type { GeneratedPost } from "../domain/Kinds.js"
 import { InvalidResponse, type TaskError } from "../engine/Errors.js"
 import { callJson } from "./http.js"
 import { UpstreamConfig } from "./UpstreamConfig.js"
@@ -28,11 +29,8 @@ const ChatCompletion = Schema.Struct({
   usage: Schema.optionalWith(Schema.NullOr(Usage), { exact: true })
 })
 
-export interface Completion {
-  readonly content: string
-  readonly model: string
-  readonly usage: { readonly promptTokens: number; readonly completionTokens: number; readonly totalTokens: number } | null
-}
+/** A finished completion: the post-generation kind's result value (its schema is in `domain/`). */
+export type Completion = GeneratedPost
 
 export interface ChatRequest {
   readonly messages: ReadonlyArray<ChatMessage>

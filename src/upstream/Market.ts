@@ -1,18 +1,13 @@
 /** The market-data API: stock screens by trigger key (`GET /screens/{triggerKey}?limit=N`). */
 import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { Context, Effect, Layer, Schema } from "effect"
+import { ScreenedStock } from "../domain/Kinds.js"
 import type { TaskError } from "../engine/Errors.js"
 import { callJson } from "./http.js"
 import { UpstreamConfig } from "./UpstreamConfig.js"
 
-export const ScreenedStock = Schema.Struct({
-  code: Schema.String,
-  name: Schema.String,
-  price: Schema.optionalWith(Schema.Number, { exact: true }),
-  changePercent: Schema.optionalWith(Schema.Number, { exact: true }),
-  volume: Schema.optionalWith(Schema.Number, { exact: true })
-})
-export type ScreenedStock = typeof ScreenedStock.Type
+/** One stock of a screen (the schema is the contract's, in `domain/`). */
+export { ScreenedStock }
 
 const ScreenResponse = Schema.Struct({ stocks: Schema.Array(ScreenedStock) })
 

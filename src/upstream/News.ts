@@ -1,18 +1,13 @@
 /** A Serper-style news search (`POST /news {q, num}` with `X-API-KEY`). */
 import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { Context, Effect, Layer, Option, Redacted, Schema } from "effect"
+import { NewsItem } from "../domain/Kinds.js"
 import type { TaskError } from "../engine/Errors.js"
 import { callJson } from "./http.js"
 import { UpstreamConfig } from "./UpstreamConfig.js"
 
-export const NewsItem = Schema.Struct({
-  title: Schema.String,
-  link: Schema.String,
-  snippet: Schema.optionalWith(Schema.String, { exact: true }),
-  date: Schema.optionalWith(Schema.String, { exact: true }),
-  source: Schema.optionalWith(Schema.String, { exact: true })
-})
-export type NewsItem = typeof NewsItem.Type
+/** One search hit (the schema is the contract's, in `domain/`). */
+export { NewsItem }
 
 const NewsResponse = Schema.Struct({ news: Schema.Array(NewsItem) })
 

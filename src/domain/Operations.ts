@@ -1,0 +1,57 @@
+/**
+ * What an operator reads and changes while the service runs: the processors' limits, the upstream
+ * budgets and the circuit breakers.
+ */
+import { Schema } from "effect"
+import { Limits } from "./Batches.js"
+import { RateFromString } from "./Rate.js"
+import { strict } from "./Wire.js"
+
+export const processorNames = ["interactions", "post_generation", "intraday_triggers"] as const
+export const ProcessorName = Schema.Literal(...processorNames)
+export type ProcessorName = typeof ProcessorName.Type
+
+export const ProcessorPatch = Schema.Struct(Limits).annotations({ identifier: "ProcessorPatch", ...strict })
+
+export const ProcessorView = Schema.Struct({
+  name: ProcessorName,
+  maxConcurrent: Schema.Number,
+  timeoutSeconds: Schema.Number
+}).annotations({ identifier: "Processor" })
+
+/** `PATCH /api/upstreams/{key}`: every field optional; `rate: null` removes the request rate. */
+export const UpstreamPatch = Schema.Struct({
+  ceiling: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 256)), { exact: true }),
+  adaptive: Schema.optionalWith(Schema.Boolean, { exact: true }),
+  rate: Schema.optionalWith(Schema.NullOr(RateFromString), { exact: true })
+}).annotations({ identifier: "UpstreamPatch", ...strict })
+
+export const UpstreamView = Schema.Struct({
+  key: Schema.String,
+  /** Calls in flight against the upstream never exceed it, all jobs (and instances) together. */
+  ceiling: Schema.Number,
+  /** With several instances: this instance's part of the ceiling right now. */
+  share: Schema.optionalWith(Schema.Number, { exact: true }),
+  /** The adaptive limit now, between 1 and the ceiling. */
+  limit: Schema.Number,
+  inFlight: Schema.Number,
+  waitingItems: Schema.Number,
+  waitingJobs: Schema.Number,
+  /** While the upstream asked everyone to wait: until when. */
+  cooldownUntil: Schema.optionalWith(Schema.String, { exact: true }),
+  rate: Schema.optionalWith(Schema.String, { exact: true }),
+  algorithm: Schema.String,
+  adaptive: Schema.Boolean,
+  /** Calls answered 429 since the start. */
+  throttled: Schema.Number,
+  cooldowns: Schema.Number
+}).annotations({ identifier: "Upstream" })
+export type UpstreamView = typeof UpstreamView.Type
+
+export const BreakerView = Schema.Struct({
+  key: Schema.String,
+  status: Schema.Literal("closed", "open", "half_open"),
+  since: Schema.String,
+  retryAfterMs: Schema.optionalWith(Schema.Number, { exact: true }),
+  probesInFlight: Schema.Number
+}).annotations({ identifier: "Breaker" })

@@ -1,0 +1,68 @@
+/**
+ * The HTTP contract and the typed client are free of server code: every local module reachable from
+ * `src/http/Api.ts` and `src/http/Client.ts` is the contract itself (`Api.ts`, `api/`, `Client.ts`) or
+ * the domain (`src/domain/`), and the domain imports nothing but `effect`. Read with the TypeScript
+ * compiler's own import scanner, so `export … from` and type-only imports count too.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { readFileSync } from "node:fs"
+import { dirname, relative, resolve } from "node:path"
+import ts from "typescript"
+
+const root = resolve(import.meta.dirname, "..")
+
+const importsOf = (file: string): ReadonlyArray<string> =>
+  ts.preProcessFile(readFileSync(file, "utf8"), true, true).importedFiles.map((f) => f.fileName)
+
+/** `./x.js` → the `.ts` file it names; bare specifiers (packages, `node:`) stay as they are. */
+const resolveLocal = (from: string, specifier: string) =>
+  specifier.startsWith(".") ? resolve(dirname(from), specifier.replace(/\.js$/, ".ts")) : undefined
+
+/** Every local module reachable from `entries`, with the packages each one imports. */
+const reachable = (entries: ReadonlyArray<string>) => {
+  const modules = new Map<string, ReadonlyArray<string>>()
+  const queue = entries.map((e) => resolve(root, e))
+  for (let file = queue.pop(); file !== undefined; file = queue.pop()) {
+    if (modules.has(file)) continue
+    const specifiers = importsOf(file)
+    modules.set(file, specifiers.filter((s) => !s.startsWith(".")))
+    for (const s of specifiers) {
+      const local = resolveLocal(file, s)
+      if (local !== undefined) queue.push(local)
+    }
+  }
+  return new Map([...modules].map(([file, packages]) => [relative(root, file), packages] as const))
+}
+
+const isContract = (path: string) =>
+  path.startsWith("src/domain/") || path.startsWith("src/http/api/") || path === "src/http/Api.ts" || path === "src/http/Client.ts"
+
+describe("the contract's import graph", () => {
+  const graph = reachable(["src/http/Api.ts", "src/http/Client.ts"])
+
+  it("reaches only the contract and the domain", () => {
+    // Not vacuous: the walk did follow the imports into the domain.
+    expect([...graph.keys()].filter((p) => p.startsWith("src/domain/")).length).toBeGreaterThanOrEqual(5)
+    expect([...graph.keys()].filter((p) => !isContract(p))).toEqual([])
+  })
+
+  it("the domain imports only effect", () => {
+    const domain = [...graph].filter(([path]) => path.startsWith("src/domain/"))
+    expect(domain.flatMap(([path, packages]) => packages.filter((p) => p !== "effect").map((p) => `${path} → ${p}`))).toEqual([])
+  })
+
+  it("the contract imports only effect and @effect/platform", () => {
+    const allowed = new Set(["effect", "@effect/platform"])
+    expect([...graph].flatMap(([path, packages]) => packages.filter((p) => !allowed.has(p)).map((p) => `${path} → ${p}`))).toEqual([])
+  })
+
+  it("would notice a server import", () => {
+    // The scanner sees the kinds of import a server dependency would come in by.
+    const text = 'import type { X } from "../jobs/JobRunner.js"\nexport * from "../engine/Budget.js"\nconst m = import("../jobs/Jobs.js")'
+    expect(ts.preProcessFile(text, true, true).importedFiles.map((f) => f.fileName)).toEqual([
+      "../jobs/JobRunner.js",
+      "../engine/Budget.js",
+      "../jobs/Jobs.js"
+    ])
+  })
+})
