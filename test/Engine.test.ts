@@ -1,6 +1,6 @@
 import { assert, describe, expect, it } from "@effect/vitest"
-import { Chunk, Deferred, Duration, Effect, Exit, Fiber, Option, Schedule, Stream, TestClock } from "effect"
-import { Adjustable, CircuitBreaker, Engine, RetryPolicy, RunControl, Transient } from "../src/index.js"
+import { Chunk, Deferred, Duration, Effect, Exit, Fiber, Option, RateLimiter, Schedule, Stream, TestClock } from "effect"
+import { Adjustable, Budget, CircuitBreaker, Engine, RetryPolicy, RunControl, Transient } from "../src/index.js"
 import type { ItemResult } from "../src/engine/ItemResult.js"
 import { attemptsOf, makeHarness, ok, runVirtual, type Step } from "./support/harness.js"
 
@@ -371,6 +371,145 @@ describe("cancellation", () => {
       yield* Fiber.interrupt(fiber)
       expect(h.state.inFlight).toBe(0)
       expect((yield* breaker.snapshot).probesInFlight).toBe(0)
+    }))
+})
+
+describe("drain", () => {
+  it.effect("calls in flight finish within the grace period and are delivered; nothing else starts or gets a result", () =>
+    Effect.gen(function* () {
+      const control = yield* RunControl.make
+      const h = makeHarness(() => ok(1_000))
+      const fiber = yield* Effect.fork(Engine.runWithSummary(range(6), h.task, { maxConcurrent: 2 }, { control }))
+      yield* TestClock.adjust("1500 millis")
+      yield* control.drain("10 seconds")
+      yield* TestClock.adjust("500 millis")
+      const { results, summary } = yield* Fiber.join(fiber)
+      expect(results.map((r) => r?.status)).toEqual(["succeeded", "succeeded", "succeeded", "succeeded"])
+      expect(summary).toMatchObject({ stoppedBy: "drained", unfinished: [4, 5], completed: 4, cancelled: 0, durationMs: 2_000 })
+      expect(h.calls.map((c) => c.index)).toEqual([0, 1, 2, 3])
+      expect(h.state.interrupted).toBe(0)
+    }))
+
+  it.effect("a retry waiting for its backoff does not start, even when the backoff ends within the grace period", () =>
+    Effect.gen(function* () {
+      const control = yield* RunControl.make
+      const h = makeHarness((i, attempt) => (i === 0 && attempt === 1 ? { latencyMs: 10, outcome: "transient" } : ok(20_000)))
+      const retry = RetryPolicy.make({ maxRetries: 3, schedules: { transient: Schedule.spaced("1 second") } })
+      const fiber = yield* Effect.fork(
+        Engine.runWithSummary(range(4), h.task, { maxConcurrent: 2, attemptTimeout: "1 minute", retry }, { control })
+      )
+      yield* TestClock.adjust("100 millis")
+      // Item 0 failed and waits for its retry; item 1 calls (until 20 s); item 2 started in item 0's slot.
+      yield* control.drain("30 seconds")
+      yield* TestClock.adjust("25 seconds")
+      const { results, summary } = yield* Fiber.join(fiber)
+      expect(attemptsOf(h.calls, 0)).toHaveLength(1)
+      expect(results[1]?.status).toBe("succeeded")
+      expect(results[2]?.status).toBe("succeeded")
+      expect(results[0]).toBeUndefined()
+      expect(summary).toMatchObject({ stoppedBy: "drained", unfinished: [0, 3], completed: 2 })
+    }))
+
+  it.effect("a call waiting for admission by a budget never starts; its item is left over", () =>
+    Effect.gen(function* () {
+      const control = yield* RunControl.make
+      const budget = yield* Budget.make({ key: "drain-test", ceiling: 1, adaptive: false })
+      const h = makeHarness(() => ok(5_000))
+      const fiber = yield* Effect.fork(Engine.runWithSummary(range(3), h.task, { maxConcurrent: 3, budget }, { control }))
+      yield* TestClock.adjust("1 second")
+      yield* control.drain("1 minute")
+      yield* TestClock.adjust("4 seconds")
+      const { results, summary } = yield* Fiber.join(fiber)
+      expect(h.calls.map((c) => c.index)).toEqual([0])
+      expect(results[0]?.status).toBe("succeeded")
+      expect(summary).toMatchObject({ stoppedBy: "drained", unfinished: [1, 2], completed: 1, durationMs: 5_000 })
+      expect((yield* budget.snapshot).inFlight).toBe(0)
+    }).pipe(Effect.scoped))
+
+  it.effect("an attempt let through by the rate limiter after the drain began does not call", () =>
+    Effect.gen(function* () {
+      const control = yield* RunControl.make
+      const rateLimiter = yield* RateLimiter.make({ limit: 1, interval: "2 seconds", algorithm: "fixed-window" })
+      const h = makeHarness(() => ok(5_000))
+      const fiber = yield* Effect.fork(Engine.runWithSummary(range(3), h.task, { maxConcurrent: 2, rateLimiter }, { control }))
+      yield* TestClock.adjust("1 second")
+      yield* control.drain("1 minute")
+      yield* TestClock.adjust("4 seconds")
+      const { results, summary } = yield* Fiber.join(fiber)
+      expect(h.calls.map((c) => c.index)).toEqual([0])
+      expect(results[0]?.status).toBe("succeeded")
+      expect(summary).toMatchObject({ stoppedBy: "drained", unfinished: [1, 2], completed: 1, durationMs: 5_000 })
+    }).pipe(Effect.scoped))
+
+  it.effect("past the grace period what still runs is interrupted and reported unfinished, not cancelled", () =>
+    Effect.gen(function* () {
+      const control = yield* RunControl.make
+      const h = makeHarness((i) => (i === 1 ? { latencyMs: 0, outcome: "hang" } : ok(1_000)))
+      const fiber = yield* Effect.fork(
+        Engine.runWithSummary(range(5), h.task, { maxConcurrent: 2, attemptTimeout: "1 hour" }, { control })
+      )
+      yield* TestClock.adjust("500 millis")
+      yield* control.drain("2 seconds")
+      yield* TestClock.adjust("1999 millis")
+      expect(Option.isNone(yield* Fiber.poll(fiber))).toBe(true)
+      yield* TestClock.adjust("1 millis")
+      const { results, summary } = yield* Fiber.join(fiber)
+      expect(results[0]?.status).toBe("succeeded")
+      expect(results[1]).toBeUndefined()
+      expect(summary).toMatchObject({ stoppedBy: "drained", unfinished: [1, 2, 3, 4], completed: 1, cancelled: 0 })
+      expect(h.state.interrupted).toBe(1)
+      expect(h.state.inFlight).toBe(0)
+    }))
+
+  it.effect("a drain before the run starts calls nothing; after the run ended it does nothing", () =>
+    Effect.gen(function* () {
+      const early = yield* RunControl.make
+      yield* early.drain("1 second")
+      const h = makeHarness(() => ok(10))
+      const before = yield* Engine.runWithSummary(range(3), h.task, {}, { control: early })
+      expect(h.calls).toHaveLength(0)
+      expect(before.summary).toMatchObject({ stoppedBy: "drained", unfinished: [0, 1, 2], completed: 0 })
+
+      const late = yield* RunControl.make
+      const after = yield* runVirtual(Engine.runWithSummary(range(3), h.task, {}, { control: late }))
+      yield* late.drain("1 second")
+      expect(after.summary.stoppedBy).toBe("completed")
+      expect(after.summary.unfinished).toBeUndefined()
+      expect(after.results.map((r) => r.status)).toEqual(["succeeded", "succeeded", "succeeded"])
+    }))
+
+  it.effect("cancel during the grace period still cancels: every unfinished item ends cancelled", () =>
+    Effect.gen(function* () {
+      const control = yield* RunControl.make
+      const h = makeHarness((i) => (i === 1 ? { latencyMs: 0, outcome: "hang" } : ok(1_000)))
+      const fiber = yield* Effect.fork(
+        Engine.runWithSummary(range(5), h.task, { maxConcurrent: 2, attemptTimeout: "1 hour" }, { control })
+      )
+      yield* TestClock.adjust("500 millis")
+      yield* control.drain("1 minute")
+      yield* TestClock.adjust("1 second")
+      yield* control.cancel
+      const { results, summary } = yield* Fiber.join(fiber)
+      expect(results.map((r) => r.status)).toEqual(["succeeded", "cancelled", "cancelled", "cancelled", "cancelled"])
+      expect(summary.stoppedBy).toBe("cancelled")
+      expect(summary.unfinished).toBeUndefined()
+    }))
+
+  it.effect("events end with RunCompleted stoppedBy drained; a stream input is not read further", () =>
+    Effect.gen(function* () {
+      const control = yield* RunControl.make
+      const h = makeHarness(() => ok(1_000))
+      const fiber = yield* Effect.fork(
+        Stream.runCollect(Engine.events(Stream.fromIterable(range(6)), h.task, { maxConcurrent: 2 }, { control }))
+      )
+      yield* TestClock.adjust("500 millis")
+      yield* control.drain("10 seconds")
+      yield* TestClock.adjust("1 second")
+      const events = Chunk.toReadonlyArray(yield* Fiber.join(fiber))
+      const last = events[events.length - 1]
+      assert(last?._tag === "RunCompleted")
+      expect(last.summary).toMatchObject({ stoppedBy: "drained", completed: 2, unfinished: [] })
+      expect(events.filter((e) => e._tag === "ItemFinished")).toHaveLength(2)
     }))
 })
 

@@ -25,7 +25,7 @@ export interface RunOptions<I, A> {
   readonly idOf?: (item: I, index: number) => string
   /** Called for every progress event, in order. Back-pressures the run if it is slow. */
   readonly onEvent?: (event: ProgressEvent<A>) => Effect.Effect<void>
-  /** Lets another fiber cancel the run. */
+  /** Lets another fiber cancel or drain the run. */
   readonly control?: RunControl
   /** Correlates logs, events and metrics; generated when absent. */
   readonly runId?: string
@@ -46,7 +46,8 @@ const executeOptions = <I, A>(
   idOf: options.idOf,
   onResults,
   onEvent,
-  cancelled: options.control?.cancelled
+  cancelled: options.control?.cancelled,
+  draining: options.control?.draining
 })
 
 const annotate = (runId: string, policy: Policy.Policy) =>

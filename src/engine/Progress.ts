@@ -19,12 +19,20 @@ export interface Counts {
   readonly waiting: number
 }
 
-export type StopReason = "completed" | "deadline" | "cancelled"
+/** `drained`: `RunControl.drain` stopped the run; some items may have no result (see `unfinished`). */
+export type StopReason = "completed" | "deadline" | "cancelled" | "drained"
 
 export interface RunSummary extends Counts {
   readonly runId: string
   readonly durationMs: number
   readonly stoppedBy: StopReason
+  /**
+   * With `stoppedBy: "drained"`: the indices (ascending) of the items that got no result — taken and
+   * unfinished (interrupted, waiting for a retry or for admission) or never started. An iterable
+   * input is read to its end to list them (nothing is called for them); a stream input is not read
+   * further, so items it had not yet produced are not listed. Absent otherwise.
+   */
+  readonly unfinished?: ReadonlyArray<number>
 }
 
 export type ProgressEvent<A> =

@@ -82,6 +82,8 @@ export interface ExecuteOptions<I, A> {
   readonly collect?: (result: ItemResult<A>) => void
   readonly onEvent: ((event: ProgressEvent<A>) => Effect.Effect<void>) | undefined
   readonly cancelled: Deferred.Deferred<void> | undefined
+  /** Completed with the grace period when the run is to drain (see `RunControl.drain`). */
+  readonly draining: Deferred.Deferred<Duration.Duration> | undefined
 }
 
 interface Unit<I> {
@@ -117,6 +119,8 @@ interface Slot<I> {
   budget: Budget.Budget | undefined
   /** While waiting for admission inside the task: the attempt's time left (its clock is paused); -1 otherwise. */
   pausedLeft: number
+  /** The attempt was turned back by a drain before its call: its item is left over, not failed. */
+  turnedBack: boolean
 }
 
 /** Counts right after an item finished, for its `ItemFinished` event (kept only with observers). */
@@ -231,6 +235,10 @@ const runIn = <I, A, E, R, RS>(
     let exhausted = false
     let nextIndex = 0
     let stopReason: StopReason | undefined = undefined
+    /** Set by a drain: no unit is taken and no call starts; the run stops once none is calling. */
+    let draining = false
+    /** Units a drain left without a result (interrupted or turned back mid-attempt). */
+    const left: Array<Unit<I>> = []
     let completed = 0
     let succeeded = 0
     let failed = 0
@@ -444,6 +452,11 @@ const runIn = <I, A, E, R, RS>(
       const run = Effect.suspend(() => {
         const unit = slot.unit
         if (unit === undefined) return Effect.dieMessage("internal: attempt without an item")
+        if (draining) {
+          // Admitted (or past the rate limiter) after a drain began: the call does not go out.
+          slot.turnedBack = true
+          return Effect.interrupt
+        }
         unit.attempts++
         // The timeout covers the call itself, not the wait for admission, the breaker or the rate limiter.
         if (!slot.calling) {
@@ -483,6 +496,7 @@ const runIn = <I, A, E, R, RS>(
       slot.calling = false
       inFlight--
       metrics.inFlight.unsafeUpdate(inFlight, noTags)
+      if (draining && inFlight === 0) stop("drained")
     }
 
     /** `AttemptContext.guard` for the attempt `slot` runs: admission (clock paused) → breaker → call. */
@@ -660,6 +674,9 @@ const runIn = <I, A, E, R, RS>(
         } else {
           if (stopReason === "deadline" || stopReason === "cancelled") {
             finalize(unit, stoppedResult(unit, stopReason, at))
+          } else if (stopReason === "drained" || slot.turnedBack) {
+            slot.turnedBack = false
+            left.push(unit)
           } else if (!teardown.started) {
             // Neither a timeout nor a stop: the task interrupted itself. Not an upstream condition.
             finalize(unit, failure(unit, "failed", { type: "unexpected", message: "the task interrupted itself", retryable: false }, at))
@@ -724,7 +741,12 @@ const runIn = <I, A, E, R, RS>(
             checkDone()
             return step
           }
-          slot.unit = newUnit(next.value)
+          const unit = newUnit(next.value)
+          if (draining) {
+            ready.push(unit)
+            return step
+          }
+          slot.unit = unit
           return Effect.flatMap(attempt, afterUnit)
         }
       )
@@ -737,7 +759,7 @@ const runIn = <I, A, E, R, RS>(
       }
       const step: Effect.Effect<void, E, R | RS> = Effect.suspend(() => {
         if (outbox.length >= maxOutbox) return Effect.zipRight(outboxFull, step)
-        if (stopReason !== undefined || active > limit) return Effect.void
+        if (stopReason !== undefined || active > limit || draining) return Effect.void
         const unit = ready.shift()
         if (unit !== undefined) {
           slot.unit = unit
@@ -777,7 +799,8 @@ const runIn = <I, A, E, R, RS>(
           permit: undefined,
           calling: false,
           budget: undefined,
-          pausedLeft: -1
+          pausedLeft: -1,
+          turnedBack: false
         }
         active++
         slots.add(slot)
@@ -872,6 +895,22 @@ const runIn = <I, A, E, R, RS>(
       )
     })
 
+    // ---- draining: nothing new starts; the run stops once no attempt is calling, or after the grace period
+    const beginDrain = (grace: Duration.Duration): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (stopReason !== undefined) return Effect.void
+        draining = true
+        wakeAll()
+        if (inFlight === 0) {
+          stop("drained")
+          return Effect.void
+        }
+        return Effect.zipRight(
+          Budget.stop(tenant),
+          Effect.zipRight(Effect.sleep(grace), Effect.sync(() => stop("drained")))
+        )
+      })
+
     // ---- start
     yield* emitEvent(() => ({ _tag: "RunStarted", runId, at: now(), counts: counts() }))
     yield* Effect.logDebug("run started").pipe(Effect.annotateLogs({ maxConcurrent: limit, timeoutMs }))
@@ -893,6 +932,11 @@ const runIn = <I, A, E, R, RS>(
         Effect.zipRight(Deferred.await(options.cancelled), Effect.sync(() => stop("cancelled"))),
         scope
       )
+    }
+    if (options.draining !== undefined) {
+      // Drained before it began: stop before any worker takes an item.
+      if (yield* Deferred.isDone(options.draining)) yield* Effect.flatMap(Deferred.await(options.draining), beginDrain)
+      else yield* Effect.forkIn(Effect.flatMap(Deferred.await(options.draining), beginDrain), scope)
     }
     if (isAdjustable(policy.maxConcurrent)) {
       yield* Effect.forkIn(Stream.runForEach(Stream.drop(policy.maxConcurrent.changes, 1), setLimit), scope)
@@ -920,9 +964,19 @@ const runIn = <I, A, E, R, RS>(
     yield* Scope.close(scope, Exit.void)
     metrics.inFlight.unsafeUpdate(0, noTags)
 
-    if (reason !== "completed") {
+    let unfinished: Array<number> | undefined = undefined
+    if (reason === "drained") {
+      unfinished = [...left, ...ready, ...waitingUnits].map((unit) => unit.index)
+      waiting = 0
+      // An iterable is read to its end to name the items never taken (nothing is called for them).
+      const pullSync = source.pullSync
+      if (pullSync !== undefined) {
+        for (let next = pullSync(); next.done !== true; next = pullSync()) unfinished.push(nextIndex++)
+      }
+      unfinished.sort((a, b) => a - b)
+    } else if (reason !== "completed") {
       const at = now()
-      const orphans: Array<Unit<I>> = [...ready, ...waitingUnits]
+      const orphans: Array<Unit<I>> = [...left, ...ready, ...waitingUnits]
       ready.length = 0
       waitingUnits.clear()
       waiting = 0
@@ -949,7 +1003,15 @@ const runIn = <I, A, E, R, RS>(
     metrics.itemStatus("failed").unsafeUpdate(failed, noTags)
     metrics.itemStatus("cancelled").unsafeUpdate(cancelled, noTags)
     metrics.itemStatus("skipped").unsafeUpdate(skipped, noTags)
-    const summary: RunSummary = { runId, ...counts(), inFlight: 0, waiting: 0, durationMs: now() - startedAt, stoppedBy: reason }
+    const summary: RunSummary = {
+      runId,
+      ...counts(),
+      inFlight: 0,
+      waiting: 0,
+      durationMs: now() - startedAt,
+      stoppedBy: reason,
+      ...(unfinished === undefined ? {} : { unfinished })
+    }
     yield* Effect.logDebug("run finished").pipe(
       Effect.annotateLogs({ stoppedBy: reason, succeeded, failed, cancelled, skipped, durationMs: summary.durationMs })
     )
