@@ -51,8 +51,8 @@ describe("the contract's import graph", () => {
     expect(domain.flatMap(([path, packages]) => packages.filter((p) => p !== "effect").map((p) => `${path} → ${p}`))).toEqual([])
   })
 
-  it("the contract imports only effect and @effect/platform", () => {
-    const allowed = new Set(["effect", "@effect/platform"])
+  it("the contract imports only effect, @effect/platform and the SSE codec", () => {
+    const allowed = new Set(["effect", "@effect/platform", "@effect/experimental/Sse"])
     expect([...graph].flatMap(([path, packages]) => packages.filter((p) => !allowed.has(p)).map((p) => `${path} → ${p}`))).toEqual([])
   })
 

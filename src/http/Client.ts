@@ -1,9 +1,11 @@
 /**
  * Calling the service from another Effect program: a typed client derived from the HTTP contract
  * (`make`), and `events`, which reads a job's NDJSON or SSE event stream incrementally — the derived
- * client would buffer a streamed body whole, so streams go through the raw HttpClient.
+ * client would buffer a streamed body whole, so streams go through the raw HttpClient, framed by
+ * `@effect/platform`'s `Ndjson` and `@effect/experimental`'s `Sse`.
  */
-import { HttpApiClient, HttpClient, HttpClientRequest, type HttpClientError } from "@effect/platform"
+import * as Sse from "@effect/experimental/Sse"
+import { HttpApiClient, HttpClient, HttpClientRequest, Ndjson, type HttpClientError } from "@effect/platform"
 import { Data, Effect, Schema, Stream } from "effect"
 import { JobEvent } from "../domain/JobEvent.js"
 import { Api } from "./Api.js"
@@ -24,17 +26,36 @@ export const make = (baseUrl: string, options: { readonly apiKey?: string } = {}
 
 export class StreamError extends Data.TaggedError("StreamError")<{ readonly message: string; readonly status?: number }> {}
 
+const badEvent = (detail: string) => new StreamError({ message: `bad event: ${detail}` })
+
 const decodeEvent = Schema.decodeUnknown(Schema.parseJson(JobEvent))
 
-/** SSE frames → their `data:` payloads (one event per frame; multi-line data joined by "\n"). */
-const sseData = (lines: Stream.Stream<string, StreamError | HttpClientError.HttpClientError>) =>
-  lines.pipe(
-    Stream.mapAccum([] as Array<string>, (data, line) => {
-      if (line === "") return [[], data.length === 0 ? [] : [data.join("\n")]]
-      if (line.startsWith("data:")) return [[...data, line.slice(line.startsWith("data: ") ? 6 : 5)], []]
-      return [data, []]
-    }),
-    Stream.flattenIterables
+/**
+ * NDJSON text → events. Text, not bytes: `Ndjson.unpack` decodes each chunk with its own
+ * `TextDecoder.decode` call, which garbles a multi-byte character split between two chunks
+ * (generated posts are Chinese); `Stream.decodeText` carries the partial character over.
+ */
+const ndjsonEvents = (text: Stream.Stream<string, HttpClientError.ResponseError>) =>
+  text.pipe(
+    Stream.pipeThroughChannel(Ndjson.unpackSchemaString(JobEvent)({ ignoreEmptyLines: true })),
+    Stream.catchTags({
+      NdjsonError: (error) => Stream.fail(badEvent(error.cause instanceof Error ? error.cause.message : String(error.cause))),
+      ParseError: (error) => Stream.fail(badEvent(error.message))
+    })
+  )
+
+/**
+ * SSE text → events, one per frame. The parser is fed one line at a time: fed a network-sized chunk
+ * (16 KiB, ~40 frames) it rescans the chunk from its start for every line, and decoding cost 292 µs
+ * CPU per event against 29 µs for a hand-written line reader; line by line it costs 30 µs
+ * (scripts/bench-framing.ts, 10,000 events).
+ */
+const sseEvents = (text: Stream.Stream<string, HttpClientError.ResponseError>) =>
+  text.pipe(
+    Stream.splitLines,
+    Stream.map((line) => `${line}\n`),
+    Stream.pipeThroughChannel(Sse.makeChannel()),
+    Stream.mapEffect((frame) => Effect.mapError(decodeEvent(frame.data), (error) => badEvent(error.message)))
   )
 
 /**
@@ -52,12 +73,8 @@ export const events = (
         const body = yield* Effect.orElseSucceed(response.text, () => "")
         return yield* new StreamError({ message: `HTTP ${response.status}: ${body.slice(0, 500)}`, status: response.status })
       }
-      const sse = (response.headers["content-type"] ?? "").includes("text/event-stream")
-      const lines = response.stream.pipe(Stream.decodeText(), Stream.splitLines)
-      const payloads = sse ? sseData(lines) : Stream.filter(lines, (line) => line.trim() !== "")
-      return Stream.mapEffect(payloads, (payload) =>
-        Effect.mapError(decodeEvent(payload), (error) => new StreamError({ message: `bad event: ${error.message}` }))
-      )
+      const text = Stream.decodeText(response.stream)
+      return (response.headers["content-type"] ?? "").includes("text/event-stream") ? sseEvents(text) : ndjsonEvents(text)
     })
   )
 
