@@ -719,27 +719,56 @@ describe("posts", () => {
 // ---- 7. processors and breakers ------------------------------------------------------------------
 
 describe("processors and breakers", () => {
-  it.live("GET /api/processors shows the defaults; PATCH changes a running limit; bad PATCHes are 404/400", () =>
+  it.live("GET /api/processors shows the defaults; PATCH changes the limit of a run already going; bad PATCHes are 404/400", () =>
     withService(
       Effect.gen(function* () {
         const base = yield* url
         const client = yield* Client.make(base)
+        const sandbox = yield* Sandbox.Sandbox
         expect(yield* client.processors.list()).toEqual([
           { name: "interactions", maxConcurrent: 3, timeoutSeconds: 30 },
           { name: "post_generation", maxConcurrent: 2, timeoutSeconds: 120 },
           { name: "intraday_triggers", maxConcurrent: 3, timeoutSeconds: 30 }
         ])
-        const patched = yield* rawJson(`${base}/api/processors/interactions`, "PATCH", { maxConcurrent: 5 })
-        expect(patched.status, patched.body).toBe(200)
-        expect(json(patched)).toEqual({ name: "interactions", maxConcurrent: 5, timeoutSeconds: 30 })
-        expect((yield* client.processors.list())[0]).toEqual({ name: "interactions", maxConcurrent: 5, timeoutSeconds: 30 })
 
-        const sandbox = yield* Sandbox.Sandbox
+        // A run started at the default limit (3), with no limit of its own: slow calls, many items.
         yield* sandbox.setKnobs("interactions", { latency: { kind: "fixed", ms: 300 } })
-        const run = yield* rawJson(`${base}/api/interactions/fetch-all-interactions`, "POST", { posts: posts("pc", 10) })
-        expect(run.status).toBe(200)
-        expect((yield* decodeDetail(run)).succeeded).toBe(10)
-        expect((yield* stats).routes.interactions.peakInFlight).toBe(5)
+        const started = yield* rawJson(`${base}/api/interactions/fetch-all-interactions`, "POST", { posts: posts("pc", 40) }, {
+          prefer: "respond-async"
+        })
+        expect(started.status, started.body).toBe(202)
+        const job = yield* decodeAccepted(started)
+        const inFlight = Effect.map(stats, (s) => s.routes.interactions)
+        const running = Effect.map(client.jobs.get({ path: { id: job.id }, urlParams: { results: 0 } }), (j) => j.status)
+        /** Waits until the sandbox sees exactly `n` interactions calls in flight (polled every 25 ms). */
+        const inFlightReaches = (n: number) =>
+          eventually(Effect.filterOrFail(inFlight, (r) => r.inFlight === n, (r) => `in flight ${r.inFlight}, waiting for ${n}`), "20 seconds")
+
+        yield* inFlightReaches(3)
+        expect((yield* inFlight).peakInFlight).toBe(3)
+
+        // Raised while it runs: the same run goes up to 5 calls at once (the forum budget's ceiling).
+        const raised = yield* rawJson(`${base}/api/processors/interactions`, "PATCH", { maxConcurrent: 5 })
+        expect(raised.status, raised.body).toBe(200)
+        expect(json(raised)).toEqual({ name: "interactions", maxConcurrent: 5, timeoutSeconds: 30 })
+        expect((yield* client.processors.list())[0]).toEqual({ name: "interactions", maxConcurrent: 5, timeoutSeconds: 30 })
+        yield* inFlightReaches(5)
+        expect(yield* running).toBe("running")
+
+        // Lowered while it runs: calls in flight finish, no new one starts until only 1 is left, then 1 at a time.
+        const lowered = yield* rawJson(`${base}/api/processors/interactions`, "PATCH", { maxConcurrent: 1 })
+        expect(json(lowered)).toEqual({ name: "interactions", maxConcurrent: 1, timeoutSeconds: 30 })
+        yield* inFlightReaches(1)
+        yield* sandbox.reset
+        const callsAt = (yield* inFlight).calls
+        yield* eventually(Effect.filterOrFail(inFlight, (r) => r.calls >= callsAt + 3, () => "fewer than 3 more calls"), "20 seconds")
+        expect((yield* inFlight).peakInFlight).toBe(1)
+        expect(yield* running).toBe("running")
+
+        // Raised again so it finishes: every item of the one run succeeded.
+        yield* rawJson(`${base}/api/processors/interactions`, "PATCH", { maxConcurrent: 5 })
+        const done = yield* waitForJob(job.id, (j) => j.status === "completed", "30 seconds")
+        expect(done.succeeded).toBe(40)
 
         const timeout = yield* rawJson(`${base}/api/processors/post_generation`, "PATCH", { timeoutSeconds: 45 })
         expect(json(timeout)).toEqual({ name: "post_generation", maxConcurrent: 2, timeoutSeconds: 45 })
