@@ -4,7 +4,7 @@
  * random interleavings of several runs sharing one budget.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, Fiber, TestClock } from "effect"
+import { Clock, Duration, Effect, Fiber, TestClock } from "effect"
 import * as fc from "effect/FastCheck"
 import { AttemptTimeout, Budget, Engine, LimitAlgorithm, RateLimited, RetryPolicy, Transient } from "../src/index.js"
 
@@ -474,23 +474,40 @@ const runsArb = fc.record({
       interruptAt: fc.option(fc.integer({ min: 0, max: 3_000 }), { nil: undefined })
     }),
     { minLength: 1, maxLength: 5 }
-  )
+  ),
+  /** The ceiling changed while the runs go on (an operator's PATCH). */
+  resizes: fc.array(fc.record({ at: fc.integer({ min: 0, max: 1_500 }), ceiling: fc.integer({ min: 1, max: 6 }) }), {
+    minLength: 1,
+    maxLength: 4
+  })
 })
+
+/** Calls that started while the ceiling stood below its highest value so far: the resize property's real cases. */
+let startsUnderLoweredCeiling = 0
 
 describe("Budget properties", () => {
   it.effect.prop(
-    "any interleaving of runs on one budget: in flight ≤ ceiling, 1 ≤ limit ≤ ceiling, nothing held at the end",
+    "any interleaving of runs on one budget, with resizes: a call starts only while in flight ≤ the current ceiling, 1 ≤ limit ≤ ceiling, nothing held at the end",
     [runsArb],
     ([s]) =>
       Effect.scoped(
         Effect.gen(function* () {
           const algorithm = LimitAlgorithm.byName(s.algorithm) ?? LimitAlgorithm.fixed
           const budget = yield* Budget.make({ key: "p", ceiling: s.ceiling, algorithm })
-          const state = { inFlight: 0, peak: 0, badLimit: false }
+          const state = { inFlight: 0, peak: 0, badLimit: false, overCeiling: false }
+          // The ceiling now, when it last changed, and the highest it has been.
+          const size = { ceiling: s.ceiling, changedAt: -1, highest: s.ceiling }
           const task = (call: (typeof s.runs)[number]["calls"][number]) =>
             Effect.gen(function* () {
               const snap = yield* budget.snapshot
-              if (snap.limit < 1 || snap.limit > s.ceiling) state.badLimit = true
+              const now = yield* Clock.currentTimeMillis
+              // A call admitted just before a resize may start in the same instant after it; any
+              // later start must fit the size in force (calls already in flight past a lowered
+              // ceiling finish, nobody joins them).
+              const settled = now !== size.changedAt
+              if (settled && snap.inFlight > size.ceiling) state.overCeiling = true
+              if (snap.limit < 1 || (settled && snap.limit > size.ceiling)) state.badLimit = true
+              if (settled && size.ceiling < size.highest) startsUnderLoweredCeiling++
               yield* tracked(state, call.ms)
               if (call.outcome === "429") return yield* new RateLimited({ message: "429", retryAfter: Duration.millis(call.ms) })
               if (call.outcome === "503") return yield* new Transient({ message: "503", status: 503 })
@@ -506,6 +523,23 @@ describe("Budget properties", () => {
               })
             )
           )
+          yield* Effect.forEach(s.resizes, (resize) =>
+            Effect.fork(
+              Effect.zipRight(
+                Effect.sleep(Duration.millis(resize.at)),
+                Effect.zipRight(
+                  Effect.flatMap(Clock.currentTimeMillis, (at) =>
+                    Effect.sync(() => {
+                      size.ceiling = resize.ceiling
+                      size.changedAt = at
+                      size.highest = Math.max(size.highest, resize.ceiling)
+                    })
+                  ),
+                  budget.update({ ceiling: resize.ceiling })
+                )
+              )
+            )
+          )
           const interrupters = yield* Effect.forEach(s.runs, (run, i) =>
             run.interruptAt === undefined
               ? Effect.succeed(undefined)
@@ -514,7 +548,8 @@ describe("Budget properties", () => {
           yield* TestClock.adjust("2 hours")
           yield* Effect.forEach(fibers, Fiber.await)
           yield* Effect.forEach(interrupters, (f) => (f === undefined ? Effect.void : Fiber.await(f)))
-          expect(state.peak).toBeLessThanOrEqual(s.ceiling)
+          expect(state.overCeiling).toBe(false)
+          expect(state.peak).toBeLessThanOrEqual(size.highest)
           expect(state.badLimit).toBe(false)
           const snap = yield* budget.snapshot
           expect([snap.inFlight, snap.waiting, snap.waitingTenants]).toEqual([0, 0, 0])
@@ -523,6 +558,10 @@ describe("Budget properties", () => {
       ),
     { fastCheck: { numRuns: 40 } }
   )
+
+  it("the resize property met calls starting under a lowered ceiling", () => {
+    expect(startsUnderLoweredCeiling).toBeGreaterThan(0)
+  })
 
   it.effect.prop(
     "no waiting tenant waits more than (number of tenants) grants of its priority level",
