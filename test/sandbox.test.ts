@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Data, Duration, Effect, Exit, Fiber, Layer, Option, Schedule, Schema, Scope } from "effect"
+import * as SandboxData from "../src/sandbox/data.js"
 import * as Sandbox from "../src/sandbox/Sandbox.js"
 
 class FetchFailed extends Data.TaggedError("FetchFailed")<{ readonly cause: unknown }> {}
@@ -356,22 +357,43 @@ describe("sandbox: faults", () => {
     )
   )
 
-  it.live("lognormal latency with a tail only delays answers, never fails them", () =>
-    withSandbox(
+  it.live("lognormal latency with a tail delays every answer by its draw, never fails them", () => {
+    const latency = { kind: "lognormal", medianMs: 120, sigma: 0.5, tailProbability: 0.2, tailMs: 400 } as const
+    const n = 30
+    // With every fault rate at 0 the only draws from the sandbox's seeded PRNG are the latencies, so
+    // the delays these n calls get are the first n draws, whichever call arrives first.
+    const rng = SandboxData.mulberry32(7)
+    const drawn = Array.from({ length: n }, () => SandboxData.lognormalMs(rng, latency)).sort((a, b) => a - b)
+    return withSandbox(
       (sandbox) =>
         Effect.gen(function* () {
-          const replies = yield* Effect.forEach(Array.from({ length: 10 }, (_, i) => i), (i) =>
-            call(`${sandbox.url}/screens/k${i}?limit=1`)
+          // The knob is the distribution it says: median near 120 ms, some 400 ms tails, some fast.
+          const median = drawn[Math.floor(n / 2)] ?? Number.NaN
+          expect(median).toBeGreaterThan(80)
+          expect(median).toBeLessThan(200)
+          expect(drawn.filter((ms) => ms === 400).length).toBeGreaterThanOrEqual(3)
+
+          const timed = yield* Effect.forEach(
+            Array.from({ length: n }, (_, i) => i),
+            (i) => Effect.timed(call(`${sandbox.url}/screens/k${i}?limit=1`)),
+            { concurrency: "unbounded" }
           )
-          expect(replies.every((r) => r.status === 200)).toBe(true)
+          expect(timed.map(([, reply]) => reply.status)).toEqual(Array.from({ length: n }, () => 200))
+          const took = timed.map(([duration]) => Duration.toMillis(duration)).sort((a, b) => a - b)
+          // Sorted against sorted: the i-th fastest answer took at least the i-th smallest delay (no
+          // answer comes before its delay; 2 ms for timer rounding), and not more than 2 s over it
+          // (a loaded 2-core CI machine answering 30 sockets at once).
+          took.forEach((ms, i) => {
+            const delay = drawn[i] ?? Number.NaN
+            expect(ms, `answer ${i}`).toBeGreaterThanOrEqual(delay - 2)
+            expect(ms, `answer ${i}`).toBeLessThan(delay + 2_000)
+          })
+          expect(took[Math.floor(n / 2)]).toBeGreaterThanOrEqual(median - 2)
+          expect(took[n - 1]).toBeGreaterThanOrEqual(398)
         }),
-      {
-        knobs: {
-          screen: { latency: { kind: "lognormal", medianMs: 2, sigma: 0.5, tailProbability: 0.1, tailMs: 20 } }
-        }
-      }
+      { seed: 7, knobs: { screen: { latency } } }
     )
-  )
+  })
 })
 
 describe("sandbox: capacity", () => {
