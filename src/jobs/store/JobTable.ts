@@ -89,6 +89,10 @@ const StatusCount = Schema.Struct({ status: Schema.Literal("succeeded", "failed"
 const Flagged = Schema.Struct({ cancelRequested: column(Flag, "cancel_requested") })
 const NextSeq = Schema.Struct({ nextSeq: column(Int, "next_seq") })
 const Index = Schema.Struct({ index: column(Int, "idx") })
+// Decoders for statements built per call (a filtered list, a batch insert): compiled once, here.
+const decodeJobs = Schema.decodeUnknown(Schema.Array(JobRecord))
+const decodeCount = Schema.decodeUnknown(Schema.Tuple(Count))
+const decodeIndexes = Schema.decodeUnknown(Schema.Array(Index))
 
 export interface ListFilter {
   readonly kind?: JobKind | undefined
@@ -195,18 +199,12 @@ export const make = (recordEffects: (jobId: string, effects: ReadonlyArray<ItemE
               ...filters,
               sql`(created_at < ${filter.after.createdAt} OR (created_at = ${filter.after.createdAt} AND id < ${filter.after.id}))`
             ])
-        const jobs = yield* SqlSchema.findAll({
-          Request: Schema.Void,
-          Result: JobRecord,
-          execute: () => sql`SELECT ${jobColumns} FROM pp_jobs WHERE ${page} ORDER BY created_at DESC, id DESC LIMIT ${filter.limit} OFFSET ${filter.offset}`
-        })(undefined)
-        const total = yield* SqlSchema.single({
-          Request: Schema.Void,
-          Result: Count,
-          execute: () => sql`SELECT COUNT(*) AS n FROM pp_jobs WHERE ${where}`
-        })(undefined)
+        const jobs = yield* sql`SELECT ${jobColumns} FROM pp_jobs WHERE ${page} ORDER BY created_at DESC, id DESC LIMIT ${filter.limit} OFFSET ${filter.offset}`.pipe(
+          Effect.flatMap(decodeJobs)
+        )
+        const [total] = yield* sql`SELECT COUNT(*) AS n FROM pp_jobs WHERE ${where}`.pipe(Effect.flatMap(decodeCount))
         return { jobs, total: total.n }
-      }).pipe(Effect.catchTag("NoSuchElementException", (cause) => Effect.dieMessage(`COUNT returned no row: ${cause.message}`)), orStoreError("listing jobs"))
+      }).pipe(orStoreError("listing jobs"))
 
     const markRunning = (id: string, at: number) =>
       sql`UPDATE pp_jobs SET status = 'running', started_at = COALESCE(started_at, ${at}) WHERE id = ${id} AND status = 'pending'`.pipe(
@@ -267,21 +265,16 @@ export const make = (recordEffects: (jobId: string, effects: ReadonlyArray<ItemE
         const numbered = batch.map((b, i) => ({ ...b, seq: first + i }))
         // Written with JSON.stringify: the results are typed values from the engine, and encoding
         // them again through the schema would only validate what the type already says.
-        const inserted = yield* SqlSchema.findAll({
-          Request: Schema.Void,
-          Result: Index,
-          execute: () =>
-            sql`INSERT INTO pp_job_items ${sql.insert(
-              numbered.map((b) => ({
-                job_id: jobId,
-                idx: b.result.index,
-                seq: b.seq,
-                status: b.result.status,
-                result: JSON.stringify(b.result),
-                finished_at: at
-              }))
-            )} ON CONFLICT DO NOTHING RETURNING idx`
-        })(undefined)
+        const inserted = yield* sql`INSERT INTO pp_job_items ${sql.insert(
+          numbered.map((b) => ({
+            job_id: jobId,
+            idx: b.result.index,
+            seq: b.seq,
+            status: b.result.status,
+            result: JSON.stringify(b.result),
+            finished_at: at
+          }))
+        )} ON CONFLICT DO NOTHING RETURNING idx`.pipe(Effect.flatMap(decodeIndexes))
         const stored = new Set(inserted.map((row) => row.index))
         const fresh = numbered.filter((b) => stored.has(b.result.index))
         yield* recordEffects(jobId, fresh.flatMap((b) => (b.effect === undefined ? [] : [b.effect])), at)
