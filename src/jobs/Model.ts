@@ -7,43 +7,14 @@
 import type * as Budget from "../engine/Budget.js"
 import type * as Errors from "../engine/Errors.js"
 import type * as ItemResult from "../engine/ItemResult.js"
-import { AnyItemResult, type ErrorType } from "../domain/ItemResult.js"
-import {
-  Counts,
-  DeadlineSeconds,
-  JobDetail,
-  JobOptions,
-  JobStatus,
-  JobView,
-  MAX_ITEMS_PER_BATCH,
-  MaxConcurrent,
-  Priority,
-  TimeoutSeconds,
-  jobStatuses
-} from "../domain/Job.js"
-import { JobEvent } from "../domain/JobEvent.js"
-import { GeneratedPost, JobKind, TriggerResult, jobKinds, kindSchemas } from "../domain/Kinds.js"
+import type { AnyItemResult, ErrorType } from "../domain/ItemResult.js"
+import type { Counts, JobStatus, Priority } from "../domain/Job.js"
+import type { JobEvent } from "../domain/JobEvent.js"
 
-export {
-  AnyItemResult,
-  Counts,
-  DeadlineSeconds,
-  GeneratedPost,
-  JobDetail,
-  JobEvent,
-  JobKind,
-  JobOptions,
-  JobStatus,
-  JobView,
-  MAX_ITEMS_PER_BATCH,
-  MaxConcurrent,
-  Priority,
-  TimeoutSeconds,
-  TriggerResult,
-  jobKinds,
-  jobStatuses,
-  kindSchemas
-}
+export { AnyItemResult } from "../domain/ItemResult.js"
+export * from "../domain/Job.js"
+export { JobEvent } from "../domain/JobEvent.js"
+export { GeneratedPost, JobKind, TriggerResult, jobKinds, kindSchemas } from "../domain/Kinds.js"
 
 /** True only when `A` and `B` are the same type (both ways assignable, no `any` slipping through). */
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false
