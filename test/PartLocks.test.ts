@@ -7,7 +7,6 @@ import * as PgClient from "@effect/sql-pg/PgClient"
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Deferred, Effect, Exit, Fiber, Layer, Redacted, Scope } from "effect"
-import * as Database from "../src/jobs/Database.js"
 import * as PartLocks from "../src/jobs/PartLocks.js"
 import { createDatabase, postgres } from "./support/postgres.js"
 
@@ -15,10 +14,7 @@ import { createDatabase, postgres } from "./support/postgres.js"
 const process_ = (url: string) =>
   Effect.gen(function* () {
     const context = yield* Layer.build(
-      Layer.merge(
-        PgClient.layer({ url: Redacted.make(url), maxConnections: 3, applicationName: "partlocks-test" }),
-        Layer.succeed(Database.Location, { dialect: "pg", url: Redacted.make(url), display: "test" })
-      )
+      PgClient.layer({ url: Redacted.make(url), maxConnections: 3, applicationName: "partlocks-test" })
     )
     return yield* PartLocks.make.pipe(Effect.provide(context))
   })

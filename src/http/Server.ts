@@ -8,12 +8,11 @@ import { NodeHttpServer } from "@effect/platform-node"
 import { Config, Context, Deferred, Duration, Effect, Layer, Metric, Option } from "effect"
 import { createServer } from "node:http"
 import * as CircuitBreakerRegistry from "../engine/CircuitBreakerRegistry.js"
-import * as ClusterBreakers from "../jobs/ClusterBreakers.js"
-import * as ClusterBudgets from "../jobs/ClusterBudgets.js"
 import * as Database from "../jobs/Database.js"
 import { awaitWithin, JobRunner } from "../jobs/JobRunner.js"
 import { JobStore } from "../jobs/JobStore.js"
 import * as Cluster from "../jobs/Cluster.js"
+import * as Topology from "../jobs/Topology.js"
 import { JobWorkflowLive, Jobs } from "../jobs/Jobs.js"
 import { StorageHealth } from "../jobs/StorageHealth.js"
 import { IntradayTriggersProcessor } from "../processors/IntradayTriggers.js"
@@ -33,11 +32,12 @@ const processors = Layer.mergeAll(InteractionsProcessor.layer, PostGenerationPro
 
 /** Everything but HTTP: usable by an Effect program that wants durable jobs without the server. */
 export const core = JobRunner.drainOnShutdown.pipe(
-  Layer.provideMerge(Layer.mergeAll(Jobs.Default, JobWorkflowLive, ClusterBreakers.layer, ClusterBudgets.layer)),
+  Layer.provideMerge(Layer.mergeAll(Jobs.Default, JobWorkflowLive)),
   Layer.provideMerge(JobRunner.Default),
   Layer.provideMerge(StorageHealth.Default),
+  // Single process or cluster: the workflow engine and what differs between them (Topology.ts).
+  Layer.provideMerge(Topology.layer),
   Layer.provideMerge(JobStore.Default),
-  Layer.provideMerge(Cluster.workflowEngineLayer),
   Layer.provideMerge(processors),
   Layer.provideMerge(Database.layerFromConfig),
   Layer.provideMerge(Metrics.layer)
@@ -124,7 +124,7 @@ export const layer = serviceOn(undefined)
 
 /**
  * `npm start`: the service until interrupted (SIGTERM/SIGINT). A runner whose cluster stalled after
- * losing its database (`Cluster.watchdog`) is shut down like on SIGTERM and started again in this
+ * losing its database (`Cluster.watchdog`, via the topology) is shut down like on SIGTERM and started again in this
  * process: the HTTP port is closed for a moment and the unfinished jobs resume, as after a restart.
  */
 export const run = Effect.suspend(() => {
@@ -136,7 +136,7 @@ export const run = Effect.suspend(() => {
       if (address._tag === "TcpAddress") port = address.port
     }),
     Effect.flatMap((context) =>
-      Effect.provide(Cluster.watchdog, context).pipe(
+      Effect.provide(Effect.flatMap(Topology.Topology, (topology) => topology.watchdog), context).pipe(
         // Said before the shutdown begins, so the log reads in order.
         Effect.tapError((stalled) => Effect.logError(`${stalled.message}: restarting the service in this process`))
       )

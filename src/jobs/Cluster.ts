@@ -20,7 +20,6 @@ import { SqlClient } from "@effect/sql"
 import type { WorkflowEngine } from "@effect/workflow/WorkflowEngine"
 import * as ClusterMetrics from "@effect/cluster/ClusterMetrics"
 import { Clock, Config, Data, Duration, Effect, Layer, Metric, Option, Schedule } from "effect"
-import * as Database from "./Database.js"
 
 /**
  * One runner over the SQL database. The address is fixed and runner storage is in memory: the
@@ -52,9 +51,8 @@ export const single = ShardingConfig.layer({
  * data file is locked to this process) nothing else reads these messages, and one already being
  * processed is not delivered twice (the entity manager skips requests in progress).
  */
-export const rearmStoredMessages: Effect.Effect<void, never, SqlClient.SqlClient | Database.Location> = Effect.gen(
+export const rearmStoredMessages: Effect.Effect<void, never, SqlClient.SqlClient> = Effect.gen(
   function* () {
-    if ((yield* Database.Location).dialect !== "sqlite") return
     const sql = yield* SqlClient.SqlClient
     yield* sql`UPDATE cluster_messages SET last_read = NULL WHERE processed = 0 AND last_read IS NOT NULL`.pipe(
       Effect.catchAll((error) => Effect.logWarning("could not re-arm the cluster's stored messages", error.message))
@@ -127,12 +125,17 @@ export const multi = Layer.unwrapEffect(
   })
 )
 
-/** The workflow engine on the cluster the database calls for. */
-export const workflowEngineLayer: Layer.Layer<WorkflowEngine, never, SqlClient.SqlClient | Database.Location> = Layer.unwrapEffect(
-  Effect.map(Database.Location, (where) =>
-    ClusterWorkflowEngine.layer.pipe(Layer.provide(where.dialect === "pg" ? multi : single))
-  )
-).pipe(Layer.orDie)
+/** The workflow engine on the one runner of this process (embedded SQLite). */
+export const singleRunnerEngine: Layer.Layer<WorkflowEngine, never, SqlClient.SqlClient> = ClusterWorkflowEngine.layer.pipe(
+  Layer.provide(single),
+  Layer.orDie
+)
+
+/** The workflow engine on the runners sharing a PostgreSQL database. */
+export const runnersEngine: Layer.Layer<WorkflowEngine, never, SqlClient.SqlClient> = ClusterWorkflowEngine.layer.pipe(
+  Layer.provide(multi),
+  Layer.orDie
+)
 
 /** This runner holds no shard although its database answers: it will not run any job again by itself. */
 export class ClusterStalled extends Data.TaggedError("ClusterStalled")<{ readonly message: string }> {}
@@ -152,12 +155,11 @@ export const stalls = Metric.counter("pp_cluster_stalls_total", {
  * back the runner held 0 shards for as long as it ran, and jobs sent to it waited forever (the
  * "one instance" outage test fails that way without this). This fails with `ClusterStalled` when the runner has held no
  * shard for `CLUSTER_RECOVERY_TIMEOUT` (30 s) while the database answered; `Server.run` then stops
- * the service and starts it again in this process, and the jobs resume as after a restart. Never
- * fails with the embedded SQLite file (one runner, in-memory shard locks).
+ * the service and starts it again in this process, and the jobs resume as after a restart. Only for
+ * a cluster (`Topology`): with the embedded SQLite file there is one runner with in-memory shard locks.
  */
-export const watchdog: Effect.Effect<never, ClusterStalled, SqlClient.SqlClient | Database.Location> = Effect.gen(
+export const watchdog: Effect.Effect<never, ClusterStalled, SqlClient.SqlClient> = Effect.gen(
   function* () {
-    if ((yield* Database.Location).dialect !== "pg") return yield* Effect.never
     const sql = yield* SqlClient.SqlClient
     const limit = Duration.toMillis(
       yield* Config.duration("CLUSTER_RECOVERY_TIMEOUT").pipe(Config.withDefault(Duration.seconds(30)), Effect.orDie)

@@ -4,11 +4,11 @@
  * written to `pp_breakers`, and every instance polls that table and overrides its local breaker, so
  * an upstream that is dead for one instance fails fast on all of them. When the open period ends,
  * exactly one instance claims the half-open probe; the others stay open until its outcome is known.
+ * Part of the cluster topology (`Topology`); one process has nothing to share.
  */
 import { Config, Duration, Effect, Layer, Schedule, Stream } from "effect"
 import { CircuitBreakerRegistry } from "../engine/CircuitBreakerRegistry.js"
 import { runnerId } from "./Cluster.js"
-import * as Database from "./Database.js"
 import { JobStore } from "./JobStore.js"
 
 /** While another instance probes, the others stay open this much longer each poll. */
@@ -17,7 +17,6 @@ const PROBE_TTL_MS = 10_000
 
 export const layer = Layer.scopedDiscard(
   Effect.gen(function* () {
-    if ((yield* Database.Location).dialect !== "pg") return
     const store = yield* JobStore
     const registry = yield* CircuitBreakerRegistry
     const me = yield* runnerId

@@ -16,7 +16,6 @@ import * as Budget from "../engine/Budget.js"
 import { UpstreamBudgets, upstreamKeys, type UpstreamKey } from "../upstream/Budgets.js"
 import { runnerId } from "./Cluster.js"
 import * as ClusterGate from "./ClusterGate.js"
-import * as Database from "./Database.js"
 import { JobStore, type StoreError } from "./JobStore.js"
 
 /** What a PATCH set, as stored for the other instances: the budget's whole operator-set state. */
@@ -32,9 +31,11 @@ export class BudgetSettingsSync extends Context.Tag("parallel-processor/BudgetSe
   }
 >() {}
 
-const local = Layer.succeed(BudgetSettingsSync, { publish: () => Effect.void })
+/** One process (embedded SQLite): its budgets are its own, nothing to tell. */
+export const local = Layer.succeed(BudgetSettingsSync, { publish: () => Effect.void })
 
-const shared = Layer.scoped(
+/** Instances on one PostgreSQL database (see `Topology`): budgets held together. */
+export const shared = Layer.scoped(
   BudgetSettingsSync,
   Effect.gen(function* () {
     const store = yield* JobStore
@@ -131,9 +132,4 @@ const shared = Layer.scoped(
         })
     }
   })
-)
-
-/** The shared budgets with a PostgreSQL database; the process's own with SQLite. */
-export const layer = Layer.unwrapEffect(
-  Effect.map(Database.Location, (where) => (where.dialect === "pg" ? shared : local))
 )

@@ -7,7 +7,7 @@
  * tenant) and a retry waiting for its backoff holds nothing. The database is touched once per
  * renewal, not once per call.
  */
-import { Config, Duration, Effect, Fiber, type Scope } from "effect"
+import { Config, Duration, Effect, Exit, Fiber, Scope } from "effect"
 import * as Budget from "../engine/Budget.js"
 import type { JobStore } from "./JobStore.js"
 
@@ -94,4 +94,39 @@ export const make = (
         wants -= n
       }
     }
+  })
+
+/**
+ * The gates of the jobs running on this runner, one per job: the job's parts here share it (one
+ * share of the job's limit per runner, not per part), and it is closed with the last of them.
+ */
+export const registry = (store: JobStore, runner: string, settings: GateSettings) =>
+  Effect.sync(() => {
+    const gates = new Map<string, { readonly gate: LocalGate; readonly scope: Scope.CloseableScope; refs: number }>()
+    const acquire = (jobId: string, limit: number) =>
+      Effect.gen(function* () {
+        const existing = gates.get(jobId)
+        if (existing !== undefined) {
+          existing.refs++
+          return existing.gate
+        }
+        const scope = yield* Scope.make()
+        const gate = yield* Scope.extend(make(store, `job:${jobId}`, runner, limit, settings), scope)
+        gates.set(jobId, { gate, scope, refs: 1 })
+        return gate
+      })
+    const release = (jobId: string) =>
+      Effect.suspend(() => {
+        const entry = gates.get(jobId)
+        if (entry === undefined || --entry.refs > 0) return Effect.void
+        gates.delete(jobId)
+        return Scope.close(entry.scope, Exit.void)
+      })
+    return {
+      /** The job's gate on this runner until the scope closes. */
+      open: (jobId: string, limit: number): Effect.Effect<LocalGate, never, Scope.Scope> =>
+        Effect.acquireRelease(acquire(jobId, limit), () => release(jobId)),
+      /** Jobs with a gate open here (for tests). */
+      size: () => gates.size
+    } as const
   })

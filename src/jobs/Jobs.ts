@@ -7,13 +7,12 @@
 import * as Activity from "@effect/workflow/Activity"
 import * as Workflow from "@effect/workflow/Workflow"
 import { WorkflowEngine } from "@effect/workflow/WorkflowEngine"
-import { Config, Data, Deferred, Duration, Effect, Layer, Option, Schedule, Schema, Stream } from "effect"
+import { Data, Deferred, Duration, Effect, Layer, Schedule, Schema, Stream } from "effect"
 import { createHash } from "node:crypto"
 import { JobRunner } from "./JobRunner.js"
 import { JobStore, viewOf, type JobRecord, type StoreError } from "./JobStore.js"
-import * as Cluster from "./Cluster.js"
-import * as Database from "./Database.js"
 import { ANONYMOUS, StorageHealth, type StorageFailing } from "./StorageHealth.js"
+import { Topology } from "./Topology.js"
 import { emptyTally, isTerminal, itemEvents, tally, type Counts, type JobDetail, type JobEvent, type JobKind, type JobOptions, type JobStatus, type JobView } from "./Model.js"
 
 export class JobNotFound extends Data.TaggedError("JobNotFound")<{ readonly id: string }> {}
@@ -89,17 +88,21 @@ export const JobWorkflowLive = Layer.mergeAll(
     Effect.gen(function* () {
       const runner = yield* JobRunner
       const health = yield* StorageHealth
-      const where = yield* Database.Location
-      if (where.dialect !== "pg") return yield* runItems(runner, health, jobId, { part: 0, parts: 1 }, true)
-      const parts = yield* Config.integer("JOB_PARTITIONS").pipe(Config.withDefault(12), Effect.orDie)
-      yield* Effect.forEach(
-        Array.from({ length: parts }, (_, part) => part),
-        (part) => JobPartWorkflow.execute({ jobId, part, parts }),
-        { concurrency: "unbounded", discard: true }
-      )
-      yield* Activity.make({
-        name: "finalize",
-        execute: untilStored(runner.finalize(jobId, Date.now()), health, jobId)
+      const topology = yield* Topology
+      yield* topology.runJob({
+        whole: runItems(runner, health, jobId, { part: 0, parts: 1 }, true),
+        inParts: (parts) =>
+          Effect.zipRight(
+            Effect.forEach(
+              Array.from({ length: parts }, (_, part) => part),
+              (part) => JobPartWorkflow.execute({ jobId, part, parts }),
+              { concurrency: "unbounded", discard: true }
+            ),
+            Activity.make({
+              name: "finalize",
+              execute: untilStored(runner.finalize(jobId, Date.now()), health, jobId)
+            })
+          )
       })
     })
   ),
@@ -127,9 +130,7 @@ export class Jobs extends Effect.Service<Jobs>()("parallel-processor/Jobs", {
     const engine = yield* WorkflowEngine
     const health = yield* StorageHealth
     const scope = yield* Effect.scope
-    // With a shared database, a job may run in another instance: follow it through the database.
-    const shared = (yield* Database.Location).dialect === "pg"
-    const pollInterval = yield* Config.duration("JOB_EVENTS_POLL_INTERVAL").pipe(Config.withDefault(Duration.millis(100)))
+    const topology = yield* Topology
 
     const start = (jobId: string) =>
       JobWorkflow.execute({ jobId }, { discard: true }).pipe(
@@ -150,7 +151,7 @@ export class Jobs extends Effect.Service<Jobs>()("parallel-processor/Jobs", {
       Stream.changes,
       Stream.drop(1),
       Stream.filter((working) => working),
-      Stream.runForEach(() => Effect.zipRight(Cluster.rearmStoredMessages, resumeUnfinished)),
+      Stream.runForEach(() => Effect.zipRight(topology.afterStorageOutage, resumeUnfinished)),
       Effect.interruptible,
       Effect.forkScoped
     )
@@ -246,12 +247,12 @@ export class Jobs extends Effect.Service<Jobs>()("parallel-processor/Jobs", {
       })
 
     /**
-     * Embedded SQLite: a job whose workflow has ended although the job has not — its failure was
-     * recorded as the workflow's result by a version that let storage failures through — is ended
-     * here, as nothing else would ever end it.
+     * The sole runner (embedded SQLite): a job whose workflow has ended although the job has not — its
+     * failure was recorded as the workflow's result by a version that let storage failures through — is
+     * ended here, as nothing else would ever end it.
      */
     const endIfStranded = (id: string) =>
-      shared || runner.isLive(id)
+      !topology.soleRunner || runner.isLive(id)
         ? Effect.void
         : Effect.gen(function* () {
             const executionId = yield* JobWorkflow.executionId({ jobId: id })
@@ -321,44 +322,44 @@ export class Jobs extends Effect.Service<Jobs>()("parallel-processor/Jobs", {
             }),
             Stream.takeUntil((event) => event.type === "completed")
           )
-          return Stream.concat(Stream.fromIterable(replay), shared ? polled(id, lastSeq, counts) : liveEvents)
+          return Stream.concat(
+            Stream.fromIterable(replay),
+            topology.follow(id, { local: liveEvents, stored: (wakes) => fromDatabase(id, lastSeq, counts, wakes) })
+          )
         })
       )
 
     /**
-     * Live events of a job that may run in another process: new item rows and the job's status,
-     * read every `pollInterval` (instances share nothing but the database).
+     * Live events of a job that may run in another process: new item rows and the job's status, read
+     * at each wake-up (instances share nothing but the database).
      */
-    const polled = (id: string, fromSeq: number, start: Counts): Stream.Stream<JobEvent, JobNotFound | StoreError> => {
+    const fromDatabase = (
+      id: string,
+      fromSeq: number,
+      start: Counts,
+      wakes: Stream.Stream<void>
+    ): Stream.Stream<JobEvent, JobNotFound | StoreError> => {
       const counts = { ...start }
       let lastSeq = fromSeq
-      let ended = false
-      const step: Effect.Effect<ReadonlyArray<JobEvent>, JobNotFound | StoreError> = Effect.gen(function* () {
+      const step = Effect.gen(function* () {
         // Read the status first: rows stored before a terminal status are then all visible below.
         const job = yield* find(id)
         const fresh = yield* store.items(id, lastSeq)
-        const out: Array<JobEvent> = []
+        const events: Array<JobEvent> = []
         for (const item of fresh) {
           lastSeq = Math.max(lastSeq, item.seq)
           tally(counts, item.result.status)
-          out.push(...itemEvents(id, item, counts))
+          events.push(...itemEvents(id, item, counts))
         }
-        if (isTerminal(job.status)) {
-          ended = true
-          out.push({ type: "completed", jobId: id, job: yield* view(job) })
-        }
-        return out
+        const ended = isTerminal(job.status)
+        if (ended) events.push({ type: "completed", jobId: id, job: yield* view(job) })
+        return { events, ended }
       })
-      return Stream.repeatEffectOption(
-        Effect.suspend(() =>
-          ended
-            ? Effect.fail(Option.none())
-            : step.pipe(
-                Effect.tap(() => (ended ? Effect.void : Effect.sleep(pollInterval))),
-                Effect.mapError(Option.some)
-              )
-        )
-      ).pipe(Stream.flattenIterables)
+      return wakes.pipe(
+        Stream.mapEffect(() => step),
+        Stream.takeUntil((read) => read.ended),
+        Stream.flatMap((read) => Stream.fromIterable(read.events))
+      )
     }
 
     /** Waits until the job ends; `false` when this process began shutting down first. */
@@ -371,18 +372,17 @@ export class Jobs extends Effect.Service<Jobs>()("parallel-processor/Jobs", {
           const local = Stream.fromQueue(subscription).pipe(
             Stream.filter((e) => e.type === "completed"),
             Stream.runHead,
-            Effect.as(true)
+            Effect.asVoid
           )
-          // Shared database: the job may finish in another instance, which only the database tells.
-          const ended = shared
-            ? Effect.raceFirst(
-                local,
-                find(id).pipe(
-                  Effect.repeat({ schedule: Schedule.spaced(pollInterval), until: (now) => isTerminal(now.status) }),
-                  Effect.as(true)
-                )
-              )
-            : local
+          // In a cluster the job may end in another instance, which only the database tells.
+          const stored = (wakes: Stream.Stream<void>) =>
+            wakes.pipe(
+              Stream.mapEffect(() => find(id)),
+              Stream.filter((now) => isTerminal(now.status)),
+              Stream.runHead,
+              Effect.asVoid
+            )
+          const ended = Effect.as(topology.awaitEnd(id, { local, stored }), true)
           return yield* Effect.raceFirst(ended, Effect.as(Deferred.await(runner.shuttingDown), false))
         })
       )

@@ -4,11 +4,11 @@
  * it has in flight. Each part is therefore fenced by a PostgreSQL advisory lock held on one reserved
  * connection per process: the runner taking a part over waits until the previous one has stored what
  * was in flight and let go. If a process dies, PostgreSQL ends its session and its locks with it, so
- * a failover waits for nothing. With the embedded SQLite file there is one process: nothing to fence.
+ * a failover waits for nothing. With the embedded SQLite file there is one process: nothing to fence
+ * (`none`).
  */
 import { SqlClient, type SqlConnection } from "@effect/sql"
-import { Duration, Effect, Exit, Scope } from "effect"
-import * as Database from "./Database.js"
+import { Duration, Effect, Exit, Option, Schema, Scope } from "effect"
 import { StoreError } from "./JobStore.js"
 
 export interface PartLocks {
@@ -23,11 +23,14 @@ export interface PartLocks {
   ) => Effect.Effect<boolean, StoreError, Scope.Scope>
 }
 
-const noLocks: PartLocks = { hold: () => Effect.succeed(true) }
+const lockResult = Schema.decodeUnknownOption(Schema.Struct({ ok: Schema.Boolean }))
 
-export const make: Effect.Effect<PartLocks, never, SqlClient.SqlClient | Database.Location | Scope.Scope> = Effect.gen(
+/** One process on the embedded file: nothing to fence. */
+export const none: PartLocks = { hold: () => Effect.succeed(true) }
+
+/** Advisory locks on the shared PostgreSQL database (a cluster, see `Topology`). */
+export const make: Effect.Effect<PartLocks, never, SqlClient.SqlClient | Scope.Scope> = Effect.gen(
   function* () {
-    if ((yield* Database.Location).dialect !== "pg") return noLocks
     const sql = yield* SqlClient.SqlClient
     // Session locks live as long as the connection: one connection kept while it works. If it
     // breaks (the database restarted), its locks are gone with it; the next statement takes a new
@@ -70,7 +73,7 @@ export const make: Effect.Effect<PartLocks, never, SqlClient.SqlClient | Databas
         if (held.has(key)) return Effect.succeed(false)
         return query("SELECT pg_try_advisory_lock(hashtext($1), $2) AS ok", [jobId, part]).pipe(
           Effect.map((rows) => {
-            const ok = (rows[0] as { ok?: unknown } | undefined)?.ok === true
+            const ok = Option.exists(lockResult(rows[0]), (row) => row.ok)
             if (ok) held.add(key)
             return ok
           }),

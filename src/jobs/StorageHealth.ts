@@ -8,7 +8,7 @@
  * line when it ends) rather than one per failed write.
  */
 import { Clock, Config, Data, Duration, Effect, Metric, Option, Schedule, Stream, SubscriptionRef } from "effect"
-import * as Database from "./Database.js"
+import { Topology } from "./Topology.js"
 import { JobStore } from "./JobStore.js"
 
 /** Refused because writes fail right now; `message` says why, for the client (503). */
@@ -113,12 +113,12 @@ export class StorageHealth extends Effect.Service<StorageHealth>()("parallel-pro
     // and the CPU under a burst of work, and taking that for an outage paused every run (a full disk
     // or a read-only file fails at once, with a code). PostgreSQL is another machine: one that does
     // not answer within 10 s is down, and the outage's end restarts the jobs it stranded.
-    const embedded = (yield* Database.Location).dialect === "sqlite"
+    const slowIsBusy = (yield* Topology).slowProbe === "busy"
     const probe = store.probe.pipe(
       Effect.timeout(Duration.seconds(10)),
       Effect.matchEffect({
         onFailure: (error) =>
-          error._tag === "TimeoutException" && embedded
+          error._tag === "TimeoutException" && slowIsBusy
             ? Effect.logWarning("the storage probe write took over 10 s (the process is busy); not counted as a fault")
             : failed(ANONYMOUS, error),
         onSuccess: () => succeeded(ANONYMOUS)

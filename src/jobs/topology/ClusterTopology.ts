@@ -1,0 +1,54 @@
+/**
+ * The cluster topology: instances sharing a PostgreSQL database, each one runner of the cluster.
+ * A job runs as parts spread over the runners and is ended by a last activity; a part is fenced to
+ * one runner at a time (part locks); a job's concurrency limit, the upstream budgets and the breakers
+ * are held together through the database; a job's progress is followed through the database, woken
+ * by notifications. When storage goes, the cluster gives up its shards and stops the runs itself.
+ */
+import { SqlClient } from "@effect/sql"
+import { PgClient } from "@effect/sql-pg/PgClient"
+import { Config, Duration, Effect, Layer } from "effect"
+import * as Cluster from "../Cluster.js"
+import * as ClusterBreakers from "../ClusterBreakers.js"
+import * as ClusterBudgets from "../ClusterBudgets.js"
+import * as ClusterGate from "../ClusterGate.js"
+import * as JobNotifications from "../JobNotifications.js"
+import { JobStore } from "../JobStore.js"
+import * as PartLocks from "../PartLocks.js"
+import type { TopologyShape } from "../Topology.js"
+
+export const make = Effect.gen(function* () {
+  const sql = yield* SqlClient.SqlClient
+  const store = yield* JobStore
+  const runnerId = yield* Cluster.runnerId
+  const parts = yield* Config.integer("JOB_PARTITIONS").pipe(Config.withDefault(12))
+  const pollInterval = yield* Config.duration("JOB_EVENTS_POLL_INTERVAL").pipe(Config.withDefault(Duration.millis(100)))
+  const gates = yield* ClusterGate.registry(store, runnerId, yield* ClusterGate.settingsConfig)
+  const partLocks = yield* PartLocks.make
+  // The client is a PgClient at runtime (Database.layer); without one, followers poll.
+  const notifications = yield* JobNotifications.make({ sql, pg: yield* Effect.serviceOption(PgClient), pollInterval })
+  const shape: TopologyShape = {
+    mode: "cluster",
+    runnerId,
+    soleRunner: false,
+    runJob: (steps) => steps.inParts(parts),
+    partLocks,
+    admission: ({ jobId, limit, pending }) =>
+      Effect.gen(function* () {
+        const gate = yield* gates.open(jobId, limit)
+        yield* gate.want(pending)
+        return { budget: gate.budget, done: gate.done }
+      }),
+    announce: notifications.announce,
+    // The job may run in other instances, which only the database tells of.
+    follow: (jobId, sources) => sources.stored(notifications.wakes(jobId)),
+    awaitEnd: (jobId, sources) => Effect.raceFirst(sources.local, sources.stored(notifications.wakes(jobId, "ended"))),
+    afterStorageOutage: Effect.void,
+    slowProbe: "fault",
+    watchdog: Effect.provideService(Cluster.watchdog, SqlClient.SqlClient, sql)
+  }
+  return shape
+}).pipe(Effect.orDie)
+
+/** The workflow engine on the runners, and the breakers and upstream budgets held together. */
+export const services = Layer.mergeAll(Cluster.runnersEngine, ClusterBreakers.layer, ClusterBudgets.shared)
