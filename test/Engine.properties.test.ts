@@ -22,18 +22,22 @@ const scenario = fc.record({
 
 type Scenario = typeof scenario extends fc.Arbitrary<infer T> ? T : never
 
-const scriptOf = (s: Scenario) => (index: number, attempt: number): Step => {
+interface Scripted {
+  readonly scripts: ReadonlyArray<ReadonlyArray<Step>>
+}
+
+const scriptOf = (s: Scripted) => (index: number, attempt: number): Step => {
   const script = s.scripts[index] ?? []
   return script[Math.min(attempt, script.length) - 1] ?? { latencyMs: 1, outcome: "ok" }
 }
 
-const policyOf = (s: Scenario): Partial<Policy.Policy> => ({
+const policyOf = (s: Pick<Scenario, "limit" | "maxRetries">): Partial<Policy.Policy> => ({
   maxConcurrent: s.limit,
   attemptTimeout: Duration.seconds(1),
   retry: RetryPolicy.make({ maxRetries: s.maxRetries })
 })
 
-const items = (s: Scenario) => s.scripts.map((_, i) => i)
+const items = (s: Scripted) => s.scripts.map((_, i) => i)
 
 // The TestClock waits (in real time) for the fibers to settle at every virtual step it takes, and a
 // few random scenarios take many steps: with 30 runs these two properties took 16–103 s each on an
@@ -50,7 +54,7 @@ describe("engine invariants", () => {
     ([s]) =>
       Effect.gen(function* () {
         const h = makeHarness(scriptOf(s))
-        yield* runVirtual(Engine.run(items(s), h.task, policyOf(s)))
+        const results = yield* runVirtual(Engine.run(items(s), h.task, policyOf(s)))
         expect(results.map((r) => r.index)).toEqual(items(s))
         for (const r of results) {
           expect(r.attempts).toBeGreaterThanOrEqual(1)
