@@ -96,7 +96,8 @@ export class Admission extends Effect.Service<Admission>()("parallel-processor/A
           Effect.onExit((exit) => (exit._tag === "Failure" ? release(items) : Effect.void)),
           Effect.tap(({ job, created }) =>
             created && job.status !== "completed" && job.status !== "cancelled"
-              ? // Until the job ends (or this process begins shutting down) its items count as pending.
+              ? // Until the job ends (or this process begins shutting down) its items count as pending. In a
+                // cluster the wait is woken by the job's end notification (JobNotifications), not a poll.
                 jobs.awaitEnd(job.id).pipe(Effect.ignore, Effect.ensuring(release(items)), Effect.forkIn(scope))
               : release(items)
           )
