@@ -45,12 +45,12 @@ const int = (u: unknown): number => (typeof u === "number" ? u : typeof u === "s
  * Item rows (`idx, seq, result`) are the one decode-heavy read: a job's results are up to 10,000 rows,
  * read whole to resume a run, replay its events or answer GET /api/jobs/:id. There the row schema
  * (`SqlSchema.findAll` with `{ index: Int, seq: Int, result: Schema.parseJson(AnyItemResult) }`) cost
- * 4–5× the hand decode: 10,000 rows from SQLite, same process, alternating runs on the loaded 2-core
- * machine, median of 12: query alone 56 ms, JSON.parse by hand 163 ms, SqlSchema 606 ms, JSON.parse +
- * `Schema.is(AnyItemResult)` 239 ms (.scratch bench; even `Schema.parseJson(Schema.Unknown)` in a row
- * struct is 2× the hand decode: the cost is the struct decode building new objects per row, not
- * the union). So these rows are checked, not transformed: JSON.parse, then the same schema as a type
- * guard — no cast, nothing unchecked, and no new objects.
+ * 3–4× the old hand decode (`npx tsx scripts/bench-store-decode.ts`, 10,000 rows from SQLite, median
+ * ms per load on the shared 2-core machine at load 12–15: query alone 43 / 65, JSON.parse by hand
+ * 99 / 134, SqlSchema 384 / 455, JSON.parse + `Schema.is(AnyItemResult)` 181 / 258). Most of it is
+ * the struct decode building new objects per row, not the union: `Schema.parseJson(Schema.Unknown)`
+ * in a row struct alone is 2× the hand decode. So these rows are checked, not transformed: JSON.parse,
+ * then the same schema as a type guard — no cast, nothing unchecked, about half the schema's cost.
  */
 const decodeItems = (rows: ReadonlyArray<Readonly<Record<string, unknown>>>) =>
   Effect.suspend(() => {
