@@ -178,6 +178,15 @@ const sqliteSchema = (filename: string) =>
     sql<{ name: string; sql: string }>`SELECT name, sql FROM sqlite_master WHERE name LIKE 'pp_%' AND name <> ${MIGRATIONS_TABLE} AND sql IS NOT NULL ORDER BY name`
   ).pipe(Effect.provide(SqliteClient.layer({ filename })))
 
+/** The pp_ tables' columns and indexes as PostgreSQL describes them. */
+const pgSchema = Effect.flatMap(SqlClient.SqlClient, (sql) =>
+  Effect.all([
+    sql`SELECT table_name, column_name, data_type, is_nullable, column_default FROM information_schema.columns
+      WHERE table_name LIKE 'pp_%' AND table_name <> ${MIGRATIONS_TABLE} ORDER BY table_name, ordinal_position`,
+    sql`SELECT indexname, indexdef FROM pg_indexes WHERE tablename LIKE 'pp_%' AND tablename <> ${MIGRATIONS_TABLE} ORDER BY indexname`
+  ])
+)
+
 describe("JobStore migrations", () => {
   it.scoped("SQLite: a data file from before migrations is adopted without losing a row", () =>
     Effect.gen(function* () {
@@ -214,7 +223,7 @@ describe("JobStore migrations", () => {
     )
 
     it.effect(
-      "instances starting together on an empty database take turns",
+      "instances starting together on an empty database take turns, and get the tables the old store made",
       () =>
         Effect.gen(function* () {
           const server = yield* Postgres
@@ -226,6 +235,12 @@ describe("JobStore migrations", () => {
           expect(ran.map((r) => r.length).sort()).toEqual([0, 0, 0, 0, 0, 0, 0, 4])
           const counts = yield* freshTables(client(url))
           expect(Object.values(counts).every((n) => n === 0)).toBe(true)
+          // The same tables as the old store made: columns, types, nullability, defaults, indexes.
+          const old = yield* createDatabase(server.url, "migrate_compare")
+          yield* Effect.forEach(fixture, (statement) => Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(statement)), { discard: true }).pipe(
+            Effect.provide(client(old))
+          )
+          expect(yield* Effect.provide(pgSchema, client(url))).toEqual(yield* Effect.provide(pgSchema, client(old)))
         }),
       120_000
     )
