@@ -14,280 +14,48 @@
  *
  * Control it over HTTP (`/__knobs`, `/__stats`, `/__reset`, `/__revoke-tokens`) or, in the same
  * process, through the `Sandbox` service.
+ *
+ * The knobs are in `Knobs.ts`, the stats in `Stats.ts`, what the APIs read and write in `Wire.ts`,
+ * the generated data in `data.ts`. Over 300 lines because `make` is one closure (~350 lines) on
+ * purpose: every route draws from the instance's one PRNG — the draw order is what makes a run
+ * reproducible from its seed — and shares its knobs, counters and tokens.
  */
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServer, NodeHttpServerRequest } from "@effect/platform-node"
-import {
-  Clock,
-  Context,
-  Duration,
-  Effect,
-  Either,
-  HashMap,
-  Layer,
-  Option,
-  ParseResult,
-  Ref,
-  Schema,
-  type Scope,
-  Struct
-} from "effect"
+import { Clock, Context, Duration, Effect, Either, HashMap, Layer, Option, ParseResult, Ref, Schema, type Scope } from "effect"
 import { randomUUID } from "node:crypto"
 import { createServer, type ServerResponse } from "node:http"
 import * as Data from "./data.js"
+import {
+  applyPatches,
+  defaultTokenTtlSeconds,
+  healthyKnobs,
+  kneeMultiplier,
+  KnobsPatch,
+  KnobsPatches,
+  overCapacity,
+  perRoute,
+  RouteNameSchema,
+  routeNames,
+  type Latency,
+  type RouteKnobs,
+  type RouteKnobsPatch,
+  type RouteName
+} from "./Knobs.js"
+import { emptyCounters, increment, resetCounters, snapshot, type Counters, type RouteCounters, type SandboxStats } from "./Stats.js"
+import { badRequest, bearer, ChatBody, errorJson, json, LoginBody, NewsBody, rateLimitHeaders } from "./Wire.js"
 
-// ---------------------------------------------------------------------------------------------
-// Knobs
-// ---------------------------------------------------------------------------------------------
-
-export const routeNames = ["login", "interactions", "chat", "screen", "news"] as const
-export type RouteName = (typeof routeNames)[number]
-
-export type Latency =
-  | { readonly kind: "fixed"; readonly ms: number }
-  | {
-      readonly kind: "lognormal"
-      readonly medianMs: number
-      readonly sigma: number
-      readonly tailProbability?: number
-      readonly tailMs?: number
-    }
-
-export type RetryAfter =
-  | { readonly kind: "seconds"; readonly seconds: number }
-  | { readonly kind: "http-date"; readonly seconds: number }
-  | { readonly kind: "reset-header"; readonly seconds: number }
-  | { readonly kind: "none" }
-
-export interface RouteKnobs {
-  readonly latency: Latency
-  /** 0..1 → answer `errorStatus` (default 503) `{ "error": "upstream unavailable" }`. */
-  readonly errorRate: number
-  readonly errorStatus?: number
-  /** 0..1 → 429 with the `retryAfter` headers. */
-  readonly rateLimitRate: number
-  readonly retryAfter: RetryAfter
-  /** 0..1 → never answer; the socket stays open until the client gives up. */
-  readonly hangRate: number
-  /** 0..1 → 200 with valid JSON that breaks the route's schema. */
-  readonly malformedRate: number
-  /** 0..1 → destroy the socket without answering (connection reset). */
-  readonly dropRate: number
-  /** `login` only: how long an issued token stays valid (default 3600). */
-  readonly tokenTtlSeconds?: number
-  /**
-   * How many calls of this route are served at once (an integer ≥ 1). Absent: unlimited. Checked
-   * when a call arrives, against the calls already in flight; lowering it at run time lets the
-   * calls in flight finish and turns new ones away until they have.
-   */
-  readonly capacity?: number
-  /**
-   * What a call that arrives while `capacity` calls are in flight gets (default "429"): "429" or
-   * "503" at once — no latency, no other fault — with the `retryAfter` headers; "queue" is served
-   * like any other, slowed down by `kneeFactor`. Ignored without a `capacity`.
-   */
-  readonly overCapacity?: OverCapacity
-  /**
-   * The latency knee (≥ 0, default 0 = none): a call's sampled latency is multiplied by
-   * `max(1, 1 + kneeFactor × (inFlight / capacity − 1))`, with `inFlight` the calls in flight once
-   * this one is admitted (itself included), fixed at admission. With `kneeFactor` 1 that is
-   * `max(1, inFlight / capacity)`: on a capacity of 8, the 16th call in flight takes twice the
-   * latency. Only "queue" lets `inFlight` exceed `capacity`, so only "queue" ever sees the knee;
-   * ignored without a `capacity`.
-   */
-  readonly kneeFactor?: number
-}
-
-export type OverCapacity = "429" | "503" | "queue"
-
-/** What `setKnobs` and `PUT /__knobs/{route}` take: any subset of RouteKnobs; `capacity: null` removes the limit. */
-export type RouteKnobsPatch = Omit<Partial<RouteKnobs>, "capacity"> & { readonly capacity?: number | null }
-
-export const healthyKnobs: RouteKnobs = {
-  latency: { kind: "fixed", ms: 0 },
-  errorRate: 0,
-  rateLimitRate: 0,
-  retryAfter: { kind: "seconds", seconds: 1 },
-  hangRate: 0,
-  malformedRate: 0,
-  dropRate: 0
-}
-
-const defaultTokenTtlSeconds = 3600
-
-const Rate = Schema.Number.pipe(Schema.between(0, 1))
-const Millis = Schema.Number.pipe(Schema.nonNegative())
-const Seconds = Schema.Number.pipe(Schema.nonNegative())
-const exact = { exact: true } as const
-
-const LatencySchema: Schema.Schema<Latency> = Schema.Union(
-  Schema.Struct({ kind: Schema.Literal("fixed"), ms: Millis }),
-  Schema.Struct({
-    kind: Schema.Literal("lognormal"),
-    medianMs: Millis,
-    sigma: Schema.Number.pipe(Schema.nonNegative()),
-    tailProbability: Schema.optionalWith(Rate, exact),
-    tailMs: Schema.optionalWith(Millis, exact)
-  })
-)
-
-const RetryAfterSchema: Schema.Schema<RetryAfter> = Schema.Union(
-  Schema.Struct({ kind: Schema.Literal("seconds", "http-date", "reset-header"), seconds: Seconds }),
-  Schema.Struct({ kind: Schema.Literal("none") })
-)
-
-// One message per field instead of one per union member ("Expected null, actual -1; …").
-const CapacityPatch = Schema.NullOr(Schema.Int.pipe(Schema.greaterThanOrEqualTo(1))).annotations({
-  message: () => ({ message: "Expected an integer ≥ 1, or null for no limit", override: true })
-})
-
-const OverCapacitySchema: Schema.Schema<OverCapacity> = Schema.Literal("429", "503", "queue").annotations({
-  message: () => ({ message: 'Expected "429", "503" or "queue"', override: true })
-})
-
-/** A partial RouteKnobs as sent to `PUT /__knobs/{route}`. */
-const KnobsPatch: Schema.Schema<RouteKnobsPatch> = Schema.Struct({
-  latency: Schema.optionalWith(LatencySchema, exact),
-  errorRate: Schema.optionalWith(Rate, exact),
-  errorStatus: Schema.optionalWith(Schema.Int.pipe(Schema.between(100, 599)), exact),
-  rateLimitRate: Schema.optionalWith(Rate, exact),
-  retryAfter: Schema.optionalWith(RetryAfterSchema, exact),
-  hangRate: Schema.optionalWith(Rate, exact),
-  malformedRate: Schema.optionalWith(Rate, exact),
-  dropRate: Schema.optionalWith(Rate, exact),
-  tokenTtlSeconds: Schema.optionalWith(Seconds, exact),
-  capacity: Schema.optionalWith(CapacityPatch, exact),
-  overCapacity: Schema.optionalWith(OverCapacitySchema, exact),
-  kneeFactor: Schema.optionalWith(Schema.Number.pipe(Schema.nonNegative()), exact)
-})
-
-type KnobsPatches = Partial<Record<RouteName, RouteKnobsPatch>>
-
-/** The body of `PUT /__knobs`: patches for several routes at once. */
-const KnobsPatches: Schema.Schema<KnobsPatches> = Schema.Struct({
-  login: Schema.optionalWith(KnobsPatch, exact),
-  interactions: Schema.optionalWith(KnobsPatch, exact),
-  chat: Schema.optionalWith(KnobsPatch, exact),
-  screen: Schema.optionalWith(KnobsPatch, exact),
-  news: Schema.optionalWith(KnobsPatch, exact)
-})
-
-const RouteNameSchema = Schema.Literal(...routeNames)
-
-const perRoute = <A>(f: (route: RouteName) => A): Record<RouteName, A> => ({
-  login: f("login"),
-  interactions: f("interactions"),
-  chat: f("chat"),
-  screen: f("screen"),
-  news: f("news")
-})
-
-const applyPatch = (current: RouteKnobs, { capacity, ...rest }: RouteKnobsPatch): RouteKnobs => {
-  const next = { ...current, ...rest }
-  if (capacity === undefined) return next
-  return capacity === null ? Struct.omit(next, "capacity") : { ...next, capacity }
-}
-
-const applyPatches = (
-  current: Record<RouteName, RouteKnobs>,
-  patches: KnobsPatches | undefined
-): Record<RouteName, RouteKnobs> => {
-  const next = { ...current }
-  for (const route of routeNames) {
-    const patch = patches?.[route]
-    if (patch !== undefined) next[route] = applyPatch(current[route], patch)
-  }
-  return next
-}
-
-/** Whether a call arriving with `inFlight` calls already in flight is turned away. */
-const overCapacity = (k: RouteKnobs, inFlight: number): boolean =>
-  k.capacity !== undefined && k.overCapacity !== "queue" && inFlight >= k.capacity
-
-/** `max(1, 1 + kneeFactor × (inFlight / capacity − 1))`, `inFlight` including the call itself. */
-const kneeMultiplier = (k: RouteKnobs, inFlight: number): number =>
-  k.capacity === undefined || k.kneeFactor === undefined || k.kneeFactor === 0
-    ? 1
-    : Math.max(1, 1 + k.kneeFactor * (inFlight / k.capacity - 1))
-
-// ---------------------------------------------------------------------------------------------
-// Stats
-// ---------------------------------------------------------------------------------------------
-
-export interface RouteStats {
-  readonly calls: number
-  readonly inFlight: number
-  readonly peakInFlight: number
-  /** Requests whose client closed the connection before we answered. */
-  readonly aborted: number
-  /** Calls answered 429/503 at once because `capacity` calls were in flight (also in `calls`). */
-  readonly rejectedOverCapacity: number
-  /** Calls per id: articleId, triggerKey, news query, chat model, login email. */
-  readonly byId: Readonly<Record<string, number>>
-}
-
-export interface SandboxStats {
-  readonly routes: Readonly<Record<RouteName, RouteStats>>
-  readonly totalPeakInFlight: number
-  /** Successful logins (tokens issued) per email. */
-  readonly logins: Readonly<Record<string, number>>
-}
-
-// Persistent maps rather than records: a benchmark may hit tens of thousands of distinct ids and
-// copying a record on every call would be quadratic.
-interface RouteCounters {
-  readonly calls: number
-  readonly inFlight: number
-  readonly peakInFlight: number
-  readonly aborted: number
-  readonly rejectedOverCapacity: number
-  readonly byId: HashMap.HashMap<string, number>
-}
-
-interface Counters {
-  readonly routes: Record<RouteName, RouteCounters>
-  readonly totalInFlight: number
-  readonly totalPeakInFlight: number
-  readonly logins: HashMap.HashMap<string, number>
-}
-
-const freshRoute = (inFlight: number): RouteCounters => ({
-  calls: 0,
-  inFlight,
-  peakInFlight: inFlight,
-  aborted: 0,
-  rejectedOverCapacity: 0,
-  byId: HashMap.empty()
-})
-
-const emptyCounters: Counters = {
-  routes: perRoute(() => freshRoute(0)),
-  totalInFlight: 0,
-  totalPeakInFlight: 0,
-  logins: HashMap.empty()
-}
-
-/** Zeroed counters, except requests still in flight: they will finish and must not go negative. */
-const resetCounters = (current: Counters): Counters => ({
-  routes: perRoute((route) => freshRoute(current.routes[route].inFlight)),
-  totalInFlight: current.totalInFlight,
-  totalPeakInFlight: current.totalInFlight,
-  logins: HashMap.empty()
-})
-
-const increment = (map: HashMap.HashMap<string, number>, key: string) =>
-  HashMap.modifyAt(map, key, (n) => Option.some(Option.getOrElse(n, () => 0) + 1))
-
-const toRecord = (map: HashMap.HashMap<string, number>): Record<string, number> => Object.fromEntries(map)
-
-const snapshot = (counters: Counters): SandboxStats => ({
-  routes: perRoute((route) => {
-    const r = counters.routes[route]
-    return { ...r, byId: toRecord(r.byId) }
-  }),
-  totalPeakInFlight: counters.totalPeakInFlight,
-  logins: toRecord(counters.logins)
-})
+export {
+  healthyKnobs,
+  routeNames,
+  type Latency,
+  type OverCapacity,
+  type RetryAfter,
+  type RouteKnobs,
+  type RouteKnobsPatch,
+  type RouteName
+} from "./Knobs.js"
+export type { RouteStats, SandboxStats } from "./Stats.js"
 
 // ---------------------------------------------------------------------------------------------
 // The service
@@ -316,55 +84,6 @@ export class Sandbox extends Context.Tag("parallel-processor/Sandbox")<
     readonly revokeTokens: Effect.Effect<void>
   }
 >() {}
-
-// ---------------------------------------------------------------------------------------------
-// Request bodies
-// ---------------------------------------------------------------------------------------------
-
-const LoginBody = Schema.Struct({ email: Schema.String, password: Schema.String })
-
-const ChatBody = Schema.Struct({
-  model: Schema.String,
-  messages: Schema.Array(Schema.Struct({ role: Schema.String, content: Schema.String })),
-  temperature: Schema.optionalWith(Schema.Number, exact),
-  max_tokens: Schema.optionalWith(Schema.Number, exact)
-})
-
-const NewsBody = Schema.Struct({
-  q: Schema.String,
-  num: Schema.optionalWith(Schema.Int.pipe(Schema.positive()), exact)
-})
-
-// ---------------------------------------------------------------------------------------------
-// Responses
-// ---------------------------------------------------------------------------------------------
-
-// unsafeJson only fails on values JSON.stringify rejects (cycles, bigint); ours are plain data.
-const json = (body: unknown, status = 200, headers: Record<string, string> = {}) =>
-  HttpServerResponse.unsafeJson(body, { status, headers })
-
-const errorJson = (status: number, error: string) => json({ error }, status)
-
-const badRequest = (error: string) => errorJson(400, error)
-
-const rateLimitHeaders = (retryAfter: RetryAfter, nowMs: number): Record<string, string> => {
-  switch (retryAfter.kind) {
-    case "seconds":
-      return { "retry-after": String(retryAfter.seconds) }
-    case "http-date":
-      // HTTP dates have whole seconds; round the target up so a client never retries early.
-      return { "retry-after": new Date(Math.ceil((nowMs + retryAfter.seconds * 1000) / 1000) * 1000).toUTCString() }
-    case "reset-header":
-      return { "x-ratelimit-reset-requests": `${retryAfter.seconds}s` }
-    case "none":
-      return {}
-  }
-}
-
-const bearer = (header: string | undefined): Option.Option<string> => {
-  const match = header === undefined ? null : /^Bearer\s+(\S+)\s*$/i.exec(header)
-  return Option.fromNullable(match?.[1])
-}
 
 // ---------------------------------------------------------------------------------------------
 // The server
