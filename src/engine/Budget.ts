@@ -13,6 +13,14 @@
  *
  * Waiting for admission holds nothing: no breaker probe, no attempt timeout, not in flight.
  *
+ * Over 300 lines on purpose: the public interfaces (options, settings, snapshot, hooks) and one
+ * `make` closure (~300 lines) over the budget's mutable state — ceiling, share, estimator, cooldown,
+ * counters — that admission, learning and `update` read and change in the same synchronous steps
+ * (split into modules it would become a state object passed everywhere on every call's path).
+ * The separable concepts live beside it: the admission queue (internal/budget.ts), tenants
+ * (internal/tenant.ts), the rate (internal/rate.ts) and the reading of errors (internal/verdict.ts),
+ * all re-exported here.
+ *
  * @example
  * const forum = yield* Budget.make({ key: "forum", ceiling: 5 })
  * yield* Engine.run(posts, fetchInteractions, { maxConcurrent: 3, budget: forum })
@@ -21,86 +29,14 @@ import { Duration, Effect, PubSub, Random, type Scope, Stream } from "effect"
 import * as EngineMetrics from "./EngineMetrics.js"
 import { RateLimited } from "./Errors.js"
 import { makeQueue, type Waiter } from "./internal/budget.js"
+import type { Rate } from "./internal/rate.js"
+import { priorities, type Tenant } from "./internal/tenant.js"
+import { verdictOf, type Verdict } from "./internal/verdict.js"
 import * as LimitAlgorithm from "./LimitAlgorithm.js"
 
-/** Highest first: the order in which waiting calls are served. */
-export const priorities = ["high", "normal", "low"] as const
-export type Priority = (typeof priorities)[number]
-
-/**
- * Who is asking (a job, a run): the unit of fair share. Stopping a tenant (`stop`) makes its
- * waiters give up — they never start and hold nothing — for draining, where calls in flight finish
- * but nothing new starts.
- */
-export interface Tenant {
-  readonly id: string
-  readonly priority: Priority
-  stopped: boolean
-  /** Calls of this tenant admitted and not yet finished, over every (non-passive) budget. */
-  calling: number
-  readonly stopListeners: Set<() => void>
-  readonly idleListeners: Set<() => void>
-}
-
-export const tenant = (id: string, priority: Priority = "normal"): Tenant => ({
-  id,
-  priority,
-  stopped: false,
-  calling: 0,
-  stopListeners: new Set(),
-  idleListeners: new Set()
-})
-
-/** Stops a tenant: its waiters leave every budget's queue at once and none of its calls start again. */
-export const stop = (t: Tenant): Effect.Effect<void> =>
-  Effect.sync(() => {
-    t.stopped = true
-    for (const listener of Array.from(t.stopListeners)) listener()
-  })
-
-/** Completes once none of the tenant's calls is in flight. */
-export const awaitIdle = (t: Tenant): Effect.Effect<void> =>
-  Effect.async<void>((resume) => {
-    if (t.calling === 0) return resume(Effect.void)
-    const listener = () => resume(Effect.void)
-    t.idleListeners.add(listener)
-    return Effect.sync(() => void t.idleListeners.delete(listener))
-  })
-
-/** At most `limit` calls started per `perMs`. */
-export interface Rate {
-  readonly limit: number
-  readonly perMs: number
-}
-
-const unitMs: Readonly<Record<string, number>> = {
-  ms: 1,
-  s: 1_000,
-  sec: 1_000,
-  second: 1_000,
-  m: 60_000,
-  min: 60_000,
-  minute: 60_000,
-  h: 3_600_000,
-  hour: 3_600_000
-}
-
-/** `600/minute`, `10/second`, `5/s`, `100/2 minutes` → a Rate; undefined when it does not parse. */
-export const parseRate = (raw: string): Rate | undefined => {
-  const match = /^\s*(\d+(?:\.\d+)?)\s*\/\s*(\d+(?:\.\d+)?)?\s*([a-z]+)\s*$/i.exec(raw)
-  if (match === null) return undefined
-  const limit = Number(match[1])
-  const count = match[2] === undefined ? 1 : Number(match[2])
-  const word = (match[3] ?? "").toLowerCase()
-  const unit = unitMs[word] ?? unitMs[word.replace(/s$/, "")]
-  if (unit === undefined || !(limit > 0) || !(count > 0)) return undefined
-  return { limit, perMs: count * unit }
-}
-
-export const formatRate = (rate: Rate): string => {
-  const per = rate.perMs === 1_000 ? "second" : rate.perMs === 60_000 ? "minute" : rate.perMs === 3_600_000 ? "hour" : `${rate.perMs} ms`
-  return `${rate.limit}/${per}`
-}
+export { awaitIdle, priorities, stop, tenant, type Priority, type Tenant } from "./internal/tenant.js"
+export { formatRate, parseRate, type Rate } from "./internal/rate.js"
+export { verdictOf, type Verdict } from "./internal/verdict.js"
 
 export interface Options {
   /** The upstream's name, in logs and metric tags (`forum`, `llm`, …). */
@@ -195,36 +131,6 @@ export interface Budget {
   readonly inFlight: () => number
   /** Called (synchronously) when a call has to wait because every permit is in use — e.g. to ask the cluster for a bigger share now. */
   readonly onDemand: (listener: (() => void) | undefined) => void
-}
-
-type Verdict = { readonly _tag: "success" } | { readonly _tag: "overload"; readonly throttled: boolean; readonly waitMs: number | undefined } | undefined
-
-const tagOf = (error: unknown): string | undefined =>
-  typeof error === "object" && error !== null && "_tag" in error && typeof error._tag === "string" ? error._tag : undefined
-
-const retryAfterOf = (error: unknown): number | undefined =>
-  typeof error === "object" && error !== null && "retryAfter" in error && Duration.isDuration(error.retryAfter)
-    ? Duration.toMillis(error.retryAfter)
-    : undefined
-
-const statusOf = (error: unknown): number | undefined =>
-  typeof error === "object" && error !== null && "status" in error && typeof error.status === "number" ? error.status : undefined
-
-/**
- * What a failed call says about the upstream's capacity: 429, 503 and timeouts are push-back (and a
- * stated wait starts a cooldown); everything else says nothing about capacity.
- */
-export const verdictOf = (error: unknown): Verdict => {
-  switch (tagOf(error)) {
-    case "RateLimited":
-      return { _tag: "overload", throttled: true, waitMs: retryAfterOf(error) }
-    case "Transient":
-      return statusOf(error) === 503 ? { _tag: "overload", throttled: false, waitMs: retryAfterOf(error) } : undefined
-    case "AttemptTimeout":
-      return { _tag: "overload", throttled: false, waitMs: undefined }
-    default:
-      return undefined
-  }
 }
 
 export const make = (options: Options): Effect.Effect<Budget, never, Scope.Scope> =>

@@ -17,6 +17,9 @@
  *   a long average, which drifts up under sustained load): grows while latency stays within `tolerance` × the baseline —
  *   by half per round trip until latency first rises, then one permit per round trip — and shrinks in proportion
  *   when it rises above, so it also stops at a latency knee where nothing is ever refused.
+ *
+ * Just over 300 lines: the two algorithms share the push-back handling, which stays private here
+ * rather than exported for one other module; each algorithm is ~80 lines.
  */
 
 /** One finished call, as the budget saw it. */

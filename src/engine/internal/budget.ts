@@ -6,7 +6,8 @@
  * (Effect's `RateLimiter` and `Semaphore` cannot be combined that way, and the Semaphore wakes every
  * waiter on each release, which with hundreds of waiters was most of the CPU of a cluster job).
  */
-import type { Rate, Tenant } from "../Budget.js"
+import type { Rate } from "./rate.js"
+import type { Tenant } from "./tenant.js"
 
 export interface Waiter {
   readonly tenant: Tenant
