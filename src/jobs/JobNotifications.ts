@@ -75,6 +75,8 @@ export const make = (options: {
 
     const announce = (jobId: string, change: Change) =>
       notify(`${change}:${jobId}`).pipe(
+        // On the result writer's path: a database slow to answer must not hold the next batch.
+        Effect.timeout(Duration.seconds(2)),
         Effect.catchAll((error) =>
           Effect.logDebug(`could not announce ${change} of job ${jobId}; followers catch up at their next sweep: ${error.message}`)
         )
