@@ -241,3 +241,33 @@ export const waitForJob = (
     const client = yield* Client.make(baseUrl)
     return yield* eventually(client.jobs.get({ path: { id }, urlParams: {} }).pipe(Effect.filterOrFail(done, () => "not yet")), within)
   })
+
+/**
+ * The sum of the samples of Prometheus metric `name` whose labels include every pair in `labels`,
+ * in a `GET /metrics` text (0 when there is none). What an instance itself reports — which process
+ * ran items, has calls in flight, holds shards — without reading its log wording.
+ */
+export const sumSamples = (text: string, name: string, labels: Readonly<Record<string, string>> = {}): number => {
+  let sum = 0
+  for (const line of text.split("\n")) {
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)/.exec(line)
+    if (match === null || match[1] !== name) continue
+    const tags = match[2] ?? ""
+    if (Object.entries(labels).every(([key, value]) => tags.includes(`${key}="${value}"`))) sum += Number(match[3])
+  }
+  return sum
+}
+
+/** `sumSamples` of the service at `baseUrl`, read now. */
+export const metric = (baseUrl: string, name: string, labels: Readonly<Record<string, string>> = {}) =>
+  Effect.map(raw(`${baseUrl}/metrics`), (response) => sumSamples(response.body, name, labels))
+
+/**
+ * A loaded machine may refuse a new batch for a moment (503 `Overloaded`, "retry later", while the
+ * service's event loop is late): as a client would, the request is sent again (for up to 30 s).
+ */
+export const retryOverloaded = <A, E extends { readonly _tag: string }, R>(self: Effect.Effect<A, E, R>) =>
+  Effect.retry(self, {
+    while: (error) => error._tag === "Overloaded",
+    schedule: Schedule.spaced(Duration.millis(500)).pipe(Schedule.upTo(Duration.seconds(30)))
+  })

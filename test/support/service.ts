@@ -61,8 +61,8 @@ export const start = (env: Readonly<Record<string, string>>): Effect.Effect<Serv
     })
     const url = yield* Deferred.await(listening).pipe(
       Effect.timeoutFail({
-        duration: Duration.seconds(30),
-        onTimeout: () => new ServiceStartError({ message: `service did not start within 30 s:\n${output}` })
+        duration: Duration.seconds(60),
+        onTimeout: () => new ServiceStartError({ message: `service did not start within 60 s:\n${output}` })
       })
     )
     return {
