@@ -11,6 +11,7 @@ import * as CircuitBreakerRegistry from "../engine/CircuitBreakerRegistry.js"
 import * as Database from "../jobs/Database.js"
 import { awaitWithin, JobRunner } from "../jobs/JobRunner.js"
 import { JobStore } from "../jobs/JobStore.js"
+import { CoordinationStore } from "../jobs/store/Coordination.js"
 import * as Cluster from "../jobs/Cluster.js"
 import * as Topology from "../jobs/Topology.js"
 import { Jobs } from "../jobs/Jobs.js"
@@ -38,7 +39,7 @@ export const core = JobRunner.drainOnShutdown.pipe(
   Layer.provideMerge(StorageHealth.Default),
   // Single process or cluster: the workflow engine and what differs between them (Topology.ts).
   Layer.provideMerge(Topology.layer),
-  Layer.provideMerge(JobStore.Default),
+  Layer.provideMerge(Layer.merge(JobStore.Default, CoordinationStore.Default)),
   Layer.provideMerge(processors),
   Layer.provideMerge(Database.layerFromConfig),
   Layer.provideMerge(Metrics.layer)

@@ -9,7 +9,7 @@
 import { Config, Duration, Effect, Layer, Schedule, Stream } from "effect"
 import { CircuitBreakerRegistry } from "../engine/CircuitBreakerRegistry.js"
 import { runnerId } from "./Cluster.js"
-import { JobStore } from "./JobStore.js"
+import { CoordinationStore } from "./store/Coordination.js"
 
 /** While another instance probes, the others stay open this much longer each poll. */
 const HOLD_MS = 2_000
@@ -17,7 +17,7 @@ const PROBE_TTL_MS = 10_000
 
 export const layer = Layer.scopedDiscard(
   Effect.gen(function* () {
-    const store = yield* JobStore
+    const coordination = yield* CoordinationStore
     const registry = yield* CircuitBreakerRegistry
     const me = yield* runnerId
     const every = yield* Config.duration("CLUSTER_BREAKER_POLL_INTERVAL").pipe(Config.withDefault(Duration.millis(250)))
@@ -29,7 +29,7 @@ export const layer = Layer.scopedDiscard(
         Effect.gen(function* () {
           const breaker = yield* registry.get(t.key)
           const until = (yield* breaker.openUntil) ?? t.at
-          yield* store.publishBreaker(t.key, t.to === "open" ? "open" : "closed", until, t.at)
+          yield* coordination.publishBreaker(t.key, t.to === "open" ? "open" : "closed", until, t.at)
         }).pipe(Effect.catchAll((error) => Effect.logWarning(`could not share breaker ${t.key}: ${error.message}`)))
       ),
       Effect.interruptible,
@@ -39,7 +39,7 @@ export const layer = Layer.scopedDiscard(
     // The shared table → local breakers.
     const sync = Effect.gen(function* () {
       const now = Date.now()
-      for (const row of yield* store.breakerStates) {
+      for (const row of yield* coordination.breakerStates) {
         const breaker = yield* registry.get(row.breaker)
         const local = yield* breaker.snapshot
         if (row.state === "closed") {
@@ -53,7 +53,7 @@ export const layer = Layer.scopedDiscard(
           continue
         }
         if (local.status === "half_open") continue
-        const mine = yield* store.claimProbe(row.breaker, me, now, PROBE_TTL_MS)
+        const mine = yield* coordination.claimProbe(row.breaker, me, now, PROBE_TTL_MS)
         // The probe's instance lets its next call through; the others keep failing fast meanwhile.
         yield* breaker.override({ _tag: "Open", until: mine ? now : now + HOLD_MS })
       }

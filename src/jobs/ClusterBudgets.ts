@@ -1,6 +1,6 @@
 /**
  * Upstream budgets held by every instance on one PostgreSQL database together:
- * - the **ceiling** is cluster-wide: each instance leases a share of it (`JobStore.renewClaim`, the
+ * - the **ceiling** is cluster-wide: each instance leases a share of it (`CoordinationStore.renewClaim`, the
  *   same leases as a job's cluster-wide limit: shares of live instances never add up to more than the
  *   ceiling, in proportion to what each wants — calls in flight plus waiting — and a dead instance's
  *   share returns when its lease runs out) and admits within its share; a call that has to wait asks
@@ -16,7 +16,8 @@ import * as Budget from "../engine/Budget.js"
 import { UpstreamBudgets, upstreamKeys, type UpstreamKey } from "../upstream/Budgets.js"
 import { runnerId } from "./Cluster.js"
 import * as ClusterGate from "./ClusterGate.js"
-import { JobStore, type StoreError } from "./JobStore.js"
+import { CoordinationStore } from "./store/Coordination.js"
+import type { StoreError } from "./JobStore.js"
 
 /** What a PATCH set, as stored for the other instances: the budget's whole operator-set state. */
 const StoredSettings = Schema.parseJson(
@@ -38,7 +39,7 @@ export const local = Layer.succeed(BudgetSettingsSync, { publish: () => Effect.v
 export const shared = Layer.scoped(
   BudgetSettingsSync,
   Effect.gen(function* () {
-    const store = yield* JobStore
+    const coordination = yield* CoordinationStore
     const budgets = yield* UpstreamBudgets
     const me = yield* runnerId
     const poll = yield* Config.duration("CLUSTER_BUDGET_POLL_INTERVAL").pipe(Config.withDefault(Duration.millis(250)))
@@ -58,7 +59,7 @@ export const shared = Layer.scoped(
         let settled = false
         const renew = Effect.gen(function* () {
           const { ceiling } = yield* budget.snapshot
-          const result = yield* store.renewClaim(gate, me, ceiling, budget.inFlight(), budget.demand(), leaseMs)
+          const result = yield* coordination.renewClaim(gate, me, ceiling, budget.inFlight(), budget.demand(), leaseMs)
           settled = result.settled
           if (result.target !== current) {
             current = result.target
@@ -72,7 +73,7 @@ export const shared = Layer.scoped(
         yield* Effect.suspend(() =>
           Effect.race(Effect.sleep(settled ? renewEvery : settleEvery), Queue.take(poke)).pipe(Effect.zipRight(renew))
         ).pipe(Effect.forever, Effect.interruptible, Effect.forkScoped)
-        yield* Effect.addFinalizer(() => Effect.ignore(store.dropClaim(gate, me)))
+        yield* Effect.addFinalizer(() => Effect.ignore(coordination.dropClaim(gate, me)))
       })
     yield* Effect.forEach(upstreamKeys, share, { discard: true })
 
@@ -84,7 +85,7 @@ export const shared = Layer.scoped(
           changes.pipe(
             Stream.runForEach((change) =>
               change._tag === "Cooldown"
-                ? store
+                ? coordination
                     .shareCooldown(key, change.until)
                     .pipe(Effect.catchAll((error) => Effect.logWarning(`could not share the cooldown of ${key}: ${error.message}`)))
                 : Effect.void
@@ -100,7 +101,7 @@ export const shared = Layer.scoped(
     const applied = new Map<string, number>()
     const sync = Effect.gen(function* () {
       const now = Date.now()
-      for (const row of yield* store.upstreamStates) {
+      for (const row of yield* coordination.upstreamStates) {
         const key = upstreamKeys.find((k) => k === row.upstream)
         if (key === undefined) continue
         const budget = budgets[key]
@@ -128,7 +129,7 @@ export const shared = Layer.scoped(
           // Applied here already; don't apply it again when it comes back from the table.
           applied.set(key, at)
           const settings = { ceiling: snap.ceiling, adaptive: snap.adaptive, rate: snap.rate === undefined ? null : Budget.formatRate(snap.rate) }
-          yield* store.publishUpstreamSettings(key, JSON.stringify(settings), at)
+          yield* coordination.publishUpstreamSettings(key, JSON.stringify(settings), at)
         })
     }
   })

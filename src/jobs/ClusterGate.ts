@@ -1,6 +1,6 @@
 /**
  * A job's concurrency limit held across every instance together. Each runner keeps a lease on a
- * share of the limit in the shared database (`JobStore.renewClaim`: shares of live runners never add
+ * share of the limit in the shared database (`CoordinationStore.renewClaim`: shares of live runners never add
  * up to more than the limit; a dead runner's share returns when its lease expires) and admits its
  * attempts through a passive `Budget` whose share is that lease — the same admission mechanism as the
  * upstream budgets, so a draining run's waiters leave it the same way (`Budget.stop` of the run's
@@ -9,7 +9,7 @@
  */
 import { Config, Duration, Effect, Exit, Fiber, Scope } from "effect"
 import * as Budget from "../engine/Budget.js"
-import type { JobStore } from "./JobStore.js"
+import type { CoordinationStore } from "./store/Coordination.js"
 
 export interface LocalGate {
   /** Admits the job's attempts on this runner (`Policy.budget`); outside the attempt's timeout. */
@@ -35,7 +35,7 @@ export const settingsConfig: Config.Config<GateSettings> = Config.all({
 })
 
 export const make = (
-  store: JobStore,
+  store: CoordinationStore,
   gate: string,
   runner: string,
   limit: number,
@@ -100,7 +100,7 @@ export const make = (
  * The gates of the jobs running on this runner, one per job: the job's parts here share it (one
  * share of the job's limit per runner, not per part), and it is closed with the last of them.
  */
-export const registry = (store: JobStore, runner: string, settings: GateSettings) =>
+export const registry = (store: CoordinationStore, runner: string, settings: GateSettings) =>
   Effect.sync(() => {
     const gates = new Map<string, { readonly gate: LocalGate; readonly scope: Scope.CloseableScope; refs: number }>()
     const acquire = (jobId: string, limit: number) =>

@@ -15,7 +15,7 @@ import type { UpstreamBudgets } from "../upstream/Budgets.js"
 import type { ClusterStalled } from "./Cluster.js"
 import type { BudgetSettingsSync } from "./ClusterBudgets.js"
 import * as Database from "./Database.js"
-import type { JobStore } from "./JobStore.js"
+import type { CoordinationStore } from "./store/Coordination.js"
 import type { PartLocks } from "./PartLocks.js"
 import * as ClusterTopology from "./topology/ClusterTopology.js"
 import * as SingleProcess from "./topology/SingleProcess.js"
@@ -116,7 +116,7 @@ export const usesTimeSlicedScheduler = Effect.map(Database.location, (where) => 
 export const layer: Layer.Layer<
   Topology | WorkflowEngine | BudgetSettingsSync,
   ConfigError.ConfigError,
-  SqlClient.SqlClient | Database.Location | JobStore | CircuitBreakerRegistry | UpstreamBudgets
+  SqlClient.SqlClient | Database.Location | CoordinationStore | CircuitBreakerRegistry | UpstreamBudgets
 > = Layer.unwrapEffect(
   Effect.map(Database.Location, (where) =>
     modeOf(where) === "cluster"

@@ -149,6 +149,8 @@ export const execute = (
     // Besides the upstream budgets, the topology admits the run's attempts: a storage valve (one
     // process) or the job's cluster-wide share. Held until the run's cleanup.
     const admissionScope = yield* Scope.make()
+    // Also if the run fails before its cleanup (closing twice does nothing).
+    yield* Effect.addFinalizer(() => Scope.close(admissionScope, Exit.void))
     const admission = yield* topology
       .admission({
         jobId,

@@ -13,17 +13,17 @@ import * as ClusterBreakers from "../ClusterBreakers.js"
 import * as ClusterBudgets from "../ClusterBudgets.js"
 import * as ClusterGate from "../ClusterGate.js"
 import * as JobNotifications from "../JobNotifications.js"
-import { JobStore } from "../JobStore.js"
 import * as PartLocks from "../PartLocks.js"
+import { CoordinationStore } from "../store/Coordination.js"
 import type { TopologyShape } from "../Topology.js"
 
 export const make = Effect.gen(function* () {
   const sql = yield* SqlClient.SqlClient
-  const store = yield* JobStore
+  const coordination = yield* CoordinationStore
   const runnerId = yield* Cluster.runnerId
   const parts = yield* Config.integer("JOB_PARTITIONS").pipe(Config.withDefault(12))
   const pollInterval = yield* Config.duration("JOB_EVENTS_POLL_INTERVAL").pipe(Config.withDefault(Duration.millis(100)))
-  const gates = yield* ClusterGate.registry(store, runnerId, yield* ClusterGate.settingsConfig)
+  const gates = yield* ClusterGate.registry(coordination, runnerId, yield* ClusterGate.settingsConfig)
   const partLocks = yield* PartLocks.make
   // The client is a PgClient at runtime (Database.layer); without one, followers poll.
   const notifications = yield* JobNotifications.make({ sql, pg: yield* Effect.serviceOption(PgClient), pollInterval })
