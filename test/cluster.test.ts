@@ -337,7 +337,7 @@ describe("several instances on PostgreSQL", () => {
         if (other === undefined || third === undefined) return expect.fail("three instances")
         yield* victim.kill("SIGTERM")
         yield* sandbox.setKnobs("interactions", { latency: { kind: "fixed", ms: 150 } })
-        const show = () => printLogs({ victim, other, third }, /resumed|started|finished|paused|shutting|drain|hand|term-/)
+        const show = () => printLogs({ victim, other, third }, /^\[|^  (job|part|calling|waitedMs):/)
         const code = yield* victim.exited.pipe(Effect.timeout("30 seconds"), Effect.tapError(() => Effect.sync(show)))
         const job = yield* waitFor(other.url, id, (j) => j.status === "completed").pipe(
           Effect.tapError(() => Effect.sync(show))
