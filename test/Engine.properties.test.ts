@@ -127,7 +127,7 @@ describe("engine invariants", () => {
         expect(maxProbes).toBeLessThanOrEqual(1)
         expect((yield* breaker.snapshot).probesInFlight).toBe(0)
       }).pipe(Effect.scoped),
-    { fastCheck: { numRuns: 30 } }
+    { fastCheck: { numRuns: 30 }, timeout: HEAVY_PROPERTY_TIMEOUT }
   )
 
   it.effect.prop(
