@@ -4,6 +4,7 @@
  * whether the failure counts against a circuit breaker.
  */
 import { Data, Duration } from "effect"
+import type { ErrorType } from "../domain/ItemResult.js"
 
 /** The attempt did not finish within its per-attempt timeout (or the upstream answered 408). */
 export class AttemptTimeout extends Data.TaggedError("AttemptTimeout")<{
@@ -57,21 +58,8 @@ export type TaskError =
   | CircuitOpen
   | Skipped
 
-/** The wire names of errors, as they appear in `ItemResult.error.type`. */
-export const errorTypes = [
-  "timeout",
-  "rate_limited",
-  "upstream_unavailable",
-  "upstream_rejected",
-  "invalid_response",
-  "circuit_open",
-  "deadline_exceeded",
-  "cancelled",
-  "unexpected",
-  "skipped"
-] as const
-
-export type ErrorType = (typeof errorTypes)[number]
+/** The wire names of errors, as they appear in `ItemResult.error.type` (defined by the domain, the contract's vocabulary). */
+export { errorTypes, type ErrorType } from "../domain/ItemResult.js"
 
 export const errorTypeOf = (error: TaskError): ErrorType => {
   switch (error._tag) {

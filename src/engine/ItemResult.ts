@@ -2,8 +2,7 @@
  * The outcome of one input item: what the engine returns for every item of a run, whatever happened
  * to it. A run never fails as a whole because an item failed; each item carries its own status.
  */
-import { Schema } from "effect"
-import { errorTypes, type ErrorType } from "./Errors.js"
+import type { ErrorType } from "./Errors.js"
 
 export type ItemStatus = "succeeded" | "failed" | "cancelled" | "skipped"
 
@@ -64,27 +63,8 @@ export const summarize = <A>(results: Iterable<ItemResult<A>>): Summary => {
   return { total, succeeded, failed, cancelled, skipped }
 }
 
-export const ItemErrorSchema = Schema.Struct({
-  type: Schema.Literal(...errorTypes),
-  message: Schema.String,
-  retryable: Schema.Boolean,
-  retryAfterMs: Schema.optionalWith(Schema.Number, { exact: true })
-})
-
-const common = {
-  index: Schema.Number,
-  id: Schema.optionalWith(Schema.String, { exact: true }),
-  attempts: Schema.Number,
-  durationMs: Schema.Number
-}
-
-/** Wire schema of an `ItemResult` whose success value is described by `value`. */
-export const schema = <A, I, R>(value: Schema.Schema<A, I, R>) =>
-  Schema.Union(
-    Schema.Struct({ ...common, status: Schema.Literal("succeeded"), value }),
-    Schema.Struct({
-      ...common,
-      status: Schema.Literal("failed", "cancelled", "skipped"),
-      error: ItemErrorSchema
-    })
-  )
+/**
+ * The wire schema of an `ItemResult` (`schema(value)`) and of its error: the domain's, which the HTTP
+ * contract uses, so the engine and the contract cannot describe a result differently.
+ */
+export { ItemError as ItemErrorSchema, ItemResult as schema } from "../domain/ItemResult.js"
