@@ -95,7 +95,11 @@ export const make: Effect.Effect<PartLocks, never, SqlClient.SqlClient | Scope.S
             let granted = false
             const wait = Effect.gen(function* () {
               for (let first = true; ; first = false) {
-                granted = yield* tryLock(jobId, part)
+                // Recorded inside tryLock's uninterruptible region: an interruption that arrives while
+                // the lock is being taken is acted on as soon as that region ends — before a plain
+                // `granted = yield* tryLock(…)` assigns — and the lock granted meanwhile was never
+                // released: the part then waited forever, here and on every other instance.
+                yield* Effect.uninterruptible(Effect.flatMap(tryLock(jobId, part), (ok) => Effect.sync(() => { granted = ok })))
                 if (granted) return true
                 if (first) {
                   yield* Effect.logInfo("waiting for the part to be handed over").pipe(
