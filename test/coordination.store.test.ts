@@ -1,0 +1,109 @@
+/**
+ * The coordination tables on PostgreSQL (src/jobs/store/Coordination.ts), against a real server
+ * (test/support/postgres.ts): leased shares of a cluster-wide limit never add up to more than the
+ * limit and are split by what each runner wants, a dead runner's share lapses with its lease, one
+ * half-open probe per breaker cluster-wide, a shared cooldown only ever moves later, and operator
+ * settings are read back as written. BIGINT columns come back from PostgreSQL as strings: the row
+ * schemas must read them as numbers for any of this to hold.
+ */
+import * as PgClient from "@effect/sql-pg/PgClient"
+import { describe, expect, layer } from "@effect/vitest"
+import { Effect, Layer, Redacted } from "effect"
+import { CoordinationStore } from "../src/jobs/store/Coordination.js"
+import { createDatabase, Postgres } from "./support/postgres.js"
+
+const TIMEOUT = 120_000
+
+const withCoordination = <A, E>(name: string, self: Effect.Effect<A, E, CoordinationStore>) =>
+  Effect.gen(function* () {
+    const server = yield* Postgres
+    const url = yield* createDatabase(server.url, name)
+    return yield* Effect.provide(self, CoordinationStore.Default.pipe(Layer.provide(PgClient.layer({ url: Redacted.make(url), maxConnections: 3 }))))
+  })
+
+describe("CoordinationStore on PostgreSQL", () => {
+  layer(Postgres.layer, { timeout: "120 seconds" })((it) => {
+    it.effect(
+      "shares of a limit: never more than the limit, split by what runners want, a lapsed lease frees its share",
+      () =>
+        withCoordination(
+          "coord_shares",
+          Effect.gen(function* () {
+            const c = yield* CoordinationStore
+            const lease = 60_000
+            // Alone, a runner may take what it wants, up to the limit.
+            expect(yield* c.renewClaim("g", "a", 10, 0, 20, lease)).toEqual({ target: 10, settled: true })
+            // A second runner finds nothing free while the first holds it all, and is not settled.
+            const b1 = yield* c.renewClaim("g", "b", 10, 0, 20, lease)
+            expect(b1.target).toBe(0)
+            expect(b1.settled).toBe(false)
+            // The first, seeing the second starve, shrinks to its fair part (its floor: nothing in use).
+            const a2 = yield* c.renewClaim("g", "a", 10, 0, 20, lease)
+            expect(a2.target).toBe(5)
+            // Now the second gets the rest; together exactly the limit.
+            const b2 = yield* c.renewClaim("g", "b", 10, 0, 20, lease)
+            expect(a2.target + b2.target).toBe(10)
+            // What a runner has in use (its floor) is never taken from it, even over its fair part.
+            expect((yield* c.renewClaim("h", "a", 4, 0, 4, lease)).target).toBe(4)
+            const held = yield* c.renewClaim("h", "b", 4, 0, 4, lease)
+            expect(held.target).toBe(0)
+            const floored = yield* c.renewClaim("h", "a", 4, 3, 4, lease)
+            expect(floored.settled).toBe(false)
+            expect((yield* c.renewClaim("h", "b", 4, 0, 4, lease)).target).toBe(1)
+            // A share whose lease ran out (a dead runner) counts for nothing.
+            expect((yield* c.renewClaim("k", "dead", 6, 0, 6, -1)).target).toBe(6)
+            expect((yield* c.renewClaim("k", "live", 6, 0, 6, lease)).target).toBe(6)
+            // A dropped share is free at once.
+            yield* c.dropClaim("g", "a")
+            expect((yield* c.renewClaim("g", "b", 10, 0, 20, lease)).target).toBe(10)
+          })
+        ),
+      TIMEOUT
+    )
+
+    it.effect(
+      "breakers: the state as published, one probe cluster-wide once the open period is over",
+      () =>
+        withCoordination(
+          "coord_breakers",
+          Effect.gen(function* () {
+            const c = yield* CoordinationStore
+            const now = 1_800_000_000_000
+            yield* c.publishBreaker("forum", "open", now + 5_000, now)
+            expect(yield* c.breakerStates).toEqual([{ breaker: "forum", state: "open", openUntil: now + 5_000, updatedAt: now }])
+            expect(yield* c.claimProbe("forum", "a", now, 10_000)).toBe(false) // still open
+            expect(yield* c.claimProbe("forum", "a", now + 5_000, 10_000)).toBe(true)
+            expect(yield* c.claimProbe("forum", "b", now + 6_000, 10_000)).toBe(false) // a holds it
+            expect(yield* c.claimProbe("forum", "a", now + 6_000, 10_000)).toBe(true) // a again
+            expect(yield* c.claimProbe("forum", "b", now + 16_001, 10_000)).toBe(true) // a's claim lapsed
+            yield* c.publishBreaker("forum", "closed", 0, now + 17_000)
+            expect(yield* c.claimProbe("forum", "a", now + 18_000, 10_000)).toBe(false)
+            expect(yield* c.breakerStates).toEqual([{ breaker: "forum", state: "closed", openUntil: 0, updatedAt: now + 17_000 }])
+          })
+        ),
+      TIMEOUT
+    )
+
+    it.effect(
+      "upstreams: a shared cooldown only moves later; settings read back as written",
+      () =>
+        withCoordination(
+          "coord_upstreams",
+          Effect.gen(function* () {
+            const c = yield* CoordinationStore
+            const now = 1_800_000_000_000
+            yield* c.shareCooldown("news", now + 10_000)
+            yield* c.shareCooldown("news", now + 5_000)
+            yield* c.publishUpstreamSettings("market", `{"limit":5}`, now)
+            yield* c.shareCooldown("market", now + 1_000)
+            const states = yield* c.upstreamStates
+            expect([...states].sort((a, b) => a.upstream.localeCompare(b.upstream))).toEqual([
+              { upstream: "market", cooldownUntil: now + 1_000, settings: `{"limit":5}`, settingsAt: now },
+              { upstream: "news", cooldownUntil: now + 10_000, settings: undefined, settingsAt: 0 }
+            ])
+          })
+        ),
+      TIMEOUT
+    )
+  })
+})
