@@ -2,19 +2,19 @@
  * The job store: jobs with their inputs and item results (`store/JobTable.ts`), tracked posts
  * (`store/PostTable.ts`), and the database's health (`ping`, the probe write), over whatever
  * `SqlClient` is provided — SQLite and PostgreSQL both accept its SQL. The schema is migrated before
- * the store is used (`store/Migrations.ts`).
+ * the store is used (`store/Migrations.ts`). What instances sharing PostgreSQL coordinate through
+ * (concurrency shares, breaker states, upstream cooldowns and settings) is the `CoordinationStore`
+ * (`store/Coordination.ts`).
  */
 import { SqlClient } from "@effect/sql"
 import { Effect, type Layer } from "effect"
 import { successOf, type Counts, type JobView } from "./Model.js"
-import * as Coordination from "./store/Coordination.js"
 import * as JobTable from "./store/JobTable.js"
 import { StoreSchema } from "./store/Migrations.js"
 import * as PostTable from "./store/PostTable.js"
 import { orStoreError, type StoreError } from "./store/Sql.js"
 
 export { StoreError } from "./store/Sql.js"
-export { SCHEMA_LOCK_KEY } from "./store/Migrations.js"
 export type { JobRecord, NewJob, StoredItem } from "./store/JobTable.js"
 export type { ItemEffect, TrackedPostRecord } from "./store/PostTable.js"
 
@@ -24,7 +24,6 @@ export class JobStore extends Effect.Service<JobStore>()("parallel-processor/Job
     const sql = yield* SqlClient.SqlClient
     const posts = yield* PostTable.make
     const jobs = yield* JobTable.make(posts.recordEffects)
-    const coordination = yield* Coordination.make
 
     const ping = sql`SELECT 1`.pipe(Effect.asVoid, orStoreError("ping"))
 
@@ -39,7 +38,6 @@ export class JobStore extends Effect.Service<JobStore>()("parallel-processor/Job
       importPosts: posts.importPosts,
       trackedPosts: posts.trackedPosts,
       getPost: posts.getPost,
-      ...coordination,
       ping,
       probe
     } as const
