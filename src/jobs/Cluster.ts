@@ -88,7 +88,11 @@ export const multi = Layer.unwrapEffect(
     const config = ShardingConfig.layer({
       runnerAddress: Option.some(RunnerAddress.make(host, port)),
       shardLockExpiration: lockExpiration,
-      shardLockRefreshInterval: "2 seconds",
+      // @effect/cluster gives each shard-lock statement min(refresh interval, expiration / 3) to answer,
+      // and one missed answer drops every shard of the runner. A fixed 2 s refresh capped that deadline
+      // at 2 s whatever the operator set (on a loaded 2-core machine a 1 s deadline missed every few
+      // seconds and stalled jobs for minutes): the refresh follows RUNNER_LOCK_EXPIRATION instead.
+      shardLockRefreshInterval: Duration.divide(lockExpiration, 3).pipe(Option.getOrElse(() => Duration.seconds(2))),
       entityTerminationTimeout: "1 second",
       entityRegistrationTimeout: "1 minute",
       entityReplyPollInterval: "100 millis",
