@@ -1,0 +1,345 @@
+// @ts-check
+/**
+ * One job (`#/jobs/<id>`): its counts, progress, throughput and ETA, its results in input order
+ * filling in as items finish, two charts and the Cancel button. On open it reads the job and every
+ * results page, then follows the event stream from the last item already counted; rows are keyed
+ * by input index, so nothing read twice can show twice. The stream is closed when the page is left.
+ */
+import { h } from "preact"
+import { useEffect, useMemo, useRef, useState } from "preact/hooks"
+import htm from "htm"
+import { describeError, request } from "./api.js"
+import { axes, Chart, palette } from "./charts.js"
+import { Badge, ErrorNote, Progress, TableWrap } from "./components.js"
+import { followJobEvents } from "./events.js"
+import { duration, rate, shortId, time } from "./format.js"
+import { useNow } from "./hooks.js"
+import { ResultValue } from "./values.js"
+
+const html = htm.bind(h)
+
+/** @typedef {import("./types.js").Job} Job */
+/** @typedef {import("./types.js").JobWithResults} JobWithResults */
+/** @typedef {import("./types.js").ResultsPage} ResultsPage */
+/** @typedef {import("./types.js").ItemResult} ItemResult */
+/** @typedef {import("./types.js").JobEvent} JobEvent */
+
+/** Rows rendered at first; more on request (a job holds up to 10,000 items). */
+const ROWS_STEP = 500
+/** Throughput is measured over this recent window while the job runs. */
+const THROUGHPUT_WINDOW_MS = 10_000
+
+/** @param {Job} job */
+const ended = (job) => job.status === "completed" || job.status === "cancelled"
+
+/**
+ * Everything the page knows about the job; mutated in place by the loader and the event stream and
+ * rendered at most once per animation frame (a replay can deliver thousands of events at once).
+ * @typedef {object} Live
+ * @property {Job | undefined} job
+ * @property {Map<number, ItemResult>} results
+ * @property {number | undefined} inFlight
+ * @property {{ etaMs: number, at: number } | undefined} eta
+ * @property {[number, number][]} timeline  [ms, completed] as this page saw them
+ */
+
+/** @returns {Live} */
+const emptyLive = () => ({ job: undefined, results: new Map(), inFlight: undefined, eta: undefined, timeline: [] })
+
+/**
+ * Items per second: over the last seconds while running, over the whole run once ended.
+ * @param {Live} live @param {number} now
+ */
+const throughput = (live, now) => {
+  const job = live.job
+  if (job === undefined || job.completed === 0) return undefined
+  if (ended(job) && job.durationMs !== undefined && job.durationMs > 0) return job.completed / (job.durationMs / 1000)
+  const recent = live.timeline.filter(([at]) => at >= now - THROUGHPUT_WINDOW_MS)
+  const first = recent[0]
+  const last = live.timeline[live.timeline.length - 1]
+  if (first !== undefined && last !== undefined && last[0] - first[0] >= 2000) {
+    return (last[1] - first[1]) / ((now - first[0]) / 1000)
+  }
+  if (job.startedAt === undefined) return undefined
+  const elapsed = now - new Date(job.startedAt).getTime()
+  return elapsed > 0 ? job.completed / (elapsed / 1000) : undefined
+}
+
+/** @param {Live} live @param {number} now @param {number | undefined} perSecond */
+const etaText = (live, now, perSecond) => {
+  const job = live.job
+  if (job === undefined) return "—"
+  if (ended(job)) return "done"
+  const remaining = job.total - job.completed
+  if (live.eta !== undefined) return duration(Math.max(0, live.eta.etaMs - (now - live.eta.at)))
+  if (perSecond === undefined || perSecond <= 0) return "—"
+  return duration((remaining / perSecond) * 1000)
+}
+
+/** @param {{ result: ItemResult, kind: import("./types.js").JobKind | undefined }} props */
+const ResultRow = ({ result, kind }) => {
+  const [open, setOpen] = useState(false)
+  const detailId = `result-detail-${result.index}`
+  const hasValue = result.status === "succeeded"
+  return html`
+    <tr data-testid="result-row" data-index=${result.index} class=${open ? "open" : ""}>
+      <td class="num">${result.index}</td>
+      <td class="mono">${result.id ?? ""}</td>
+      <td><${Badge} status=${result.status} testid="result-status" /></td>
+      <td class="num" data-testid="result-attempts">${result.attempts}</td>
+      <td class="num" data-testid="result-duration">${duration(result.durationMs)}</td>
+      <td data-testid="result-error" class="error-cell">
+        ${result.status === "succeeded"
+          ? null
+          : html`<strong>${result.error.type}</strong> <span>${result.error.message}</span>${
+              result.error.retryAfterMs === undefined ? null : html` <span class="muted small">(retry after ${duration(result.error.retryAfterMs)})</span>`}`}
+      </td>
+      <td>
+        ${hasValue
+          ? html`<button type="button" class="link" data-testid="result-expand" aria-expanded=${open} aria-controls=${detailId}
+              onClick=${() => setOpen((o) => !o)}>${open ? "Hide" : "Show"}<span class="sr-only"> value of item ${result.index}</span></button>`
+          : null}
+      </td>
+    </tr>
+    ${open && result.status === "succeeded"
+      ? html`<tr class="detail" id=${detailId}><td colspan="7"><div data-testid="result-value"><${ResultValue} kind=${kind} value=${result.value} /></div></td></tr>`
+      : null}
+  `
+}
+
+/** @param {{ live: Live, version: number }} props */
+const Charts = ({ live, version }) => {
+  const colors = palette()
+  const completions = useMemo(() => {
+    /** @type {[number[], number[]]} */
+    const data = [[], []]
+    let lastX = -Infinity
+    for (const [at, completed] of live.timeline) {
+      const x = Math.max(at / 1000, lastX) // uPlot needs x ascending; clocks may disagree slightly
+      data[0].push(x)
+      data[1].push(completed)
+      lastX = x
+    }
+    return data
+  }, [version])
+  const latency = useMemo(() => {
+    /** @type {[number[], (number | null)[], (number | null)[]]} */
+    const data = [[], [], []]
+    const sorted = [...live.results.values()].sort((a, b) => a.index - b.index)
+    for (const r of sorted) {
+      data[0].push(r.index)
+      data[1].push(r.status === "succeeded" ? r.durationMs / 1000 : null)
+      data[2].push(r.status === "succeeded" ? null : r.durationMs / 1000)
+    }
+    return data
+  }, [version])
+  const points = { show: true, size: 5 }
+  return html`
+    <div class="charts">
+      <${Chart}
+        testid="chart-completions"
+        title="Completions over time"
+        summary=${`Completed items over time, ${live.job?.completed ?? 0} so far`}
+        data=${completions}
+        options=${{
+          scales: { x: { time: true } },
+          axes: axes("items"),
+          legend: { show: false },
+          series: [{}, { label: "completed", stroke: colors[0], width: 2, fill: `${colors[0]}22`, points: { show: false } }]
+        }}
+      />
+      <${Chart}
+        testid="chart-latency"
+        title="Item latency (s) by input index"
+        summary="Each finished item's duration in seconds, by its position in the input"
+        data=${latency}
+        options=${{
+          scales: { x: { time: false } },
+          axes: axes("seconds"),
+          series: [
+            { label: "item" },
+            { label: "succeeded", stroke: colors[2], paths: () => null, points },
+            { label: "failed", stroke: colors[1], paths: () => null, points }
+          ]
+        }}
+      />
+    </div>
+  `
+}
+
+/** @param {{ id: string }} props */
+export const JobPage = ({ id }) => {
+  const live = useRef(emptyLive())
+  const [version, setVersion] = useState(0)
+  const [error, setError] = useState(/** @type {string | undefined} */ (undefined))
+  const [cancelError, setCancelError] = useState(/** @type {string | undefined} */ (undefined))
+  const [cancelling, setCancelling] = useState(false)
+  const [rows, setRows] = useState(ROWS_STEP)
+
+  useEffect(() => {
+    const controller = new AbortController()
+    /** @type {{ close: () => void } | undefined} */
+    let stream
+    let frame = 0
+    const changed = () => {
+      if (frame !== 0) return
+      frame = requestAnimationFrame(() => {
+        frame = 0
+        setVersion((v) => v + 1)
+      })
+    }
+    const state = live.current
+    const mark = () => {
+      if (state.job !== undefined) state.timeline.push([Date.now(), state.job.completed])
+    }
+
+    /** @param {JobEvent} event */
+    const onEvent = (event) => {
+      const job = state.job
+      if (job === undefined) return
+      switch (event.type) {
+        case "started":
+          state.job = { ...job, status: job.status === "pending" ? "running" : job.status, startedAt: job.startedAt ?? event.at }
+          if (state.timeline.length === 0) state.timeline.push([new Date(event.at).getTime(), 0])
+          break
+        case "item":
+          state.results.set(event.result.index, event.result)
+          if (job.status === "pending") state.job = { ...job, status: "running" }
+          break
+        case "progress": {
+          const { type: _type, jobId: _jobId, inFlight, etaMs, ...counts } = event
+          state.job = { ...job, ...counts, status: ended(job) ? job.status : "running" }
+          state.inFlight = inFlight
+          state.eta = etaMs === undefined ? undefined : { etaMs, at: Date.now() }
+          mark()
+          break
+        }
+        case "completed":
+          state.job = event.job
+          state.inFlight = 0
+          state.eta = undefined
+          mark()
+          break
+      }
+      changed()
+    }
+
+    const load = async () => {
+      const first = await request(`/api/jobs/${encodeURIComponent(id)}?results=1000`, { signal: controller.signal })
+      if (controller.signal.aborted) return
+      if (!first.ok) {
+        setError(first.error.kind === "http" && first.error.status === 404 ? `No job with id ${id}.` : describeError(first.error))
+        return
+      }
+      const { results, moreResults, ...job } = /** @type {JobWithResults} */ (first.value)
+      for (const r of results) state.results.set(r.index, r)
+      state.job = job
+      if (job.startedAt !== undefined) state.timeline.push([new Date(job.startedAt).getTime(), 0])
+      if (ended(job) && job.finishedAt !== undefined) state.timeline.push([new Date(job.finishedAt).getTime(), job.completed])
+      else mark()
+      changed()
+      // The rest of the results, page by page (a job of more than 1000 items).
+      let next = moreResults
+      while (next !== undefined && !controller.signal.aborted) {
+        const page = await request(next, { signal: controller.signal })
+        if (!page.ok) break
+        const body = /** @type {ResultsPage} */ (page.value)
+        for (const r of body.results) if (!state.results.has(r.index)) state.results.set(r.index, r)
+        next = body.next === undefined ? undefined : `/api/jobs/${encodeURIComponent(id)}/results?after=${body.next}&limit=1000`
+        changed()
+      }
+      if (controller.signal.aborted || ended(job)) return
+      // Item seqs follow finishing order, so the `completed` items counted above are seqs 0..completed-1;
+      // anything finished since has a higher seq. Rows replayed anyway only overwrite themselves.
+      stream = followJobEvents(id, {
+        ...(job.completed > 0 ? { afterSeq: job.completed - 1 } : {}),
+        onEvent,
+        onError: (message) => setError(message)
+      })
+    }
+    void load()
+    return () => {
+      controller.abort()
+      stream?.close()
+      if (frame !== 0) cancelAnimationFrame(frame)
+    }
+  }, [id])
+
+  const { job } = live.current
+  const running = job !== undefined && !ended(job)
+  const now = useNow(1000, running)
+
+  const cancel = async () => {
+    setCancelling(true)
+    setCancelError(undefined)
+    const result = await request(`/api/jobs/${encodeURIComponent(id)}`, { method: "DELETE" })
+    setCancelling(false)
+    if (!result.ok) setCancelError(describeError(result.error))
+    else {
+      // Usually still running here: the stream brings the cancelled items and the final job.
+      const view = /** @type {Job} */ (result.value)
+      if (ended(view)) {
+        live.current.job = view
+        setVersion((v) => v + 1)
+      }
+    }
+  }
+
+  if (error !== undefined && job === undefined) {
+    return html`<section class="card"><h1>Job</h1><${ErrorNote} message=${error} /><p><a href="#/">Back to the jobs</a></p></section>`
+  }
+  if (job === undefined) return html`<section aria-busy="true"><h1>Job</h1><p class="muted">Loading…</p></section>`
+
+  const perSecond = throughput(live.current, now)
+  const sorted = [...live.current.results.values()].sort((a, b) => a.index - b.index)
+  const shown = sorted.slice(0, rows)
+  return html`
+    <section aria-labelledby="job-title">
+      <p class="crumbs"><a href="#/">Jobs</a> / <span class="mono">${shortId(job.id)}</span></p>
+      <div class="page-head">
+        <h1 id="job-title">${job.kind} <span class="mono muted small">${job.id}</span></h1>
+        <button type="button" class="danger" data-testid="job-cancel" disabled=${!running || cancelling} onClick=${cancel}>
+          ${cancelling ? "Cancelling…" : "Cancel"}
+        </button>
+      </div>
+      <${ErrorNote} message=${cancelError ?? error} />
+      <div class="summary card">
+        <div class="summary-progress">
+          <${Badge} status=${job.status} testid="job-status" />
+          <${Progress} completed=${job.completed} total=${job.total} testid="job-progress" label="Job progress" />
+          <span class="num">${job.completed} / ${job.total}</span>
+        </div>
+        <dl class="stats">
+          <div><dt>Counts</dt><dd data-testid="job-counts">
+            <span class="ok">${job.succeeded} succeeded</span>, <span class="bad">${job.failed} failed</span>, <span>${job.cancelled} cancelled</span>${job.skipped > 0 ? `, ${job.skipped} skipped` : ""}
+          </dd></div>
+          <div><dt>Throughput</dt><dd data-testid="job-throughput">${perSecond === undefined ? "—" : `${rate(perSecond)} items/s`}</dd></div>
+          <div><dt>ETA</dt><dd data-testid="job-eta">${etaText(live.current, now, perSecond)}</dd></div>
+          <div><dt>In flight</dt><dd>${running ? live.current.inFlight ?? "—" : 0}</dd></div>
+          <div><dt>Started</dt><dd>${time(job.startedAt)}</dd></div>
+          <div><dt>Duration</dt><dd>${duration(job.durationMs ?? (job.startedAt === undefined ? undefined : now - new Date(job.startedAt).getTime()))}</dd></div>
+          <div><dt>Limits</dt><dd class="small">${[
+            job.options.maxConcurrent === undefined ? undefined : `maxConcurrent ${job.options.maxConcurrent}`,
+            job.options.timeoutSeconds === undefined ? undefined : `timeout ${job.options.timeoutSeconds} s`,
+            job.options.priority === undefined ? undefined : `priority ${job.options.priority}`
+          ].filter((s) => s !== undefined).join(" · ") || "processor defaults"}</dd></div>
+        </dl>
+      </div>
+      <${Charts} live=${live.current} version=${version} />
+      <h2>Results <span class="muted small">(${sorted.length} of ${job.total} finished, in input order)</span></h2>
+      <${TableWrap} label="Results">
+        <table class="table" data-testid="results-table">
+          <thead><tr><th scope="col" class="num">#</th><th scope="col">Id</th><th scope="col">Status</th><th scope="col" class="num">Attempts</th>
+            <th scope="col" class="num">Duration</th><th scope="col">Error</th><th scope="col"><span class="sr-only">Value</span></th></tr></thead>
+          <tbody>
+            ${shown.map((r) => html`<${ResultRow} key=${r.index} result=${r} kind=${job.kind} />`)}
+            ${sorted.length === 0 ? html`<tr><td colspan="7" class="empty">No item has finished yet.</td></tr>` : null}
+          </tbody>
+        </table>
+      <//>
+      ${sorted.length > rows
+        ? html`<p><button type="button" onClick=${() => setRows((n) => n + ROWS_STEP)}>Show ${Math.min(ROWS_STEP, sorted.length - rows)} more rows</button></p>`
+        : null}
+    </section>
+  `
+}
