@@ -1,6 +1,6 @@
 /**
  * What an operator reads and changes while the service runs: the processors' limits, the upstream
- * budgets and the circuit breakers.
+ * budgets (and their recent history) and the circuit breakers, and which instances are alive.
  */
 import { Schema } from "effect"
 import { Limits } from "./Batches.js"
@@ -55,3 +55,45 @@ export const BreakerView = Schema.Struct({
   retryAfterMs: Schema.optionalWith(Schema.Number, { exact: true }),
   probesInFlight: Schema.Number
 }).annotations({ identifier: "Breaker" })
+
+/**
+ * `GET /api/instances`: one entry per instance sharing the job database. Alone on the embedded file,
+ * this process; in a cluster, every runner the cluster has registered, dead ones included until the
+ * cluster forgets them (`alive` says which).
+ */
+export const InstanceView = Schema.Struct({
+  /** The runner's name among the instances (its runner address in a cluster, "local" alone). */
+  id: Schema.String,
+  /** Where the other runners reach it (`RUNNER_HOST:RUNNER_PORT`), in a cluster. */
+  address: Schema.optionalWith(Schema.String, { exact: true }),
+  /** Marked healthy by the cluster and seen within the runners' lock expiration. */
+  alive: Schema.Boolean,
+  /** The instance that answered this request. */
+  self: Schema.Boolean,
+  /** When it started, where known (this instance). */
+  startedAt: Schema.optionalWith(Schema.String, { exact: true }),
+  /** Its last heartbeat. */
+  lastSeen: Schema.optionalWith(Schema.String, { exact: true })
+}).annotations({ identifier: "Instance" })
+export type InstanceView = typeof InstanceView.Type
+
+/** One upstream's budget at one moment: what the dashboard charts. */
+export const UpstreamPoint = Schema.Struct({
+  key: Schema.String,
+  limit: Schema.Number,
+  ceiling: Schema.Number,
+  inFlight: Schema.Number,
+  waiting: Schema.Number,
+  /** Calls answered 429 since the start (a counter: the chart shows its increase). */
+  throttled: Schema.Number
+}).annotations({ identifier: "UpstreamPoint" })
+export type UpstreamPoint = typeof UpstreamPoint.Type
+
+/** `GET /api/upstreams/history`: this instance's budgets sampled every `intervalMs`, oldest first. */
+export const UpstreamHistoryView = Schema.Struct({
+  intervalMs: Schema.Number,
+  samples: Schema.Array(
+    Schema.Struct({ at: Schema.String, upstreams: Schema.Array(UpstreamPoint) }).annotations({ identifier: "UpstreamSample" })
+  )
+}).annotations({ identifier: "UpstreamHistory" })
+export type UpstreamHistoryView = typeof UpstreamHistoryView.Type

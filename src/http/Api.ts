@@ -7,6 +7,7 @@
 import { HttpApi, OpenApi } from "@effect/platform"
 import { BatchesGroup } from "./api/Batches.js"
 import { NotFound, Unavailable } from "./api/Errors.js"
+import { InstancesGroup } from "./api/Instances.js"
 import { JobsGroup } from "./api/Jobs.js"
 import { OpsGroup } from "./api/Ops.js"
 import { PostsGroup } from "./api/Posts.js"
@@ -19,13 +20,14 @@ export * from "../domain/Posts.js"
 export { JobEvent } from "../domain/JobEvent.js"
 export { IntFromDecimal, NumberFromDecimal } from "../domain/Wire.js"
 export * from "./api/Errors.js"
-export { BatchesGroup, JobsGroup, OpsGroup, PostsGroup, ProcessorsGroup }
+export { BatchesGroup, InstancesGroup, JobsGroup, OpsGroup, PostsGroup, ProcessorsGroup }
 
 export class Api extends HttpApi.make("parallel-processor")
   .add(BatchesGroup)
   .add(JobsGroup)
   .add(PostsGroup)
   .add(ProcessorsGroup)
+  .add(InstancesGroup)
   .add(OpsGroup)
   .addError(NotFound)
   .addError(Unavailable)

@@ -1,6 +1,6 @@
 /**
  * The whole service as one Layer: database, durable job engine, processors and upstreams, the
- * HttpApi server with docs and metrics, and a graceful shutdown that stops accepting work, lets
+ * HttpApi server with docs, metrics and the dashboard, and a graceful shutdown that stops accepting work, lets
  * running attempts finish within the grace period, and leaves unfinished jobs to resume on restart.
  */
 import { HttpApiBuilder, HttpApiSwagger, HttpServer } from "@effect/platform"
@@ -25,6 +25,7 @@ import { Api } from "./Api.js"
 import * as EventLoop from "./EventLoop.js"
 import * as Handlers from "./Handlers.js"
 import * as Metrics from "./Metrics.js"
+import * as Ui from "./Ui.js"
 import { authorization, hardening, requestGuard } from "./Middleware.js"
 
 const processors = Layer.mergeAll(InteractionsProcessor.layer, PostGenerationProcessor.layer, IntradayTriggersProcessor.layer).pipe(
@@ -76,6 +77,8 @@ const serviceOn = (fixedPort: number | undefined) => Layer.unwrapEffect(
     })
     const http = HttpApiBuilder.serve().pipe(
       Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
+      // The dashboard's page and files (no API key: they hold no data).
+      Layer.provide(Ui.layer),
       Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
       Layer.provide(hardening),
       Layer.provide(
@@ -98,6 +101,7 @@ const serviceOn = (fixedPort: number | undefined) => Layer.unwrapEffect(
         )
         yield* Effect.logInfo(`parallel-processor listening on ${address}`).pipe(
           Effect.annotateLogs({
+            dashboard: `${address}/`,
             docs: `${address}/docs`,
             data: Database.describe(where),
             upstreams: Option.getOrElse(sandbox, () => "configured URLs")

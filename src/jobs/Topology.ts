@@ -15,7 +15,9 @@ import type { UpstreamBudgets } from "../upstream/Budgets.js"
 import type { ClusterStalled } from "./Cluster.js"
 import type { BudgetSettingsSync } from "./ClusterBudgets.js"
 import * as Database from "./Database.js"
+import type { Instance } from "./Instances.js"
 import type { CoordinationStore } from "./store/Coordination.js"
+import type { StoreError } from "./store/Sql.js"
 import type { PartLocks } from "./PartLocks.js"
 import * as ClusterTopology from "./topology/ClusterTopology.js"
 import * as SingleProcess from "./topology/SingleProcess.js"
@@ -93,6 +95,8 @@ export interface TopologyShape {
    * that does not answer is down.
    */
   readonly slowProbe: "busy" | "fault"
+  /** The instances sharing the database: this process alone, or the cluster's runners (`Instances.ts`). */
+  readonly instances: Effect.Effect<ReadonlyArray<Instance>, StoreError>
   /** Fails when this runner stalls for good (cluster only; see `Cluster.watchdog`). */
   readonly watchdog: Effect.Effect<never, ClusterStalled>
 }

@@ -1,10 +1,17 @@
 /**
- * Run-time settings (group `processors`): the processors' limits, the upstream budgets and the
- * circuit breakers, read and changed while batches run.
+ * Run-time settings (group `processors`): the processors' limits, the upstream budgets (and their
+ * recent history) and the circuit breakers, read and changed while batches run.
  */
 import { HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
-import { BreakerView, ProcessorPatch, ProcessorView, UpstreamPatch, UpstreamView } from "../../domain/Operations.js"
+import {
+  BreakerView,
+  ProcessorPatch,
+  ProcessorView,
+  UpstreamHistoryView,
+  UpstreamPatch,
+  UpstreamView
+} from "../../domain/Operations.js"
 import { Authorization, BadRequest, NotFound, RequestGuard } from "./Errors.js"
 
 export class ProcessorsGroup extends HttpApiGroup.make("processors")
@@ -22,6 +29,14 @@ export class ProcessorsGroup extends HttpApiGroup.make("processors")
     HttpApiEndpoint.get("upstreams", "/api/upstreams")
       .addSuccess(Schema.Array(UpstreamView))
       .annotate(OpenApi.Description, "Each upstream's budget: ceiling, current adaptive limit, in flight, waiting, cooldown, rate.")
+  )
+  .add(
+    HttpApiEndpoint.get("upstreamHistory", "/api/upstreams/history")
+      .addSuccess(UpstreamHistoryView)
+      .annotate(
+        OpenApi.Description,
+        "This instance's upstream budgets (limit, ceiling, in flight, waiting, 429s) sampled every 2 s over the last 10 minutes, oldest first."
+      )
   )
   .add(
     HttpApiEndpoint.patch("updateUpstream", "/api/upstreams/:key")

@@ -1,6 +1,6 @@
 /**
  * The run-time settings routes: the processors' limits (running batches pick a change up), the
- * upstream budgets (shared with the other instances) and the circuit breakers.
+ * upstream budgets (shared with the other instances) and their sampled history, and the circuit breakers.
  */
 import { HttpApiBuilder } from "@effect/platform"
 import { Duration, Effect } from "effect"
@@ -14,6 +14,7 @@ import { PostGenerationProcessor } from "../../processors/PostGeneration.js"
 import type * as Processor from "../../processors/Processor.js"
 import { isUpstreamKey, UpstreamBudgets, upstreamKeys } from "../../upstream/Budgets.js"
 import { Api, NotFound } from "../Api.js"
+import { UpstreamHistory } from "../UpstreamHistory.js"
 import { storeUnavailable } from "./DomainErrors.js"
 
 const upstreamView = (snap: Budget.Snapshot) => ({
@@ -42,6 +43,7 @@ export const ProcessorsLive = HttpApiBuilder.group(Api, "processors", (handlers)
     const registry = yield* CircuitBreakerRegistry
     const budgets = yield* UpstreamBudgets
     const budgetSync = yield* BudgetSettingsSync
+    const history = yield* UpstreamHistory
     const describe = (name: ProcessorName) => Effect.map(byName[name].limits, (limits) => ({ name, ...limits }))
     return handlers
       .handle("list", () => Effect.forEach(processorNames, describe))
@@ -59,6 +61,7 @@ export const ProcessorsLive = HttpApiBuilder.group(Api, "processors", (handlers)
         })
       )
       .handle("upstreams", () => Effect.forEach(upstreamKeys, (key) => Effect.map(budgets[key].snapshot, upstreamView)))
+      .handle("upstreamHistory", () => history.view)
       .handle("updateUpstream", ({ path, payload }) =>
         Effect.gen(function* () {
           const key = path.key

@@ -7,11 +7,12 @@
  */
 import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg/PgClient"
-import { Config, Duration, Effect, Layer } from "effect"
+import { Clock, Config, Duration, Effect, Layer } from "effect"
 import * as Cluster from "../Cluster.js"
 import * as ClusterBreakers from "../ClusterBreakers.js"
 import * as ClusterBudgets from "../ClusterBudgets.js"
 import * as ClusterGate from "../ClusterGate.js"
+import * as Instances from "../Instances.js"
 import * as JobNotifications from "../JobNotifications.js"
 import * as PartLocks from "../PartLocks.js"
 import { CoordinationStore } from "../store/Coordination.js"
@@ -21,6 +22,8 @@ export const make = Effect.gen(function* () {
   const sql = yield* SqlClient.SqlClient
   const coordination = yield* CoordinationStore
   const runnerId = yield* Cluster.runnerId
+  const { lockExpiration } = yield* Cluster.runnerConfig
+  const startedAt = yield* Clock.currentTimeMillis
   const parts = yield* Config.integer("JOB_PARTITIONS").pipe(Config.withDefault(12))
   const pollInterval = yield* Config.duration("JOB_EVENTS_POLL_INTERVAL").pipe(Config.withDefault(Duration.millis(100)))
   const gates = yield* ClusterGate.registry(coordination, runnerId, yield* ClusterGate.settingsConfig)
@@ -45,6 +48,7 @@ export const make = Effect.gen(function* () {
     awaitEnd: (jobId, sources) => Effect.raceFirst(sources.local, sources.stored(notifications.wakes(jobId, "ended"))),
     afterStorageOutage: Effect.void,
     slowProbe: "fault",
+    instances: Instances.clusterRunners({ sql, self: runnerId, startedAt, lockExpirationMs: Duration.toMillis(lockExpiration) }),
     watchdog: Effect.provideService(Cluster.watchdog, SqlClient.SqlClient, sql)
   }
   return shape

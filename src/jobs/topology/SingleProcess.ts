@@ -4,15 +4,17 @@
  * fails its runs start no call (a valve admits nothing), since their results could not be stored.
  */
 import { SqlClient } from "@effect/sql"
-import { Effect, Layer, Stream } from "effect"
+import { Clock, Effect, Layer, Stream } from "effect"
 import * as Budget from "../../engine/Budget.js"
 import * as Cluster from "../Cluster.js"
 import * as ClusterBudgets from "../ClusterBudgets.js"
+import * as Instances from "../Instances.js"
 import * as PartLocks from "../PartLocks.js"
 import type { TopologyShape } from "../Topology.js"
 
 export const make: Effect.Effect<TopologyShape, never, SqlClient.SqlClient> = Effect.gen(function* () {
   const sql = yield* SqlClient.SqlClient
+  const startedAt = yield* Clock.currentTimeMillis
   return {
     mode: "single-process",
     runnerId: "local",
@@ -36,6 +38,7 @@ export const make: Effect.Effect<TopologyShape, never, SqlClient.SqlClient> = Ef
     awaitEnd: (_, sources) => sources.local,
     afterStorageOutage: Effect.provideService(Cluster.rearmStoredMessages, SqlClient.SqlClient, sql),
     slowProbe: "busy",
+    instances: Instances.alone("local", startedAt),
     watchdog: Effect.never
   }
 })
