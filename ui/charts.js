@@ -29,17 +29,24 @@ export const palette = () => [
 /**
  * Axes drawn in the page's text and grid colours.
  * @param {string} [yLabel]
+ * @param {string} [xLabel]
  * @returns {uPlot.Axis[]}
  */
-export const axes = (yLabel) => {
+export const axes = (yLabel, xLabel) => {
   const stroke = cssColor("--muted", "#6b7280")
   const grid = { stroke: cssColor("--grid", "#e5e7eb"), width: 1 }
   const ticks = { stroke: grid.stroke, width: 1 }
   return [
-    { stroke, grid, ticks },
+    { stroke, grid, ticks, ...(xLabel === undefined ? {} : { label: xLabel, labelSize: 18 }) },
     { stroke, grid, ticks, size: 48, ...(yLabel === undefined ? {} : { label: yLabel, labelSize: 18 }) }
   ]
 }
+
+/**
+ * A y range from 0 to a little above the data (counts and durations read wrong off a floating axis).
+ * @type {uPlot.Range.Function}
+ */
+export const fromZero = (_plot, _min, max) => [0, max > 0 ? max * 1.1 : 1]
 
 /**
  * @typedef {object} ChartProps

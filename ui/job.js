@@ -9,7 +9,7 @@ import { h } from "preact"
 import { useEffect, useMemo, useRef, useState } from "preact/hooks"
 import htm from "htm"
 import { describeError, request } from "./api.js"
-import { axes, Chart, palette } from "./charts.js"
+import { axes, Chart, fromZero, palette } from "./charts.js"
 import { Badge, ErrorNote, Progress, TableWrap } from "./components.js"
 import { followJobEvents } from "./events.js"
 import { duration, rate, shortId, time } from "./format.js"
@@ -113,9 +113,10 @@ const Charts = ({ live, version }) => {
   const completions = useMemo(() => {
     /** @type {[number[], number[]]} */
     const data = [[], []]
-    let lastX = -Infinity
+    const start = live.timeline[0]?.[0] ?? 0
+    let lastX = 0
     for (const [at, completed] of live.timeline) {
-      const x = Math.max(at / 1000, lastX) // uPlot needs x ascending; clocks may disagree slightly
+      const x = Math.max((at - start) / 1000, lastX) // uPlot needs x ascending; clocks may disagree slightly
       data[0].push(x)
       data[1].push(completed)
       lastX = x
@@ -142,8 +143,8 @@ const Charts = ({ live, version }) => {
         summary=${`Completed items over time, ${live.job?.completed ?? 0} so far`}
         data=${completions}
         options=${{
-          scales: { x: { time: true } },
-          axes: axes("items"),
+          scales: { x: { time: false }, y: { range: fromZero } },
+          axes: axes("items", "seconds since start"),
           legend: { show: false },
           series: [{}, { label: "completed", stroke: colors[0], width: 2, fill: `${colors[0]}22`, points: { show: false } }]
         }}
@@ -154,8 +155,8 @@ const Charts = ({ live, version }) => {
         summary="Each finished item's duration in seconds, by its position in the input"
         data=${latency}
         options=${{
-          scales: { x: { time: false } },
-          axes: axes("seconds"),
+          scales: { x: { time: false }, y: { range: fromZero } },
+          axes: axes("seconds", "input index"),
           series: [
             { label: "item" },
             { label: "succeeded", stroke: colors[2], paths: () => null, points },
@@ -311,7 +312,7 @@ export const JobPage = ({ id }) => {
         </div>
         <dl class="stats">
           <div><dt>Counts</dt><dd data-testid="job-counts">
-            <span class="ok">${job.succeeded} succeeded</span>, <span class="bad">${job.failed} failed</span>, <span>${job.cancelled} cancelled</span>${job.skipped > 0 ? `, ${job.skipped} skipped` : ""}
+            <span class=${job.succeeded > 0 ? "ok" : ""}>${job.succeeded} succeeded</span>, <span class=${job.failed > 0 ? "bad" : ""}>${job.failed} failed</span>, <span>${job.cancelled} cancelled</span>${job.skipped > 0 ? `, ${job.skipped} skipped` : ""}
           </dd></div>
           <div><dt>Throughput</dt><dd data-testid="job-throughput">${perSecond === undefined ? "—" : `${rate(perSecond)} items/s`}</dd></div>
           <div><dt>ETA</dt><dd data-testid="job-eta">${etaText(live.current, now, perSecond)}</dd></div>

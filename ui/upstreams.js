@@ -10,7 +10,7 @@ import { h } from "preact"
 import { useEffect, useMemo, useRef, useState } from "preact/hooks"
 import htm from "htm"
 import { describeError, request } from "./api.js"
-import { axes, Chart, palette } from "./charts.js"
+import { axes, Chart, fromZero, palette } from "./charts.js"
 import { Badge, ErrorNote, TableWrap } from "./components.js"
 import { countdown, duration, time } from "./format.js"
 import { useNow, usePoll } from "./hooks.js"
@@ -28,6 +28,13 @@ const POLL_MS = 2000
 const HISTORY_RESYNC_MS = 30_000
 const HISTORY_WINDOW_MS = 10 * 60_000
 
+/**
+ * The time axis spans at least the last minute, so a page opened seconds ago does not plot a few
+ * samples across milliseconds.
+ * @type {import("uplot").Range.Function}
+ */
+const atLeastAMinute = (_plot, min, max) => [Math.min(min, max - 60), max]
+
 /** The limit chart: one line per upstream, time in seconds, gaps where an upstream has no sample. */
 const LimitChart = (/** @type {{ keys: string[], samples: Sample[] }} */ { keys, samples }) => {
   const colors = palette()
@@ -44,7 +51,7 @@ const LimitChart = (/** @type {{ keys: string[], samples: Sample[] }} */ { keys,
     data=${data}
     height=${200}
     options=${{
-      scales: { x: { time: true }, y: { range: (/** @type {unknown} */ _u, /** @type {number} */ _min, /** @type {number} */ max) => [0, Math.max(1, max + 1)] } },
+      scales: { x: { time: true, range: atLeastAMinute }, y: { range: fromZero } },
       axes: axes("limit"),
       series: [{}, ...keys.map((key, i) => ({ label: key, stroke: colors[i % colors.length], width: 2, spanGaps: false, points: { show: false } }))]
     }}
@@ -56,7 +63,7 @@ const UpstreamRow = ({ upstream, now }) => {
   const cooling = upstream.cooldownUntil === undefined ? 0 : new Date(upstream.cooldownUntil).getTime() - now
   const ratio = upstream.ceiling > 0 ? upstream.limit / upstream.ceiling : 0
   return html`
-    <tr data-testid="upstream-row" data-key=${upstream.key}>
+    <tr data-testid="upstream-row" data-key=${upstream.key} class=${cooling > 0 ? "cooling" : ""}>
       <th scope="row">${upstream.key}</th>
       <td class="num">
         <span data-testid="upstream-limit">${upstream.limit}</span>
