@@ -7,7 +7,7 @@
 import { h, render } from "preact"
 import { useEffect, useRef, useState } from "preact/hooks"
 import htm from "htm"
-import { connection, keyRequired, setApiKey } from "./api.js"
+import { apiKey, connection, keyRequired, setApiKey } from "./api.js"
 import { JobPage } from "./job.js"
 import { JobsPage } from "./jobs.js"
 import { NewBatchPage } from "./new-batch.js"
@@ -75,6 +75,8 @@ const ConnectionStatus = () => {
 const KeyPrompt = ({ onSubmit }) => {
   const input = useRef(/** @type {HTMLInputElement | null} */ (null))
   const [key, setKey] = useState("")
+  // A key already kept means the service turned it down (changed, or mistyped).
+  const [rejected] = useState(() => apiKey() !== "")
   useEffect(() => input.current?.focus(), [])
   /** @param {SubmitEvent} event */
   const submit = (event) => {
@@ -87,6 +89,7 @@ const KeyPrompt = ({ onSubmit }) => {
     <section class="card key-prompt" aria-labelledby="key-title">
       <h1 id="key-title">API key required</h1>
       <p>This service asks for an API key (<code>API_KEY</code>). It is kept for this browser tab only.</p>
+      ${rejected ? html`<p class="error" role="alert">The service did not accept the key entered before.</p>` : null}
       <form data-testid="api-key-form" onSubmit=${submit}>
         <label for="api-key">API key</label>
         <div class="row">

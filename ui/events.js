@@ -16,21 +16,26 @@ import { authHeaders, connection, keyRequired } from "./api.js"
  * @property {(message: string) => void} [onError] the stream cannot be followed (unknown job)
  */
 
-/** Backoff between reconnects: 0.5 s doubling to 10 s, with jitter so many tabs do not align. */
-const backoffMs = (/** @type {number} */ attempt) => Math.min(10_000, 500 * 2 ** attempt) * (0.75 + Math.random() * 0.5)
+/** Backoff between reconnects: 0.5 s doubling to 8 s, with jitter so many tabs do not align. */
+const backoffMs = (/** @type {number} */ attempt) => Math.min(8_000, 500 * 2 ** attempt) * (0.75 + Math.random() * 0.5)
 
 /**
+ * Waits before the next reconnect; cut short when the browser comes back online or the page is left.
  * @param {number} ms
  * @param {AbortSignal} signal
  * @returns {Promise<void>}
  */
 const sleep = (ms, signal) =>
   new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms)
-    signal.addEventListener("abort", () => {
+    const done = () => {
       clearTimeout(timer)
+      removeEventListener("online", done)
+      signal.removeEventListener("abort", done)
       resolve()
-    }, { once: true })
+    }
+    const timer = setTimeout(done, ms)
+    addEventListener("online", done)
+    signal.addEventListener("abort", done)
   })
 
 /**
