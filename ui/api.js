@@ -26,6 +26,10 @@ const KEY_STORAGE = "parallel-processor.apiKey"
 /** What the connection indicator shows: set by every call and by the event streams. */
 export const connection = createStore(/** @type {ConnectionStatus} */ ("live"))
 
+// The browser knows first when the network is gone; the next answer from the service says it is back.
+addEventListener("offline", () => connection.set("offline"))
+addEventListener("online", () => connection.set("reconnecting"))
+
 /** True while the service has answered 401 and no (new) key was entered: the app shows the prompt. */
 export const keyRequired = createStore(false)
 

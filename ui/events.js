@@ -97,10 +97,16 @@ export const followJobEvents = (jobId, options) => {
   const run = async () => {
     let attempt = 0
     while (!signal.aborted && !ended) {
+      // One controller per connection: leaving the page aborts it, and so does the browser going
+      // offline — the service sends no keep-alives, so a connection cut silently would hang forever.
+      const current = new AbortController()
+      const abortCurrent = () => current.abort()
+      signal.addEventListener("abort", abortCurrent)
+      addEventListener("offline", abortCurrent)
       try {
         const headers = authHeaders({ accept: "application/x-ndjson" })
         if (lastSeq !== undefined) headers["last-event-id"] = String(lastSeq)
-        const response = await fetch(`/api/jobs/${encodeURIComponent(jobId)}/events`, { headers, signal, cache: "no-store" })
+        const response = await fetch(`/api/jobs/${encodeURIComponent(jobId)}/events`, { headers, signal: current.signal, cache: "no-store" })
         if (response.status === 401) {
           keyRequired.set(true)
           // Wait for a key instead of hammering: the prompt's answer clears the flag.
@@ -122,11 +128,16 @@ export const followJobEvents = (jobId, options) => {
         ended = await readStream(response.body)
       } catch {
         // A dropped connection or a failed request: reconnect below (unless we are leaving).
+      } finally {
+        signal.removeEventListener("abort", abortCurrent)
+        removeEventListener("offline", abortCurrent)
       }
       if (signal.aborted || ended) return
-      connection.set("reconnecting")
-      await sleep(backoffMs(attempt), signal)
-      attempt = Math.min(attempt + 1, 10)
+      const offline = !navigator.onLine
+      connection.set(offline ? "offline" : "reconnecting")
+      // Offline: wait for the browser to come back (the `online` event ends the wait), checking now and then.
+      await sleep(offline ? 30_000 : backoffMs(attempt), signal)
+      if (!offline) attempt = Math.min(attempt + 1, 10)
     }
   }
 
