@@ -4,11 +4,19 @@
  * limit and are split by what each runner wants, a dead runner's share lapses with its lease, one
  * half-open probe per breaker cluster-wide, a shared cooldown only ever moves later, and operator
  * settings are read back as written. BIGINT columns come back from PostgreSQL as strings: the row
- * schemas must read them as numbers for any of this to hold.
+ * schemas must read them as numbers for any of this to hold. Also the instances list read from the
+ * cluster's own runners table (src/jobs/Instances.ts), as @effect/cluster writes it.
  */
+import * as Runner from "@effect/cluster/Runner"
+import * as RunnerAddress from "@effect/cluster/RunnerAddress"
+import * as ShardingConfig from "@effect/cluster/ShardingConfig"
+import * as SqlRunnerStorage from "@effect/cluster/SqlRunnerStorage"
+import { SqlClient } from "@effect/sql"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect, Layer, Redacted } from "effect"
+import * as TestServices from "effect/TestServices"
+import * as Instances from "../src/jobs/Instances.js"
 import { CoordinationStore } from "../src/jobs/store/Coordination.js"
 import { createDatabase, Postgres } from "./support/postgres.js"
 
@@ -103,6 +111,51 @@ describe("CoordinationStore on PostgreSQL", () => {
             ])
           })
         ),
+      TIMEOUT
+    )
+
+    it.effect(
+      "the instances (GET /api/instances) are the cluster's runners: alive when healthy and seen within the lock expiration",
+      () =>
+        Effect.gen(function* () {
+          const server = yield* Postgres
+          const url = yield* createDatabase(server.url, "coord_runners")
+          // Sessions in a zone far from UTC: the heartbeat column is a TIMESTAMP without time zone.
+          yield* Effect.flatMap(SqlClient.SqlClient, (sql) => sql`ALTER DATABASE coord_runners SET timezone TO 'Asia/Taipei'`).pipe(
+            Effect.provide(PgClient.layer({ url: Redacted.make(server.url), maxConnections: 1 }))
+          )
+          yield* Effect.gen(function* () {
+            const sql = yield* SqlClient.SqlClient
+            expect(yield* sql<{ readonly TimeZone: string }>`SHOW timezone`).toEqual([{ TimeZone: "Asia/Taipei" }])
+            // The cluster's own storage creates and writes its runners table.
+            const storage = yield* SqlRunnerStorage.make({})
+            const runner = (port: number) => Runner.make({ address: RunnerAddress.make("127.0.0.1", port), groups: ["default"], weight: 1 })
+            yield* storage.register(runner(24431), true)
+            yield* storage.register(runner(24432), true)
+            yield* storage.setRunnerHealth(RunnerAddress.make("127.0.0.1", 24432), false)
+            yield* storage.register(runner(24433), true)
+            yield* sql`UPDATE cluster_runners SET last_heartbeat = last_heartbeat - INTERVAL '1 minute' WHERE address = '127.0.0.1:24433'`
+            const now = Date.now()
+            const seen = yield* Instances.clusterRunners({ sql, self: "127.0.0.1:24431", startedAt: 123, lockExpirationMs: 10_000 })
+            expect(seen.map(({ id, address, alive, self, startedAt }) => ({ id, address, alive, self, startedAt }))).toEqual([
+              { id: "127.0.0.1:24431", address: "127.0.0.1:24431", alive: true, self: true, startedAt: 123 },
+              { id: "127.0.0.1:24432", address: "127.0.0.1:24432", alive: false, self: false, startedAt: undefined },
+              { id: "127.0.0.1:24433", address: "127.0.0.1:24433", alive: false, self: false, startedAt: undefined }
+            ])
+            // The heartbeat's age is measured in the database, whatever its time zone.
+            expect(Math.abs((seen[0]?.lastSeen ?? 0) - now)).toBeLessThan(5_000)
+            expect(Math.abs((seen[2]?.lastSeen ?? 0) - (now - 60_000))).toBeLessThan(5_000)
+            // Not registered (yet): still listed as this instance, not alive.
+            const starting = yield* Instances.clusterRunners({ sql, self: "127.0.0.1:9", startedAt: 1, lockExpirationMs: 10_000 })
+            expect(starting.at(-1)).toMatchObject({ id: "127.0.0.1:9", self: true, alive: false })
+          }).pipe(
+            Effect.scoped,
+            // The real clock: the heartbeats are compared with it.
+            TestServices.provideLive,
+            Effect.provide(ShardingConfig.layer({})),
+            Effect.provide(PgClient.layer({ url: Redacted.make(url), maxConnections: 2 }))
+          )
+        }),
       TIMEOUT
     )
   })
