@@ -35,6 +35,8 @@ const routes: ReadonlyArray<Route> = [
   { method: "GET", path: "/api/processors", body: false },
   { method: "GET", path: "/api/breakers", body: false },
   { method: "GET", path: "/api/upstreams", body: false },
+  { method: "GET", path: "/api/upstreams/history", body: false },
+  { method: "GET", path: "/api/instances", body: false },
   { method: "GET", path: "/health", body: false },
   { method: "GET", path: "/ready", body: false },
   { method: "GET", path: "/metrics", body: false }

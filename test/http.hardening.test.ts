@@ -152,6 +152,8 @@ describe("query strings", () => {
           ["GET", "/api/processors"],
           ["GET", "/api/breakers"],
           ["GET", "/api/upstreams"],
+          ["GET", "/api/upstreams/history"],
+          ["GET", "/api/instances"],
           ...bodyRoutes.map((r) => [r.method, r.path, r.body] as const)
         ]
         for (const [method, path, body] of routes) {
