@@ -49,6 +49,12 @@ export const axes = (yLabel, xLabel) => {
 export const fromZero = (_plot, _min, max) => [0, max > 0 ? max * 1.1 : 1]
 
 /**
+ * Half a step of room on both sides, so points on the first and last index are not cut in half.
+ * @type {uPlot.Range.Function}
+ */
+export const padHalf = (_plot, min, max) => [min - 0.5, max + 0.5]
+
+/**
  * @typedef {object} ChartProps
  * @property {string} testid
  * @property {string} title visible caption and the chart's accessible name
@@ -57,10 +63,11 @@ export const fromZero = (_plot, _min, max) => [0, max > 0 ? max * 1.1 : 1]
  *   new `key` when the series change)
  * @property {uPlot.AlignedData} data
  * @property {number} [height]
+ * @property {string} [note] a line under the chart (what it cannot show)
  */
 
 /** @param {ChartProps} props */
-export const Chart = ({ testid, title, summary, options, data, height = 180 }) => {
+export const Chart = ({ testid, title, summary, options, data, height = 180, note }) => {
   const container = useRef(/** @type {HTMLDivElement | null} */ (null))
   const plot = useRef(/** @type {uPlot | null} */ (null))
   const latestData = useRef(data)
@@ -92,6 +99,7 @@ export const Chart = ({ testid, title, summary, options, data, height = 180 }) =
     <figure class="chart" data-testid=${testid}>
       <figcaption>${title}</figcaption>
       <div class="chart-canvas" ref=${container} role="img" aria-label=${summary ?? title}></div>
+      ${note === undefined ? null : html`<p class="chart-note">${note}</p>`}
     </figure>
   `
 }

@@ -9,7 +9,7 @@ import { h } from "preact"
 import { useEffect, useMemo, useRef, useState } from "preact/hooks"
 import htm from "htm"
 import { describeError, request } from "./api.js"
-import { axes, Chart, fromZero, palette } from "./charts.js"
+import { axes, Chart, fromZero, padHalf, palette } from "./charts.js"
 import { Badge, ErrorNote, Progress, TableWrap } from "./components.js"
 import { followJobEvents } from "./events.js"
 import { duration, rate, shortId, time } from "./format.js"
@@ -107,6 +107,12 @@ const ResultRow = ({ result, kind }) => {
   `
 }
 
+/**
+ * The x axis ticks whole numbers only (input indexes).
+ * @param {import("uplot").Axis[]} list
+ */
+const integerX = ([x, ...rest]) => [{ ...x, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000] }, ...rest]
+
 /** @param {{ live: Live, version: number }} props */
 const Charts = ({ live, version }) => {
   const colors = palette()
@@ -142,6 +148,9 @@ const Charts = ({ live, version }) => {
         title="Completions over time"
         summary=${`Completed items over time, ${live.job?.completed ?? 0} so far`}
         data=${completions}
+        note=${live.timeline.length <= 2 && live.job !== undefined && ended(live.job)
+          ? "The job ended before this page opened: only its start and end are known."
+          : undefined}
         options=${{
           scales: { x: { time: false }, y: { range: fromZero } },
           axes: axes("items", "seconds since start"),
@@ -155,8 +164,8 @@ const Charts = ({ live, version }) => {
         summary="Each finished item's duration in seconds, by its position in the input"
         data=${latency}
         options=${{
-          scales: { x: { time: false }, y: { range: fromZero } },
-          axes: axes("seconds", "input index"),
+          scales: { x: { time: false, range: padHalf }, y: { range: fromZero } },
+          axes: integerX(axes("seconds", "input index")),
           series: [
             { label: "item" },
             { label: "succeeded", stroke: colors[2], paths: () => null, points },
@@ -311,7 +320,7 @@ export const JobPage = ({ id }) => {
           <span class="num">${job.completed} / ${job.total}</span>
         </div>
         <dl class="stats">
-          <div><dt>Counts</dt><dd data-testid="job-counts">
+          <div class="wide"><dt>Counts</dt><dd data-testid="job-counts">
             <span class=${job.succeeded > 0 ? "ok" : ""}>${job.succeeded} succeeded</span>, <span class=${job.failed > 0 ? "bad" : ""}>${job.failed} failed</span>, <span>${job.cancelled} cancelled</span>${job.skipped > 0 ? `, ${job.skipped} skipped` : ""}
           </dd></div>
           <div><dt>Throughput</dt><dd data-testid="job-throughput">${perSecond === undefined ? "—" : `${rate(perSecond)} items/s`}</dd></div>
