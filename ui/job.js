@@ -208,10 +208,14 @@ export const JobPage = ({ id }) => {
       const job = state.job
       if (job === undefined) return
       switch (event.type) {
-        case "started":
-          state.job = { ...job, status: job.status === "pending" ? "running" : job.status, startedAt: job.startedAt ?? event.at }
+        case "started": {
+          // A replay opens with a `started` stamped with the creation time while the job still waits: not a start.
+          const replayed = job.startedAt === undefined && new Date(event.at).getTime() === new Date(job.createdAt).getTime()
+          if (replayed || job.status !== "pending") break
+          state.job = { ...job, status: "running", startedAt: event.at }
           if (state.timeline.length === 0) state.timeline.push([new Date(event.at).getTime(), 0])
           break
+        }
         case "item":
           state.results.set(event.result.index, event.result)
           if (job.status === "pending") state.job = { ...job, status: "running" }
@@ -266,6 +270,21 @@ export const JobPage = ({ id }) => {
         onEvent,
         onError: (message) => setError(message)
       })
+      // The stream says nothing until the first item ends, not even that the job started: while it
+      // waits for its turn, its status is read every 2 s (`?results=0` is a few hundred bytes).
+      while (!controller.signal.aborted && state.job?.status === "pending") {
+        await new Promise((resolve) => setTimeout(resolve, 2000))
+        const latest = await request(`/api/jobs/${encodeURIComponent(id)}?results=0`, { signal: controller.signal })
+        /** @type {Job | undefined} */
+        const current = state.job
+        if (!latest.ok || current === undefined || current.status !== "pending") continue
+        const view = /** @type {Job} */ (latest.value)
+        if (view.status === "running") {
+          state.job = { ...current, status: "running", ...(view.startedAt === undefined ? {} : { startedAt: view.startedAt }) }
+          if (view.startedAt !== undefined) state.timeline.unshift([new Date(view.startedAt).getTime(), 0])
+          changed()
+        }
+      }
     }
     void load()
     return () => {

@@ -83,7 +83,7 @@ const UpstreamRow = ({ upstream, now }) => {
 
 /** @param {{ breaker: Breaker, readAt: number, now: number }} props */
 const BreakerRow = ({ breaker, readAt, now }) => {
-  const probeIn = breaker.retryAfterMs === undefined ? undefined : breaker.retryAfterMs - (now - readAt)
+  const probeIn = breaker.retryAfterMs === undefined ? undefined : breaker.retryAfterMs - Math.max(0, now - readAt)
   return html`
     <tr data-testid="breaker-row" data-key=${breaker.key}>
       <th scope="row">${breaker.key}</th>
