@@ -12,7 +12,7 @@
  *   const { page, assertClean } = yield* openPage(browser, { baseURL: url })
  *   yield* use("open the jobs list", () => page.goto("/"))
  */
-import { Context, Data, Duration, Effect, Layer, type Scope } from "effect"
+import { Context, Data, Duration, Effect, Exit, Layer, type Scope } from "effect"
 import { execFile } from "node:child_process"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
@@ -150,6 +150,11 @@ export interface PageOptions {
   readonly viewport?: { readonly width: number; readonly height: number }
   /** Problems (see `WatchedPage.problems`) a test expects, e.g. the 401s before an API key is entered. */
   readonly allow?: ReadonlyArray<RegExp>
+  /**
+   * When the scope closes with a failure: the page as it was is saved as `FAILED-<name>.png` and its
+   * console log is logged, so a timed-out wait shows what the page showed instead.
+   */
+  readonly name?: string
 }
 
 export interface WatchedPage {
@@ -199,6 +204,18 @@ export const openPage = (browser: Browser, options: PageOptions = {}): Effect.Ef
       if (reason === "net::ERR_ABORTED") log.push(line)
       else problem(line)
     })
+    if (options.name !== undefined) {
+      const name = options.name
+      yield* Effect.addFinalizer((exit) =>
+        Exit.isSuccess(exit)
+          ? Effect.void
+          : screenshot(page, `FAILED-${name}`).pipe(
+              Effect.flatMap((file) => Effect.logError(`browser test support: page at failure: ${file}\n${log.join("\n")}`)),
+              Effect.timeout(CLOSE_TIMEOUT),
+              Effect.ignore
+            )
+      )
+    }
     return {
       page,
       problems: () => [...problems],
