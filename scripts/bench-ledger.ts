@@ -1,0 +1,637 @@
+/**
+ * `npm run bench:ledger` — where the CPU per item goes (issue 13's cost ledger). One process, one
+ * workload (`--items` interaction fetches × `--latency` ms at `--concurrency`, default 5,000 × 10 ms @
+ * 50) against the stub upstream in a child process; the layers of the service are switched on one at
+ * a time, each step adding one layer to the one before:
+ *
+ *   a   p-limit + undici (the floor: no engine, no policy, no storage)
+ *   b   the engine with a no-op task (no call: the engine's bookkeeping alone)
+ *   b2  the engine + the floor's undici call (engine bookkeeping on top of the floor)
+ *   c1  the engine + Effect's HttpClient (undici) + response.json, no Schema
+ *   c2  + callJson: status classification + the Interactions Schema decode
+ *   c3  + ForumClient: the token cache, request build, the per-call span
+ *   d   + the processor's policy: budget admission + breaker per call, its retry policy (bench:http's "engine in-process")
+ *   e   + the result writer (group commit every 5 ms) storing JSON-serialised results, no database
+ *   f   + the real store: group commit to SQLite (JobStore.saveItems, a fresh file)
+ *   g   the same on PostgreSQL (a throw-away server, test/support/postgres.ts), next to f
+ *   h   f + event fan-out: the job's item/progress events published to one stream subscriber (JobEvents)
+ *   i   the service (compiled, own process, SQLite): a batch posted `Prefer: respond-async`, its NDJSON event stream read to the end
+ *
+ * Per step: a warm-up, then `--reps` (default 3) measured runs; CPU µs per item is this process's
+ * `process.cpuUsage` (for i, the service child's, from /proc), the stub's is reported apart; median and
+ * spread. After the measured runs, one more run under the inspector's sampling profiler (i: a second
+ * service started with --cpu-prof), summarised to `bench-results/ledger-profiles/<step>.txt`; raw
+ * profiles stay under `.scratch/`. Saves `bench-results/ledger-latest.json`.
+ * `--only a,d,f` runs some steps; `--no-prof` skips the profiles.
+ */
+import { HttpClient, HttpClientRequest } from "@effect/platform"
+import { NodeHttpClient } from "@effect/platform-node"
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { Session } from "node:inspector/promises"
+import os from "node:os"
+import path from "node:path"
+import { performance } from "node:perf_hooks"
+import { setFlagsFromString } from "node:v8"
+import { runInNewContext } from "node:vm"
+import { ConfigProvider, Context, Effect, Either, Exit, Layer, Queue, Redacted, Scope } from "effect"
+import { request } from "undici"
+import { Interactions, type TrackedPost } from "../src/domain/Kinds.js"
+import * as CircuitBreakerRegistry from "../src/engine/CircuitBreakerRegistry.js"
+import * as Engine from "../src/engine/Engine.js"
+import { Transient } from "../src/engine/Errors.js"
+import type { ItemResult } from "../src/engine/ItemResult.js"
+import * as Database from "../src/jobs/Database.js"
+import * as JobEvents from "../src/jobs/JobEvents.js"
+import { JobStore, type ItemEffect, type StoredItem } from "../src/jobs/JobStore.js"
+import { emptyTally, itemEvents, tally } from "../src/jobs/Model.js"
+import * as ResultWriter from "../src/jobs/runner/ResultWriter.js"
+import { InteractionsProcessor } from "../src/processors/Interactions.js"
+import { UpstreamBudgets } from "../src/upstream/Budgets.js"
+import { ForumClient } from "../src/upstream/Forum.js"
+import { callJson } from "../src/upstream/http.js"
+import { KolCredentials } from "../src/upstream/KolCredentials.js"
+import { UpstreamConfig } from "../src/upstream/UpstreamConfig.js"
+import { createDatabase, postgres } from "../test/support/postgres.js"
+import { login, pLimitUndici } from "./support/peers.js"
+import { procCpuUs } from "./support/procCpu.js"
+import { root, startProcess, stop, unboundedBudgets, upstreamEnv } from "./support/processes.js"
+import { decodeProfile, render, summarise, type Summary } from "./support/profileSummary.js"
+
+// ---- arguments -------------------------------------------------------------------------------------
+
+const argv = process.argv.slice(2)
+const arg = (name: string, fallback: number) => {
+  const i = argv.indexOf(`--${name}`)
+  const raw = i >= 0 ? argv[i + 1] : undefined
+  return raw === undefined ? fallback : Number(raw)
+}
+const ITEMS = arg("items", 5000)
+const CONCURRENCY = arg("concurrency", 50)
+const LATENCY_MS = arg("latency", 10)
+const REPS = arg("reps", 3)
+const onlyIndex = argv.indexOf("--only")
+const ONLY = onlyIndex >= 0 ? new Set((argv[onlyIndex + 1] ?? "").split(",")) : undefined
+const PROFILE = !argv.includes("--no-prof")
+const IDEAL_MS = Math.ceil(ITEMS / CONCURRENCY) * LATENCY_MS
+const COMMIT_INTERVAL = "5 millis" // the service's JOB_COMMIT_INTERVAL default
+const KOL = "101"
+
+// A collection between runs, so one step's garbage is not collected on the next step's time.
+setFlagsFromString("--expose-gc")
+const gcFn: unknown = runInNewContext("gc")
+const collectGarbage = () => {
+  if (typeof gcFn === "function") gcFn()
+}
+
+const postsFor = (run: string): ReadonlyArray<TrackedPost> =>
+  Array.from({ length: ITEMS }, (_, i) => ({ postId: `${run}-p${i}`, articleId: `${run}-a${i}`, kolSerial: KOL }))
+
+const median = (xs: ReadonlyArray<number>) => {
+  const sorted = [...xs].sort((a, b) => a - b)
+  return sorted[Math.floor(sorted.length / 2)] ?? NaN
+}
+
+class LedgerError extends Error {}
+const fail = (message: string) => Effect.die(new LedgerError(message))
+
+// ---- steps -----------------------------------------------------------------------------------------
+
+interface Measured {
+  /** CPU of the process doing the work (this one; the service's for step i), µs. */
+  readonly cpuUs: number
+  /** CPU of this process when it is only the client (step i), µs. */
+  readonly clientCpuUs?: number
+  readonly stubCpuUs: number | undefined
+  readonly wallMs: number
+}
+
+interface Step {
+  readonly id: string
+  readonly name: string
+  /** One run of the workload; `tag` makes the run's ids unique. */
+  readonly run: (tag: string) => Effect.Effect<void>
+  /** Profiles one run and returns its summary (default: the in-process inspector around `run`). */
+  readonly profile?: (tag: string) => Effect.Effect<Summary | undefined>
+  /** Where the work's CPU is measured (default this process). */
+  readonly workerPid?: () => number | undefined
+}
+
+const checkSucceeded = (what: string, succeeded: number) =>
+  succeeded === ITEMS ? Effect.void : fail(`${what}: ${succeeded} of ${ITEMS} succeeded`)
+
+const policy = { maxConcurrent: CONCURRENCY, attemptTimeout: "30 seconds" } as const
+
+const engineStep = <A>(id: string, name: string, task: (token: string) => Engine.Task<TrackedPost, A, never>): Step => ({
+  id,
+  name,
+  run: (tag) =>
+    Effect.gen(function* () {
+      const token = yield* Effect.promise(() => login(upstream().url))
+      const { summary } = yield* Engine.runWithSummary(postsFor(tag), task(token), policy, { idOf: (p) => p.postId })
+      yield* checkSucceeded(id, summary.succeeded)
+    })
+})
+
+// The stub, set once it runs (every step runs after that).
+let upstreamRef: { readonly url: string; readonly pid: number | undefined } = { url: "", pid: undefined }
+const upstream = () => upstreamRef
+
+const interactionsUrl = (articleId: string) => `${upstream().url}/articles/${encodeURIComponent(articleId)}/interactions`
+
+/** What a stored result costs to write besides its row: the interactions snapshot (kindRunner's effectOf). */
+const effectOf = (post: TrackedPost, result: ItemResult<Interactions>): ItemEffect | undefined =>
+  result.status === "succeeded"
+    ? { _tag: "Interactions", postId: post.postId, articleId: post.articleId, kolSerial: post.kolSerial, data: result.value }
+    : undefined
+
+interface Write {
+  readonly result: ItemResult<unknown>
+  readonly effect: ItemEffect | undefined
+}
+
+type Save = (jobId: string, batch: ReadonlyArray<Write>) => Effect.Effect<ReadonlyArray<StoredItem>, never>
+
+/**
+ * The processor run (step d) with its finished results handed to a result writer as a job run does
+ * (`kindRunner` → `PartRun`): `save` stores a batch, `published` (step h) gets each stored item.
+ */
+const writerRun = (
+  processor: InteractionsProcessor["Type"],
+  tag: string,
+  prepare: (jobId: string, posts: ReadonlyArray<TrackedPost>) => Effect.Effect<void>,
+  save: Save,
+  publish?: (jobId: string, stored: StoredItem, counts: ReturnType<typeof emptyTally>) => Effect.Effect<void>
+) =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const posts = postsFor(tag)
+      const jobId = `ledger-${tag}`
+      yield* prepare(jobId, posts)
+      const counts = emptyTally(posts.length)
+      const writer = yield* ResultWriter.make<Write, StoredItem>({
+        save: (batch) => save(jobId, batch),
+        onStored: (stored) =>
+          publish === undefined
+            ? Effect.void
+            : Effect.forEach(stored, (item) => {
+                tally(counts, item.result.status)
+                return publish(jobId, item, counts)
+              }, { discard: true }),
+        commitInterval: COMMIT_INTERVAL,
+        retry: ResultWriter.retryWithin("1 second"),
+        reports: { failed: () => Effect.void, succeeded: Effect.void, release: Effect.void },
+        annotations: { job: jobId }
+      })
+      const { summary } = yield* processor.run(posts, { maxConcurrent: CONCURRENCY }, {
+        runId: jobId,
+        onEvent: (event) => {
+          if (event._tag !== "ItemFinished") return Effect.void
+          const post = posts[event.result.index]
+          return writer.offer({ result: event.result, effect: post === undefined ? undefined : effectOf(post, event.result) })
+        }
+      })
+      yield* Effect.orDie(writer.end)
+      yield* checkSucceeded("writer run", summary.succeeded)
+    })
+  )
+
+/** Kept so the serialisation cannot be optimised away. */
+let serialisedBytes = 0
+
+/** Step e's "store": what saveItems writes per row and per snapshot, serialised, no database. */
+const serialiseOnly: Save = (_jobId, batch) =>
+  Effect.sync(() =>
+    batch.map((w, i) => {
+      serialisedBytes += JSON.stringify(w.result).length
+      if (w.effect?._tag === "Interactions") serialisedBytes += JSON.stringify(w.effect.data).length
+      return { index: w.result.index, seq: i, result: w.result }
+    })
+  )
+
+const storeSave =
+  (store: JobStore): Save =>
+  (jobId, batch) =>
+    Effect.orDie(store.saveItems(jobId, batch, Date.now()))
+
+const createJob = (store: JobStore) => (jobId: string, posts: ReadonlyArray<TrackedPost>) =>
+  Effect.orDie(
+    store.createJob({
+      id: jobId,
+      kind: "interactions",
+      inputs: posts,
+      options: { maxConcurrent: CONCURRENCY },
+      idempotencyKey: undefined,
+      requestHash: undefined,
+      createdAt: Date.now()
+    })
+  )
+
+// ---- measuring -------------------------------------------------------------------------------------
+
+const measureOnce = (step: Step, tag: string): Effect.Effect<Measured> =>
+  Effect.gen(function* () {
+    collectGarbage()
+    const worker = step.workerPid?.()
+    const stub0 = procCpuUs(upstream().pid)
+    const worker0 = procCpuUs(worker)
+    const self0 = process.cpuUsage()
+    const t0 = performance.now()
+    yield* step.run(tag)
+    const wallMs = performance.now() - t0
+    const self = process.cpuUsage(self0)
+    const stub1 = procCpuUs(upstream().pid)
+    const worker1 = procCpuUs(worker)
+    const selfUs = self.user + self.system
+    const stubCpuUs = stub0 === undefined || stub1 === undefined ? undefined : stub1 - stub0
+    if (worker === undefined) return { cpuUs: selfUs, stubCpuUs, wallMs }
+    return { cpuUs: (worker1 ?? 0) - (worker0 ?? 0), clientCpuUs: selfUs, stubCpuUs, wallMs }
+  })
+
+const inspectorProfile = (step: Step, tag: string): Effect.Effect<Summary | undefined> =>
+  Effect.acquireUseRelease(
+    Effect.promise(async () => {
+      const session = new Session()
+      session.connect()
+      await session.post("Profiler.enable")
+      await session.post("Profiler.setSamplingInterval", { interval: 250 })
+      await session.post("Profiler.start")
+      return session
+    }),
+    (session) =>
+      Effect.gen(function* () {
+        yield* step.run(tag)
+        const { profile } = yield* Effect.promise(() => session.post("Profiler.stop"))
+        const decoded = decodeProfile(profile)
+        return Either.isRight(decoded) ? summarise(decoded.right) : undefined
+      }),
+    (session) => Effect.promise(async () => session.disconnect())
+  )
+
+interface Row {
+  readonly step: string
+  readonly name: string
+  readonly cpuUsPerItem: number
+  readonly cpuUsPerItemRuns: ReadonlyArray<number>
+  readonly clientCpuUsPerItem?: number
+  readonly stubCpuUsPerItem: number | undefined
+  readonly wallMs: number
+  readonly wallMsRuns: ReadonlyArray<number>
+  readonly skipped?: string
+}
+
+const perItem = (us: number) => Math.round((10 * us) / ITEMS) / 10
+
+const runStep = (step: Step) =>
+  Effect.gen(function* () {
+    process.stdout.write(`${step.id.padEnd(3)} ${step.name} … `)
+    yield* step.run(`${step.id}-warm`)
+    const runs: Array<Measured> = []
+    for (let r = 0; r < REPS; r++) runs.push(yield* measureOnce(step, `${step.id}-r${r}`))
+    const cpu = runs.map((m) => perItem(m.cpuUs))
+    const walls = runs.map((m) => Math.round(m.wallMs))
+    const stub = runs.flatMap((m) => (m.stubCpuUs === undefined ? [] : [perItem(m.stubCpuUs)]))
+    const client = runs.flatMap((m) => (m.clientCpuUs === undefined ? [] : [perItem(m.clientCpuUs)]))
+    const row: Row = {
+      step: step.id,
+      name: step.name,
+      cpuUsPerItem: median(cpu),
+      cpuUsPerItemRuns: cpu,
+      ...(client.length === 0 ? {} : { clientCpuUsPerItem: median(client) }),
+      stubCpuUsPerItem: stub.length === 0 ? undefined : median(stub),
+      wallMs: median(walls),
+      wallMsRuns: walls
+    }
+    console.log(`${row.cpuUsPerItem} µs/item (${cpu.join(" / ")}), ${row.wallMs} ms (${walls.join(" / ")})`)
+    if (PROFILE) {
+      const summary = yield* (step.profile ?? ((tag: string) => inspectorProfile(step, tag)))(`${step.id}-prof`)
+      if (summary !== undefined) {
+        const dir = path.join(root, "bench-results/ledger-profiles")
+        mkdirSync(dir, { recursive: true })
+        writeFileSync(
+          path.join(dir, `${step.id}.txt`),
+          render(
+            `bench:ledger step ${step.id}: ${step.name}`,
+            summary,
+            `${ITEMS} items × ${LATENCY_MS} ms @ ${CONCURRENCY}; one run under the sampling profiler (250 µs), node ${process.version}`
+          )
+        )
+      }
+    }
+    return row
+  })
+
+// ---- the service (step i) --------------------------------------------------------------------------
+
+const startService = (dataDir: string, execArgv: ReadonlyArray<string> = []) =>
+  Effect.acquireRelease(
+    Effect.promise(() =>
+      startProcess(
+        [...execArgv, path.join(root, "dist/src/main.js")],
+        { HOST: "127.0.0.1", PORT: "0", DATA_DIR: dataDir, ...upstreamEnv(upstream().url) },
+        /listening on (http:\/\/\S+)/
+      )
+    ),
+    ({ child }) => Effect.promise(() => stop(child))
+  )
+
+/** Posts the batch as an async job and reads its NDJSON event stream to the end. */
+const viaService = (baseUrl: string, tag: string) =>
+  Effect.gen(function* () {
+    const posted = yield* Effect.promise(() =>
+      fetch(`${baseUrl}/api/interactions/fetch-all-interactions`, {
+        method: "POST",
+        headers: { "content-type": "application/json", prefer: "respond-async" },
+        body: JSON.stringify({ posts: postsFor(tag), maxConcurrent: CONCURRENCY })
+      })
+    )
+    const location = posted.headers.get("location")
+    yield* Effect.promise(() => posted.arrayBuffer())
+    if (posted.status !== 202 || location === null) return yield* fail(`service answered ${posted.status} without a Location`)
+    const events = yield* Effect.promise(() =>
+      fetch(new URL(`${location.replace(/\/$/, "")}/events`, baseUrl), { headers: { accept: "application/x-ndjson" } })
+    )
+    const text = yield* Effect.promise(() => events.text())
+    const lines = text.split("\n").filter((l) => l !== "")
+    const last = lines[lines.length - 1] ?? ""
+    const succeeded = /"succeeded":(\d+)/.exec(last)?.[1]
+    yield* checkSucceeded(`service (last event ${last.slice(0, 120)})`, Number(succeeded))
+  })
+
+const serviceProfile = (tag: string): Effect.Effect<Summary | undefined> =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const profDir = path.join(root, ".scratch/ledger-prof")
+      rmSync(profDir, { recursive: true, force: true })
+      mkdirSync(profDir, { recursive: true })
+      const dataDir = mkdtempSync(path.join(os.tmpdir(), "pp-ledger-prof-"))
+      const window = yield* Effect.scoped(
+        Effect.gen(function* () {
+          const { match: url } = yield* startService(dataDir, ["--cpu-prof", `--cpu-prof-dir=${profDir}`, "--cpu-prof-interval=250"])
+          yield* viaService(url, `${tag}-warm`)
+          const fromUs = Number(process.hrtime.bigint() / 1000n)
+          yield* viaService(url, tag)
+          return { fromUs, toUs: Number(process.hrtime.bigint() / 1000n) }
+        })
+      )
+      rmSync(dataDir, { recursive: true, force: true })
+      const file = readdirSync(profDir).find((f) => f.endsWith(".cpuprofile"))
+      if (file === undefined) return undefined
+      const decoded = decodeProfile(JSON.parse(readFileSync(path.join(profDir, file), "utf8")))
+      if (Either.isLeft(decoded)) return undefined
+      // The profile's clock is the monotonic clock process.hrtime reads: keep the profiled batch only.
+      const windowed = summarise(decoded.right, window)
+      return windowed.samples > 0 ? windowed : summarise(decoded.right)
+    })
+  )
+
+// ---- the program -----------------------------------------------------------------------------------
+
+const upstreamLayers = (url: string) =>
+  Layer.mergeAll(
+    NodeHttpClient.layerUndici,
+    UpstreamConfig.allAt(url),
+    KolCredentials.fromRecord({ [KOL]: { email: "kol101@example.com", password: Redacted.make("pw-101") } })
+  )
+
+const processorLayer = (url: string) =>
+  InteractionsProcessor.layer.pipe(
+    Layer.provideMerge(ForumClient.layer),
+    Layer.provideMerge(
+      UpstreamBudgets.layer.pipe(Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(unboundedBudgets))))))
+    ),
+    Layer.provide(CircuitBreakerRegistry.layer),
+    Layer.provideMerge(upstreamLayers(url))
+  )
+
+const program = Effect.gen(function* () {
+  const stub = yield* Effect.acquireRelease(
+    Effect.promise(() => startProcess([path.join(root, "dist/scripts/stub-upstream.js")], { LATENCY_MS: String(LATENCY_MS) }, /listening (\d+)/)),
+    ({ child }) => Effect.promise(() => stop(child))
+  )
+  upstreamRef = { url: `http://127.0.0.1:${stub.match}`, pid: stub.child.pid }
+  const url = upstream().url
+  const context = yield* Layer.build(processorLayer(url))
+  const client = yield* Effect.provide(HttpClient.HttpClient, context)
+  const forum = yield* Effect.provide(ForumClient, context)
+  const processor = yield* Effect.provide(InteractionsProcessor, context)
+  const tmp = mkdtempSync(path.join(os.tmpdir(), "pp-ledger-"))
+  yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(tmp, { recursive: true, force: true })))
+
+  // Built in the program's scope: the store's connection lives until the end.
+  const storeAt = (where: Database.DatabaseLocation) =>
+    Effect.map(Layer.build(JobStore.Default.pipe(Layer.provide(Database.layer(where)))), (built) => Context.get(built, JobStore))
+  const sqliteStore = yield* Effect.orDie(storeAt({ dialect: "sqlite", filename: path.join(tmp, "ledger.db") }))
+
+  const wanted = (id: string) => ONLY === undefined || ONLY.has(id)
+  const skipped: Array<Row> = []
+  const pgStore = wanted("g")
+    ? yield* Effect.gen(function* () {
+        const server = yield* postgres
+        const dbUrl = yield* createDatabase(server.url, "ledger")
+        return yield* storeAt({ dialect: "pg", url: Redacted.make(dbUrl), display: "ledger" })
+      }).pipe(
+        Effect.tapError((e) => Effect.sync(() => skipped.push(skippedRow("g", "+ group commit to PostgreSQL", `no PostgreSQL: ${e.message}`)))),
+        Effect.option
+      )
+    : undefined
+
+  const events = yield* JobEvents.make
+  const steps: ReadonlyArray<Step> = [
+    {
+      id: "a",
+      name: "p-limit + undici (floor)",
+      run: (tag) => Effect.asVoid(Effect.promise(() => pLimitUndici(url, postsFor(tag).map((p) => p.articleId), CONCURRENCY)))
+    },
+    engineStep("b", "engine, no-op task (no call)", () => () => Effect.succeed({ views: 0, likes: 0, comments: 0, shares: 0 })),
+    engineStep("b2", "engine + undici call (the floor's call)", (token) => (post) =>
+      Effect.tryPromise({
+        try: async (signal) => {
+          const response = await request(interactionsUrl(post.articleId), { headers: { authorization: `Bearer ${token}` }, signal })
+          const body: unknown = await response.body.json()
+          return { status: response.statusCode, body }
+        },
+        catch: () => new Transient({ message: "undici call failed" })
+      }).pipe(
+        Effect.filterOrFail(
+          (answer) => answer.status === 200,
+          (answer) => new Transient({ message: `upstream answered ${answer.status}` })
+        ),
+        Effect.map((answer) => answer.body)
+      )
+    ),
+    engineStep("c1", "engine + HttpClient + response.json", (token) => (post) =>
+      client.execute(HttpClientRequest.get(interactionsUrl(post.articleId)).pipe(HttpClientRequest.bearerToken(token))).pipe(
+        Effect.flatMap((response) => response.json),
+        Effect.mapError(() => new Transient({ message: "HttpClient call failed" }))
+      )
+    ),
+    engineStep("c2", "+ callJson (classification + Schema decode)", (token) => (post) =>
+      callJson(
+        client,
+        HttpClientRequest.get(interactionsUrl(post.articleId)).pipe(HttpClientRequest.bearerToken(token)),
+        Interactions,
+        "ledger"
+      )
+    ),
+    engineStep("c3", "+ ForumClient (token cache, span)", () => (post) => forum.interactions(post.kolSerial, post.articleId)),
+    {
+      id: "d",
+      name: "+ processor policy (budget, breaker, retry)",
+      run: (tag) =>
+        Effect.flatMap(processor.run(postsFor(tag), { maxConcurrent: CONCURRENCY }), ({ summary }) => checkSucceeded("d", summary.succeeded))
+    },
+    {
+      id: "e",
+      name: "+ result writer, serialised (no DB)",
+      run: (tag) => writerRun(processor, tag, () => Effect.void, serialiseOnly)
+    },
+    {
+      id: "f",
+      name: "+ group commit to SQLite",
+      run: (tag) => writerRun(processor, tag, createJob(sqliteStore), storeSave(sqliteStore))
+    },
+    ...(pgStore === undefined || pgStore._tag === "None"
+      ? []
+      : [
+          {
+            id: "g",
+            name: "+ group commit to PostgreSQL (instead of f)",
+            run: (tag: string) => writerRun(processor, tag, createJob(pgStore.value), storeSave(pgStore.value))
+          }
+        ]),
+    {
+      id: "h",
+      name: "f + events to one stream subscriber",
+      run: (tag) =>
+        Effect.scoped(
+          Effect.gen(function* () {
+            const jobId = `ledger-${tag}`
+            const queue = yield* events.subscribe(jobId)
+            // The follower: takes every event as a stream reader would, until the last progress.
+            const follower = yield* Effect.forkScoped(
+              Effect.iterate(0, {
+                while: (seen) => seen < ITEMS,
+                body: (seen) =>
+                  Effect.map(Queue.takeBetween(queue, 1, Number.MAX_SAFE_INTEGER), (chunk) => {
+                    let n = seen
+                    for (const event of chunk) if (event.type === "item") n++
+                    return n
+                  })
+              })
+            )
+            yield* writerRun(processor, tag, createJob(sqliteStore), storeSave(sqliteStore), (job, item, counts) =>
+              Effect.forEach(itemEvents(job, item, counts, { inFlight: 0 }), events.publish, { discard: true })
+            )
+            yield* Effect.asVoid(follower.await)
+          })
+        )
+    }
+  ]
+
+  // Step i: the service, measured in its own process.
+  const serviceDir = mkdtempSync(path.join(os.tmpdir(), "pp-ledger-svc-"))
+  const serviceScope = yield* Scope.make()
+  yield* Effect.addFinalizer(() =>
+    Effect.zipRight(Scope.close(serviceScope, Exit.void), Effect.sync(() => rmSync(serviceDir, { recursive: true, force: true })))
+  )
+  const service = wanted("i") ? yield* Scope.extend(startService(serviceDir), serviceScope) : undefined
+  const serviceStep: ReadonlyArray<Step> =
+    service === undefined
+      ? []
+      : [
+          {
+            id: "i",
+            name: "the service: HTTP API, durable job, SQLite, event stream",
+            run: (tag) => viaService(service.match, tag),
+            workerPid: () => service.child.pid,
+            profile: serviceProfile
+          }
+        ]
+
+  const rows: Array<Row> = []
+  console.log(
+    `\nbench:ledger — ${ITEMS} items × ${LATENCY_MS} ms @ ${CONCURRENCY} (ideal ${IDEAL_MS} ms), median of ${REPS} after a warm-up (node ${process.version}, ${os.cpus().length} cores, load ${os.loadavg().map((l) => l.toFixed(1)).join(" ")})\n`
+  )
+  for (const step of [...steps, ...serviceStep]) {
+    if (!wanted(step.id)) continue
+    rows.push(yield* runStep(step))
+  }
+  rows.push(...skipped)
+  report(rows)
+  console.log(`(step e serialised ${serialisedBytes} bytes in all)`)
+}).pipe(Effect.scoped)
+
+const skippedRow = (step: string, name: string, reason: string): Row => ({
+  step,
+  name,
+  cpuUsPerItem: NaN,
+  cpuUsPerItemRuns: [],
+  stubCpuUsPerItem: undefined,
+  wallMs: NaN,
+  wallMsRuns: [],
+  skipped: reason
+})
+
+/** What each step is compared with: the step it adds a layer to. */
+const previousOf: Record<string, string> = { b: "a", b2: "b", c1: "b2", c2: "c1", c3: "c2", d: "c3", e: "d", f: "e", g: "e", h: "f", i: "h" }
+
+const report = (rows: ReadonlyArray<Row>) => {
+  const byId = new Map(rows.map((r) => [r.step, r]))
+  const floor = byId.get("a")
+  const fmt = (n: number | undefined, digits = 1) => (n === undefined || Number.isNaN(n) ? "—" : n.toFixed(digits))
+  console.log(
+    `\nstep  layer                                              CPU µs/item   Δ prev   spread        stub µs/item   wall ms   × ideal   × floor wall   × floor CPU`
+  )
+  const table = rows.map((r) => {
+    const prev = byId.get(previousOf[r.step] ?? "")
+    const delta = prev === undefined ? undefined : r.cpuUsPerItem - prev.cpuUsPerItem
+    const spread = r.cpuUsPerItemRuns.length === 0 ? "" : `${Math.min(...r.cpuUsPerItemRuns)}–${Math.max(...r.cpuUsPerItemRuns)}`
+    const line = {
+      ...r,
+      deltaCpuUsPerItem: delta === undefined ? undefined : Math.round(delta * 10) / 10,
+      previous: prev?.step,
+      xIdeal: Math.round((1000 * r.wallMs) / IDEAL_MS) / 1000,
+      xFloorWall: floor === undefined ? undefined : Math.round((1000 * r.wallMs) / floor.wallMs) / 1000,
+      xFloorCpu: floor === undefined ? undefined : Math.round((1000 * r.cpuUsPerItem) / floor.cpuUsPerItem) / 1000
+    }
+    console.log(
+      `${r.step.padEnd(5)} ${r.name.slice(0, 50).padEnd(50)} ${fmt(r.cpuUsPerItem).padStart(11)} ${(delta === undefined ? "" : (delta >= 0 ? "+" : "") + fmt(delta)).padStart(8)}   ${spread.padEnd(13)} ${fmt(r.stubCpuUsPerItem).padStart(12)} ${fmt(r.wallMs, 0).padStart(9)} ${fmt(line.xIdeal, 3).padStart(9)} ${fmt(line.xFloorWall, 3).padStart(14)} ${fmt(line.xFloorCpu, 2).padStart(13)}` +
+        (r.skipped === undefined ? "" : `  skipped: ${r.skipped}`) +
+        (r.clientCpuUsPerItem === undefined ? "" : `  (bench client ${r.clientCpuUsPerItem} µs/item)`)
+    )
+    return line
+  })
+  // Issue 13's target: the engine with the project's upstream client, in-process, ≤ 1.05 × p-limit + undici.
+  const targets = ["c3", "d"].flatMap((id) => {
+    const r = byId.get(id)
+    if (r === undefined || floor === undefined) return []
+    const wall = r.wallMs / floor.wallMs
+    const cpu = r.cpuUsPerItem / floor.cpuUsPerItem
+    console.log(
+      `target (issue 13) ${id}: engine + the project's upstream client ≤ 1.05 × p-limit + undici — wall ${wall.toFixed(3)} ${wall <= 1.05 ? "✓ pass" : "✗ FAIL"}, CPU ${cpu.toFixed(2)} ${cpu <= 1.05 ? "✓ pass" : "✗ FAIL"}`
+    )
+    return [{ step: id, wallRatio: Math.round(wall * 1000) / 1000, cpuRatio: Math.round(cpu * 100) / 100, wallPass: wall <= 1.05, cpuPass: cpu <= 1.05 }]
+  })
+  mkdirSync(path.join(root, "bench-results"), { recursive: true })
+  writeFileSync(
+    path.join(root, "bench-results/ledger-latest.json"),
+    JSON.stringify(
+      {
+        at: new Date().toISOString(),
+        node: process.version,
+        cores: os.cpus().length,
+        loadavg: os.loadavg(),
+        workload: { items: ITEMS, latencyMs: LATENCY_MS, concurrency: CONCURRENCY, idealMs: IDEAL_MS, reps: REPS },
+        rows: table,
+        targets
+      },
+      null,
+      2
+    )
+  )
+}
+
+Effect.runPromise(program).catch((error: unknown) => {
+  console.error(error)
+  process.exitCode = 1
+})
