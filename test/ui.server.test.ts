@@ -204,6 +204,17 @@ describe("the dashboard's files", () => {
     }).pipe(Effect.provide(serviceLayer())), 60_000)
 })
 
+describe("the dashboard's files, missing", () => {
+  it.live("a UI_DIR that does not exist costs the page (404), not the service", () =>
+    Effect.gen(function* () {
+      const base = yield* url
+      expect((yield* raw(`${base}/`)).status).toBe(404)
+      expect((yield* raw(`${base}/ui/app.js`)).status).toBe(404)
+      expect((yield* raw(`${base}/ui/vendor/preact.js`)).status).toBe(200)
+      expect((yield* raw(`${base}/api/instances`)).status).toBe(200)
+    }).pipe(Effect.provide(serviceLayer({ env: { UI_DIR: path.join(os.tmpdir(), "pp-ui-does-not-exist") } }))), 60_000)
+})
+
 describe("the dashboard's API", () => {
   it.live("GET /api/instances alone on the embedded database: this process, alive", () =>
     withUi(

@@ -167,17 +167,26 @@ const uiRoot = Effect.gen(function* () {
   const path = yield* Path.Path
   const configured = yield* Config.option(Config.string("UI_DIR"))
   if (Option.isSome(configured)) return Option.some(path.resolve(configured.value))
-  const project = yield* packageRoot(path.dirname(fileURLToPath(import.meta.url)))
+  const project = yield* packageRoot(path.dirname(fileURLToPath(import.meta.url))).pipe(
+    Effect.orElseSucceed(() => Option.none<string>())
+  )
   return Option.map(project, (dir) => path.join(dir, "ui"))
 })
 
-/** Everything the dashboard serves, by URL path; read once. */
+/** Everything the dashboard serves, by URL path; read once. Fails only on an invalid `UI_DIR`. */
 export const load = Effect.gen(function* () {
   const fs = yield* FileSystem.FileSystem
   const root = yield* uiRoot
   const assets = new Map<string, Asset>()
-  if (Option.isSome(root) && (yield* fs.exists(root.value))) {
-    for (const [url, a] of yield* uiAssets(root.value)) assets.set(url, a)
+  if (Option.isSome(root)) {
+    // An unreadable ui/ costs the page, not the service: the API starts all the same.
+    const found = yield* fs.exists(root.value).pipe(
+      Effect.flatMap((exists) => (exists ? uiAssets(root.value) : Effect.succeed(new Map<string, Asset>()))),
+      Effect.catchAll((error) =>
+        Effect.logWarning(`dashboard: could not read ${root.value}`, error.message).pipe(Effect.as(new Map<string, Asset>()))
+      )
+    )
+    for (const [url, a] of found) assets.set(url, a)
   }
   // Vendor files win over anything at ui/vendor/.
   for (const [url, a] of yield* vendorAssets) assets.set(url, a)
