@@ -216,7 +216,7 @@ describe("the dashboard's files, missing", () => {
 })
 
 describe("the dashboard's API", () => {
-  it.live("GET /api/instances alone on the embedded database: this process, alive", () =>
+  it.live("GET /api/instances alone on the embedded database: this process, alive; both routes in /openapi.json", () =>
     withUi(
       Effect.gen(function* () {
         const base = yield* url
@@ -228,6 +228,9 @@ describe("the dashboard's API", () => {
         expect(me).toMatchObject({ id: "local", alive: true, self: true })
         expect(Date.parse(me?.startedAt ?? "")).toBeLessThanOrEqual(Date.parse(me?.lastSeen ?? ""))
         expect(Math.abs(Date.now() - Date.parse(me?.lastSeen ?? ""))).toBeLessThan(5_000)
+        // Both routes the page uses are in the published contract.
+        const spec = json(yield* raw(`${base}/openapi.json`))
+        expect(spec).toMatchObject({ paths: { "/api/instances": { get: {} }, "/api/upstreams/history": { get: {} } } })
       })
     ), 60_000)
 
