@@ -6,15 +6,15 @@
  * by input index, so nothing read twice can show twice. The stream is closed when the page is left.
  */
 import { h } from "preact"
-import { useEffect, useMemo, useRef, useState } from "preact/hooks"
+import { useEffect, useRef, useState } from "preact/hooks"
 import htm from "htm"
 import { describeError, request } from "./api.js"
-import { axes, Chart, fromZero, padHalf, palette } from "./charts.js"
-import { Badge, ErrorNote, Progress, TableWrap } from "./components.js"
+import { Badge, ErrorNote, Progress } from "./components.js"
 import { followJobEvents } from "./events.js"
 import { duration, rate, shortId, time } from "./format.js"
 import { useNow } from "./hooks.js"
-import { ResultValue } from "./values.js"
+import { JobCharts } from "./job-charts.js"
+import { ResultsTable } from "./results.js"
 
 const html = htm.bind(h)
 
@@ -24,8 +24,6 @@ const html = htm.bind(h)
 /** @typedef {import("./types.js").ItemResult} ItemResult */
 /** @typedef {import("./types.js").JobEvent} JobEvent */
 
-/** Rows rendered at first; more on request (a job holds up to 10,000 items). */
-const ROWS_STEP = 500
 /** Throughput is measured over this recent window while the job runs. */
 const THROUGHPUT_WINDOW_MS = 10_000
 
@@ -76,107 +74,6 @@ const etaText = (live, now, perSecond) => {
   return duration((remaining / perSecond) * 1000)
 }
 
-/** @param {{ result: ItemResult, kind: import("./types.js").JobKind | undefined }} props */
-const ResultRow = ({ result, kind }) => {
-  const [open, setOpen] = useState(false)
-  const detailId = `result-detail-${result.index}`
-  const hasValue = result.status === "succeeded"
-  return html`
-    <tr data-testid="result-row" data-index=${result.index} class=${open ? "open" : ""}>
-      <td class="num">${result.index}</td>
-      <td class="mono">${result.id ?? ""}</td>
-      <td><${Badge} status=${result.status} testid="result-status" /></td>
-      <td class="num" data-testid="result-attempts">${result.attempts}</td>
-      <td class="num" data-testid="result-duration">${duration(result.durationMs)}</td>
-      <td data-testid="result-error" class="error-cell">
-        ${result.status === "succeeded"
-          ? null
-          : html`<strong>${result.error.type}</strong> <span>${result.error.message}</span>${
-              result.error.retryAfterMs === undefined ? null : html` <span class="muted small">(retry after ${duration(result.error.retryAfterMs)})</span>`}`}
-      </td>
-      <td>
-        ${hasValue
-          ? html`<button type="button" class="link" data-testid="result-expand" aria-expanded=${open} aria-controls=${detailId}
-              onClick=${() => setOpen((o) => !o)}>${open ? "Hide" : "Show"}<span class="sr-only"> value of item ${result.index}</span></button>`
-          : null}
-      </td>
-    </tr>
-    ${open && result.status === "succeeded"
-      ? html`<tr class="detail" id=${detailId}><td colspan="7"><div data-testid="result-value"><${ResultValue} kind=${kind} value=${result.value} /></div></td></tr>`
-      : null}
-  `
-}
-
-/**
- * The x axis ticks whole numbers only (input indexes).
- * @param {import("uplot").Axis[]} list
- */
-const integerX = ([x, ...rest]) => [{ ...x, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000] }, ...rest]
-
-/** @param {{ live: Live, version: number }} props */
-const Charts = ({ live, version }) => {
-  const colors = palette()
-  const completions = useMemo(() => {
-    /** @type {[number[], number[]]} */
-    const data = [[], []]
-    const start = live.timeline[0]?.[0] ?? 0
-    let lastX = 0
-    for (const [at, completed] of live.timeline) {
-      const x = Math.max((at - start) / 1000, lastX) // uPlot needs x ascending; clocks may disagree slightly
-      data[0].push(x)
-      data[1].push(completed)
-      lastX = x
-    }
-    return data
-  }, [version])
-  const latency = useMemo(() => {
-    /** @type {[number[], (number | null)[], (number | null)[]]} */
-    const data = [[], [], []]
-    const sorted = [...live.results.values()].sort((a, b) => a.index - b.index)
-    for (const r of sorted) {
-      data[0].push(r.index)
-      data[1].push(r.status === "succeeded" ? r.durationMs / 1000 : null)
-      data[2].push(r.status === "succeeded" ? null : r.durationMs / 1000)
-    }
-    return data
-  }, [version])
-  const points = { show: true, size: 5 }
-  return html`
-    <div class="charts">
-      <${Chart}
-        testid="chart-completions"
-        title="Completions over time"
-        summary=${`Completed items over time, ${live.job?.completed ?? 0} so far`}
-        data=${completions}
-        note=${live.timeline.length <= 2 && live.job !== undefined && ended(live.job)
-          ? "The job ended before this page opened: only its start and end are known."
-          : undefined}
-        options=${{
-          scales: { x: { time: false }, y: { range: fromZero } },
-          axes: axes("items", "seconds since start"),
-          legend: { show: false },
-          series: [{}, { label: "completed", stroke: colors[0], width: 2, fill: `${colors[0]}22`, points: { show: false } }]
-        }}
-      />
-      <${Chart}
-        testid="chart-latency"
-        title="Item latency (s) by input index"
-        summary="Each finished item's duration in seconds, by its position in the input"
-        data=${latency}
-        options=${{
-          scales: { x: { time: false, range: padHalf }, y: { range: fromZero } },
-          axes: integerX(axes("seconds", "input index")),
-          series: [
-            { label: "item" },
-            { label: "succeeded", stroke: colors[2], paths: () => null, points },
-            { label: "failed", stroke: colors[1], paths: () => null, points }
-          ]
-        }}
-      />
-    </div>
-  `
-}
-
 /** @param {{ id: string }} props */
 export const JobPage = ({ id }) => {
   const live = useRef(emptyLive())
@@ -184,7 +81,6 @@ export const JobPage = ({ id }) => {
   const [error, setError] = useState(/** @type {string | undefined} */ (undefined))
   const [cancelError, setCancelError] = useState(/** @type {string | undefined} */ (undefined))
   const [cancelling, setCancelling] = useState(false)
-  const [rows, setRows] = useState(ROWS_STEP)
 
   useEffect(() => {
     const controller = new AbortController()
@@ -321,7 +217,6 @@ export const JobPage = ({ id }) => {
 
   const perSecond = throughput(live.current, now)
   const sorted = [...live.current.results.values()].sort((a, b) => a.index - b.index)
-  const shown = sorted.slice(0, rows)
   return html`
     <section aria-labelledby="job-title">
       <p class="crumbs"><a href="#/">Jobs</a> / <span class="mono">${shortId(job.id)}</span></p>
@@ -354,21 +249,10 @@ export const JobPage = ({ id }) => {
           ].filter((s) => s !== undefined).join(" · ") || "processor defaults"}</dd></div>
         </dl>
       </div>
-      <${Charts} live=${live.current} version=${version} />
+      <${JobCharts} timeline=${live.current.timeline} results=${sorted} completed=${job.completed}
+        endedBeforeOpen=${ended(job) && live.current.timeline.length <= 2} version=${version} />
       <h2>Results <span class="muted small">(${sorted.length} of ${job.total} finished, in input order)</span></h2>
-      <${TableWrap} label="Results">
-        <table class="table" data-testid="results-table">
-          <thead><tr><th scope="col" class="num">#</th><th scope="col">Id</th><th scope="col">Status</th><th scope="col" class="num">Attempts</th>
-            <th scope="col" class="num">Duration</th><th scope="col">Error</th><th scope="col"><span class="sr-only">Value</span></th></tr></thead>
-          <tbody>
-            ${shown.map((r) => html`<${ResultRow} key=${r.index} result=${r} kind=${job.kind} />`)}
-            ${sorted.length === 0 ? html`<tr><td colspan="7" class="empty">No item has finished yet.</td></tr>` : null}
-          </tbody>
-        </table>
-      <//>
-      ${sorted.length > rows
-        ? html`<p><button type="button" onClick=${() => setRows((n) => n + ROWS_STEP)}>Show ${Math.min(ROWS_STEP, sorted.length - rows)} more rows</button></p>`
-        : null}
+      <${ResultsTable} results=${sorted} kind=${job.kind} />
     </section>
   `
 }
