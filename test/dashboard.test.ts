@@ -159,8 +159,11 @@ const eventRequests = (page: Page, id: string) => {
   return seen
 }
 
-/** Waits until the job page shows some rows but not all, its bar neither empty nor full (one look at the page). */
-const partFinished = (page: Page, total: number) =>
+/**
+ * Waits until the job page shows at least `atLeast` rows but not all, its bar neither empty nor full
+ * (one look at the page).
+ */
+const partFinished = (page: Page, total: number, atLeast = 1) =>
   waitUntil(
     page,
     "wait for a part-finished job",
@@ -168,7 +171,7 @@ const partFinished = (page: Page, total: number) =>
       const bar = document.querySelector('[data-testid="job-progress"]')
       const percent = Number(bar && bar.getAttribute("data-percent"))
       const rows = document.querySelectorAll('[data-testid="result-row"]').length
-      return percent > 0 && percent < 100 && rows > 0 && rows < ${total}
+      return percent > 0 && percent < 100 && rows >= ${atLeast} && rows < ${total}
     })()`
   )
 
@@ -269,7 +272,7 @@ layer(env, { timeout: "180 seconds", excludeTestServices: true })("dashboard in 
         const id = decodeURIComponent(new URL(page.url()).hash.replace(/^#\/jobs\//, ""))
 
         // Mid-run, in one look at the page: some rows but not all, the bar neither empty nor full.
-        yield* partFinished(page, items.length)
+        yield* partFinished(page, items.length, items.length / 4)
         yield* screenshot(page, "04-job-running")
 
         yield* visible(page, `${tid("job-progress")}[data-percent="100"]`)
@@ -292,8 +295,16 @@ layer(env, { timeout: "180 seconds", excludeTestServices: true })("dashboard in 
 
         expect((yield* getJob(id)).status).toBe("completed")
         yield* use("back to the list", () => page.getByTestId("nav-jobs").click({ timeout: T }))
-        yield* hasText(page, `${tid("job-row")}[data-job-id="${id}"] ${tid("job-status")}`, /completed/)
-        yield* screenshot(page, "07-jobs-with-one")
+        const row = `${tid("job-row")}[data-job-id="${id}"]`
+        yield* hasText(page, `${row} ${tid("job-status")}`, /completed/)
+        // A job started elsewhere shows up without a reload; the kind filter hides what it does not match.
+        const other = yield* submitInteractions({ posts: posts("elsewhere", 2) })
+        yield* visible(page, `${tid("job-row")}[data-job-id="${other}"]`)
+        yield* screenshot(page, "07-jobs-list")
+        yield* use("filter intraday", () => page.getByTestId("filter-kind").selectOption("intraday_triggers", { timeout: T }))
+        yield* use("wait for the row to go", () => page.locator(row).waitFor({ state: "detached", timeout: T }))
+        yield* use("filter interactions", () => page.getByTestId("filter-kind").selectOption("interactions", { timeout: T }))
+        yield* visible(page, row)
         yield* assertClean
       }))
 
@@ -429,6 +440,7 @@ layer(env, { timeout: "180 seconds", excludeTestServices: true })("dashboard in 
         const row = page.locator(`${tid("processor-row")}[data-name="interactions"]`)
         yield* use("fill maxConcurrent", () => row.getByTestId("processor-maxConcurrent").fill(String(target), { timeout: T }))
         yield* use("save", () => row.getByTestId("processor-save").click({ timeout: T }))
+        yield* use("wait for Saved", () => row.getByRole("status").filter({ hasText: /saved/i }).waitFor({ state: "visible", timeout: T }))
         yield* eventually(
           Effect.flatMap(processors, (all) =>
             all.find((p) => p.name === "interactions")?.maxConcurrent === target ? Effect.void : Effect.fail("not yet")
@@ -485,6 +497,16 @@ layer(env, { timeout: "180 seconds", excludeTestServices: true })("dashboard in 
         yield* use("open /", () => page.goto("/"))
         yield* visible(page, tid("api-key-form"))
         yield* screenshot(page, "16-api-key-prompt")
+        // A wrong key is answered 401 again: the prompt stays.
+        yield* use("enter a wrong key", () => page.getByTestId("api-key-input").fill("not-the-key", { timeout: T }))
+        const refused = use("wait for a 401", () => page.waitForResponse(
+            (response) => response.status() === 401 && response.request().headers()["authorization"] === "Bearer not-the-key",
+            { timeout: T }
+          ))
+        yield* Effect.zip(refused, use("submit the wrong key", () => page.getByTestId("api-key-submit").click({ timeout: T })), {
+          concurrent: true
+        })
+        yield* visible(page, tid("api-key-form"))
         yield* use("enter the key", () => page.getByTestId("api-key-input").fill(key, { timeout: T }))
         yield* use("submit the key", () => page.getByTestId("api-key-submit").click({ timeout: T }))
         yield* visible(page, `${tid("job-row")}[data-job-id="${id}"]`)
