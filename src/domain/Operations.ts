@@ -66,7 +66,10 @@ export const InstanceView = Schema.Struct({
   id: Schema.String,
   /** Where the other runners reach it (`RUNNER_HOST:RUNNER_PORT`), in a cluster. */
   address: Schema.optionalWith(Schema.String, { exact: true }),
-  /** Marked healthy by the cluster and seen within the runners' lock expiration. */
+  /**
+   * Marked healthy by the cluster and seen within the runners' lock expiration. The instance that
+   * answers can be `false` too: its heartbeat is late, and the others may take its shards.
+   */
   alive: Schema.Boolean,
   /** The instance that answered this request. */
   self: Schema.Boolean,
