@@ -124,8 +124,12 @@ const App = () => {
   // A new key remounts the page so everything it shows is read again with the key.
   const [generation, setGeneration] = useState(0)
   const main = useRef(/** @type {HTMLElement | null} */ (null))
+  const firstRoute = useRef(true)
   useEffect(() => {
     document.title = `${titles[route.name]} · parallel-processor`
+    // After a navigation (not the first load) keyboard and screen-reader users start at the new content.
+    if (firstRoute.current) firstRoute.current = false
+    else main.current?.focus()
   }, [route])
   return html`
     <a class="skip" href="#main" onClick=${(/** @type {MouseEvent} */ e) => { e.preventDefault(); main.current?.focus() }}>Skip to content</a>

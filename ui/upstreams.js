@@ -232,7 +232,7 @@ export const UpstreamsPage = () => {
         <table class="table" data-testid="upstreams-table">
           <thead><tr><th scope="col">Upstream</th><th scope="col" class="num">Limit</th><th scope="col" class="num">Ceiling</th>
             <th scope="col" class="num">In flight</th><th scope="col" class="num">Waiting</th><th scope="col" class="num">Cooldown</th>
-            <th scope="col" class="num">429s</th><th scope="col">Algorithm</th></tr></thead>
+            <th scope="col" class="num">Throttled (429)</th><th scope="col">Algorithm</th></tr></thead>
           <tbody>
             ${(upstreams ?? []).map((u) => html`<${UpstreamRow} key=${u.key} upstream=${u} now=${now} />`)}
             ${upstreams === undefined ? html`<tr><td colspan="8" class="empty">Loading…</td></tr>` : null}
