@@ -324,7 +324,8 @@ layer(env, { timeout: "180 seconds", excludeTestServices: true })("dashboard in 
         yield* screenshot(page, "08-job-cancelled")
         const job = yield* getJob(id)
         expect(job.status).toBe("cancelled")
-        expect(job.cancelled).toBeGreaterThanOrEqual(5)
+        // 5 s a call, one at a time: at most the first one or two finished before the click.
+        expect(job.cancelled).toBeGreaterThanOrEqual(4)
         yield* assertClean
       }))
 

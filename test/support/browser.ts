@@ -12,7 +12,7 @@
  *   const { page, assertClean } = yield* openPage(browser, { baseURL: url })
  *   yield* use("open the jobs list", () => page.goto("/"))
  */
-import { Context, Data, Duration, Effect, Exit, Layer, type Scope } from "effect"
+import { Context, Data, Duration, Effect, Exit, Layer, Schedule, type Scope } from "effect"
 import { execFile } from "node:child_process"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
@@ -99,7 +99,13 @@ export const installDebianPackage: Effect.Effect<void, BrowserError> = Effect.ge
   // Another test worker (the PostgreSQL support, say) may hold the dpkg lock: wait for it instead of failing.
   const lock = ["-o", "DPkg::Lock::Timeout=600"]
   yield* Effect.logInfo(`browser test support: ${DEFAULT_PATH} not found; running \`apt-get update\``)
-  yield* run("apt-get", [...lock, "update"], "10 minutes", env)
+  // DPkg::Lock::Timeout covers dpkg's lock, not the package lists' one that a concurrent update holds: retry that.
+  yield* run("apt-get", [...lock, "update"], "10 minutes", env).pipe(
+    Effect.retry({
+      while: (e) => /Could not get lock/i.test(e.message),
+      schedule: Schedule.spaced(Duration.seconds(5)).pipe(Schedule.upTo(Duration.minutes(5)))
+    })
+  )
   yield* Effect.logInfo(
     `browser test support: running \`apt-get install -y --no-install-recommends ${PACKAGE} ${FONTS}\` (DEBIAN_FRONTEND=noninteractive)`
   )
