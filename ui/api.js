@@ -26,9 +26,16 @@ const KEY_STORAGE = "parallel-processor.apiKey"
 /** What the connection indicator shows: set by every call and by the event streams. */
 export const connection = createStore(/** @type {ConnectionStatus} */ ("live"))
 
-// The browser knows first when the network is gone; the next answer from the service says it is back.
+// The browser knows first when the network is gone. Back online, one look at /health (open, tiny)
+// says whether the service is reachable again, so a page that polls nothing does not stay "offline".
 addEventListener("offline", () => connection.set("offline"))
-addEventListener("online", () => connection.set("reconnecting"))
+addEventListener("online", () => {
+  connection.set("reconnecting")
+  fetch("/health", { cache: "no-store" }).then(
+    (response) => connection.set(response.ok ? "live" : "reconnecting"),
+    () => connection.set("offline")
+  )
+})
 
 /** True while the service has answered 401 and no (new) key was entered: the app shows the prompt. */
 export const keyRequired = createStore(false)
