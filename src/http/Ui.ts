@@ -120,7 +120,7 @@ const vendorAssets = Effect.gen(function* () {
   for (const [url, pkg, file] of vendorFiles) {
     const loaded = yield* Effect.try(() => require.resolve(pkg)).pipe(
       Effect.flatMap((entry) => packageRoot(path.dirname(entry), pkg)),
-      Effect.flatMap((root) => root),
+      Effect.flatMap((root) => root), // an Option: none fails
       Effect.flatMap((root) => fs.readFile(path.join(root, file))),
       Effect.option
     )
