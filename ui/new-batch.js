@@ -22,6 +22,7 @@ const html = htm.bind(h)
  * @property {string} itemsLabel what the textarea holds
  * @property {"body" | "query"} limitsIn where the route takes its limits
  * @property {string | undefined} wrap the body field the items go in (the intraday route takes a bare array)
+ * @property {boolean} optionalItems the route may be called without items
  * @property {unknown[]} example
  */
 
@@ -33,6 +34,7 @@ const routes = {
     itemsLabel: "Posts (JSON array of { postId, articleId, kolSerial })",
     limitsIn: "body",
     wrap: "posts",
+    optionalItems: true,
     example: Array.from({ length: 12 }, (_, i) => ({ postId: `p${i + 1}`, articleId: `a${i + 1}`, kolSerial: "101" }))
   },
   post_generation: {
@@ -41,6 +43,7 @@ const routes = {
     itemsLabel: "Requests (JSON array of { kolSerial, stockCode, stockName?, trigger?, persona?, prompt? })",
     limitsIn: "body",
     wrap: "requests",
+    optionalItems: false,
     example: [
       { kolSerial: "101", stockCode: "2330", stockName: "台積電", trigger: "漲停" },
       { kolSerial: "101", stockCode: "2317", stockName: "鴻海", trigger: "爆量" },
@@ -54,6 +57,7 @@ const routes = {
     itemsLabel: "Trigger configs (JSON array of { triggerKey, limit?, newsKeywords? })",
     limitsIn: "query",
     wrap: undefined,
+    optionalItems: false,
     example: [
       { triggerKey: "limit_up" },
       { triggerKey: "volume_surge", limit: 5 },
@@ -115,7 +119,8 @@ export const NewBatchPage = () => {
     /** @type {unknown} */
     let items
     try {
-      items = JSON.parse(drafts[kind])
+      // Empty means "no items given": the interactions route then fetches every tracked post.
+      items = drafts[kind].trim() === "" && route.optionalItems ? undefined : JSON.parse(drafts[kind])
     } catch (cause) {
       setFormError(`The JSON is not valid: ${cause instanceof Error ? cause.message : String(cause)}`)
       return
@@ -135,7 +140,10 @@ export const NewBatchPage = () => {
       path += query({ maxConcurrent: maxConcurrent.trim(), timeoutSeconds: timeoutSeconds.trim(), priority })
     } else {
       // A pasted whole body (an object) is sent as it is, with the form's limits on top.
-      const base = typeof items === "object" && items !== null && !Array.isArray(items) ? items : { [route.wrap ?? "items"]: items }
+      const base =
+        items === undefined ? {}
+        : typeof items === "object" && items !== null && !Array.isArray(items) ? items
+        : { [route.wrap ?? "items"]: items }
       body = { ...base, ...limits }
     }
     setSubmitting(true)
@@ -189,6 +197,7 @@ export const NewBatchPage = () => {
               const value = e.currentTarget.value
               setDrafts((d) => ({ ...d, [kind]: value }))
             }}></textarea>
+          ${route.optionalItems ? html`<p class="hint small">Leave it empty to fetch every tracked post with an articleId.</p>` : null}
           <div id="error-body">
             ${bodyPaths.map((path) => html`<${FieldErrors} key=${path} issues=${issues} field=${path} id=${`error-${path}`} />`)}
           </div>
