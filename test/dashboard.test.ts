@@ -1,11 +1,12 @@
 /**
  * The dashboard in a real browser: Debian's chromium-headless-shell driven by playwright-core against
  * the real service (a child process, SQLite in a temp DATA_DIR) calling an in-process sandbox whose
- * knobs slow or throttle the upstreams. One service serves the whole file (its start-up costs ~10 s);
- * the API-key test starts a second one with API_KEY set. Every test asserts the page logged no
- * console error or warning, threw nothing and had no request fail, and saves a screenshot under
- * test-results/dashboard/ for a reviewer. Waits are Playwright's auto-waiting locators with
- * timeouts sized for a loaded 2-core CI machine, never fixed sleeps.
+ * knobs slow or throttle the upstreams. One service serves the whole file (a start-up costs 10-25 s
+ * on a loaded machine) and a second one with API_KEY set serves the key prompt's test; both start
+ * at once with the file, next to the browser. Every test asserts the page logged no console error or
+ * warning, threw nothing and had no request fail (but those its scenario causes, listed), and saves
+ * a screenshot under test-results/dashboard/ for a reviewer. Waits are Playwright's auto-waiting
+ * locators, or a poll of the page, with timeouts sized for a loaded 2-core CI machine; no fixed sleeps.
  */
 import { describe, expect, layer } from "@effect/vitest"
 import { Context, Duration, Effect, Exit, Layer, Schedule, Schema } from "effect"
