@@ -1,10 +1,10 @@
 /**
  * A headless Chromium for browser tests, with no manual setup step and no browser download.
  *
- * `chromium` finds Debian's `chromium-headless-shell` (`CHROMIUM_PATH` overrides the path), installing
- * the package with apt-get when it is missing and the process runs as root (as test/support/postgres.ts
- * does for PostgreSQL: a fresh CI machine has Debian's registry but no browser), and launches it with
- * playwright-core for the lifetime of the scope. `openPage` gives a page in its own context that
+ * `chromiumBrowser` (or `Chromium.layer`) finds Debian's `chromium-headless-shell` (`CHROMIUM_PATH`
+ * overrides the path), installing the package with apt-get when it is missing and the process runs as
+ * root (as test/support/postgres.ts does for PostgreSQL: a fresh CI machine has Debian's registry but
+ * no browser), and launches it with playwright-core for the lifetime of the scope. `openPage` gives a page in its own context that
  * records every console error or warning, uncaught page error and failed request, so a test can
  * assert that none happened; `screenshot` saves `test-results/dashboard/<name>.png` for a reviewer.
  *
