@@ -2,14 +2,16 @@
  * A circuit breaker per upstream key: stops hammering an upstream that keeps failing, lets a bounded
  * number of probes through after a recovery time, and closes again when a probe succeeds.
  *
- * The state is a tagged union in a `Ref`; the decision *when to open* is a pluggable `OpenRule`
+ * The state is a tagged union held by the breaker (every change is one synchronous step, so no `Ref`
+ * is needed, and the engine can admit and report without running an effect while it is closed —
+ * `tryAcquireNow`/`releaseNow`); the decision *when to open* is a pluggable `OpenRule`
  * (consecutive failures, failure rate over a time window, or both). Only failures that say "the
  * upstream is unhealthy" (transient, timeout) count; callers report each outcome through `release`.
  *
  * The open rules live in internal/breakerRules.ts (re-exported here). What is left, ~320 lines, is
  * the breaker's public types and one state machine (`makeWith`), kept together.
  */
-import { Cause, Clock, Duration, Effect, Exit, Metric, Option, PubSub, Ref, type Scope, Stream } from "effect"
+import { Cause, Clock, Duration, Effect, Exit, Metric, Option, PubSub, type Scope, Stream } from "effect"
 import { dual } from "effect/Function"
 import { CircuitOpen } from "./Errors.js"
 import * as EngineMetrics from "./EngineMetrics.js"
@@ -90,6 +92,16 @@ export interface CircuitBreaker {
    * on the breaker's clock) saves a clock read when the caller already has one.
    */
   readonly release: (permit: Permit, outcome: Outcome, at?: number) => Effect.Effect<void>
+  /**
+   * `acquire` without running an effect, for the engine's per-attempt path: the permit while the
+   * breaker is closed (which changes nothing), else `undefined` — then use `acquire`.
+   */
+  readonly tryAcquireNow: () => Permit | undefined
+  /**
+   * `release` applied at once; the returned effect announces the transition it caused, and is
+   * `Effect.void` itself when there was none (the common case, which then costs no effect).
+   */
+  readonly releaseNow: (permit: Permit, outcome: Outcome, at?: number) => Effect.Effect<void>
   readonly snapshot: Effect.Effect<Snapshot>
   /** State changes from whenever the stream starts running. */
   readonly changes: Stream.Stream<Transition>
@@ -129,7 +141,13 @@ export const makeWith = (
     const halfOpenRetryMs = Duration.toMillis(settings.halfOpenRetryAfter)
     const maxProbes = Math.max(1, settings.halfOpenProbes)
     const now0 = yield* Clock.currentTimeMillis
-    const ref = yield* Ref.make<BreakerState>({ _tag: "Closed", generation: 0, since: now0, rule: rule.initial(now0) })
+    let state: BreakerState = { _tag: "Closed", generation: 0, since: now0, rule: rule.initial(now0) }
+    /** Applies a `Ref.modify`-style step to the state at once. */
+    const modify = <B>(f: (s: BreakerState) => readonly [B, BreakerState]): B => {
+      const [b, next] = f(state)
+      state = next
+      return b
+    }
     const gauge = EngineMetrics.breakerState(key)
     const transitionCounter = (to: BreakerStatus) => EngineMetrics.breakerTransitions(key, to)
     yield* Metric.set(gauge, 0)
@@ -168,8 +186,8 @@ export const makeWith = (
         message: `circuit breaker for ${key} is open; retry in ${Math.ceil(ms / 1000)} s`
       })
 
-    const acquire: Effect.Effect<Permit, CircuitOpen> = Effect.flatMap(
-      Ref.modify(ref, (s): readonly [Decision, BreakerState] => {
+    const acquire: Effect.Effect<Permit, CircuitOpen> = Effect.suspend(() => {
+      const decision = modify((s): readonly [Decision, BreakerState] => {
         switch (s._tag) {
           case "Closed":
             return [closedPermit(s.generation), s]
@@ -183,17 +201,23 @@ export const makeWith = (
             if (s.probes >= maxProbes) return [{ rejectMs: halfOpenRetryMs }, s]
             return [{ probe: true, generation: s.generation }, { ...s, probes: s.probes + 1 }]
         }
-      }),
-      (decision) => {
-        if ("generation" in decision) return Effect.succeed(decision)
-        if ("rejectMs" in decision) return Effect.fail(reject(decision.rejectMs))
-        return Effect.as(announce(decision.from, "half_open", decision.at), decision.permit)
-      }
-    )
+      })
+      if ("generation" in decision) return Effect.succeed(decision)
+      if ("rejectMs" in decision) return Effect.fail(reject(decision.rejectMs))
+      return Effect.as(announce(decision.from, "half_open", decision.at), decision.permit)
+    })
 
-    const release = (permit: Permit, outcome: Outcome, at?: number): Effect.Effect<void> =>
-      Effect.flatMap(
-        Ref.modify(ref, (s): readonly [Transition | undefined, BreakerState] => {
+    const tryAcquireNow = (): Permit | undefined => (state._tag === "Closed" ? closedPermit(state.generation) : undefined)
+
+    const releaseNow = (permit: Permit, outcome: Outcome, at?: number): Effect.Effect<void> => {
+      const current = state
+      if (current._tag === "Closed" && outcome === "success" && current.generation === permit.generation) {
+        // The common case, without the tuple of the general step.
+        const next = current.rule.onSuccess(at ?? clock.unsafeCurrentTimeMillis())
+        if (next !== current.rule) state = { _tag: "Closed", generation: current.generation, since: current.since, rule: next }
+        return Effect.void
+      }
+      const transition = modify((s): readonly [Transition | undefined, BreakerState] => {
           if (s.generation !== permit.generation) return [undefined, s]
           switch (s._tag) {
             case "Closed": {
@@ -231,11 +255,15 @@ export const makeWith = (
             case "Open":
               return [undefined, s]
           }
-        }),
-        (transition) => (transition === undefined ? Effect.void : announce(transition.from, transition.to, transition.at))
-      )
+        })
+      return transition === undefined ? Effect.void : announce(transition.from, transition.to, transition.at)
+    }
 
-    const snapshot: Effect.Effect<Snapshot> = Effect.map(Ref.get(ref), (s): Snapshot => {
+    const release = (permit: Permit, outcome: Outcome, at?: number): Effect.Effect<void> =>
+      Effect.suspend(() => releaseNow(permit, outcome, at))
+
+    const snapshot: Effect.Effect<Snapshot> = Effect.sync((): Snapshot => {
+        const s = state
         const now = clock.unsafeCurrentTimeMillis()
         const base = { key, status: statusOf(s._tag), since: s.since }
         switch (s._tag) {
@@ -249,8 +277,8 @@ export const makeWith = (
       })
 
     const override = (to: { readonly _tag: "Open"; readonly until: number } | { readonly _tag: "Closed" }) =>
-      Effect.flatMap(
-        Ref.modify(ref, (s): readonly [Transition | undefined, BreakerState] => {
+      Effect.suspend(() => {
+        const transition = modify((s): readonly [Transition | undefined, BreakerState] => {
           const now = clock.unsafeCurrentTimeMillis()
           if (to._tag === "Open") {
             if (s._tag === "Open" && s.until === to.until) return [undefined, s]
@@ -262,17 +290,19 @@ export const makeWith = (
             { key, from: statusOf(s._tag), to: "closed", at: now },
             { _tag: "Closed", generation: s.generation + 1, since: now, rule: rule.initial(now) }
           ]
-        }),
-        (transition) => (transition === undefined ? Effect.void : announce(transition.from, transition.to, transition.at, true))
-      )
+        })
+        return transition === undefined ? Effect.void : announce(transition.from, transition.to, transition.at, true)
+      })
 
     return {
       key,
       acquire,
       release,
+      tryAcquireNow,
+      releaseNow,
       snapshot,
       override,
-      openUntil: Effect.map(Ref.get(ref), (s) => (s._tag === "Open" ? s.until : undefined)),
+      openUntil: Effect.sync(() => (state._tag === "Open" ? state.until : undefined)),
       changes: Stream.fromPubSub(transitions).pipe(Stream.filter((t) => t.key === key)),
       subscribe: Effect.map(PubSub.subscribe(transitions), (queue) =>
         Stream.fromQueue(queue).pipe(Stream.filter((t) => t.key === key))

@@ -142,9 +142,10 @@ export function stream<I, A, E, R, R2>(
   policy: Partial<Policy.Policy> = {},
   options: RunOptions<I, A> = {}
 ): Stream.Stream<ItemResult<A>, E, R | R2> {
-  return throughMailbox<I, A, E, R | R2, ItemResult<A>>(items, task, policy, options.runId, (runId, mailbox) =>
-    executeOptions(runId, options, (batch) => Effect.asVoid(mailbox.offerAll(batch)), options.onEvent)
-  )
+  return throughMailbox<I, A, E, R | R2, ItemResult<A>>(items, task, policy, options.runId, (runId, mailbox) => ({
+    ...executeOptions(runId, options, (batch) => Effect.asVoid(mailbox.offerAll(batch)), options.onEvent),
+    offerNow: (result) => mailbox.unsafeOffer(result)
+  }))
 }
 
 /**

@@ -4,6 +4,12 @@
  * budget, the breaker, the rate limiter, then the task; `AttemptContext.guard` for the calls inside
  * the task; and the bookkeeping after it — the result, the breaker's permit, a retry.
  *
+ * The worker runs it (worker.ts): `begin` starts the attempt and returns what to run interruptibly,
+ * `onSuccess`/`onFailure` account for it and return what is left to run — `Effect.void` itself in
+ * the common case, which then costs the worker no effect at all. With nothing to wait for before the
+ * call (no budget, no rate limiter, no observer, a closed breaker) `begin` returns the task's own
+ * effect: every effect between the worker and the task was a measurable share of an immediate item.
+ *
  * The attempt's timeout covers the call itself, not the waits for admission: its clock starts once
  * admitted and pauses while the task waits for a guarded call's admission. A drain turns back an
  * attempt that would start its call after the drain began.
@@ -16,7 +22,7 @@ import { AttemptTimeout, countsAgainstBreaker, errorTypeOf, type TaskError } fro
 import { finalize } from "./outbox.js"
 import { failure, stoppedResult, success } from "./results.js"
 import { onError } from "./retry.js"
-import { counts, emitEvent, startCalling, stopCalling, wakeWatchdog, type RunState, type Slot } from "./state.js"
+import { counts, emitEvent, startCalling, stopCalling, wakeWatchdog, type RunState, type Slot, type Unit } from "./state.js"
 import type { Task, Upstream } from "./types.js"
 
 const noTags = EngineMetrics.noExtraTags
@@ -64,8 +70,15 @@ const guardFor = <I, A, E>(run: RunState<I, A, E>, slot: Slot<I>) => (upstream: 
   }
 }
 
-/** The call for whatever unit `slot` holds, through the run's budget, breaker and rate limiter. */
-const makeCall = <I, A, E, R>(run: RunState<I, A, E>, task: Task<I, A, R>, slot: Slot<I>): Effect.Effect<A, TaskError, R> => {
+/**
+ * The call for the unit `slot` holds, through the run's budget, breaker and rate limiter: called as
+ * the attempt begins, it returns the effect to run (the task's own when nothing stands before it).
+ */
+const makeCall = <I, A, E, R>(
+  run: RunState<I, A, E>,
+  task: Task<I, A, R>,
+  slot: Slot<I>
+): ((unit: Unit<I>) => Effect.Effect<A, TaskError, R>) => {
   const { breaker, rateLimiter, budget } = run.policy
   const started = emitEvent(run, () => ({
     _tag: "ItemStarted",
@@ -78,9 +91,8 @@ const makeCall = <I, A, E, R>(run: RunState<I, A, E>, task: Task<I, A, R>, slot:
   }))
   const timedOut = () => slot.timedOut
   const guard = guardFor(run, slot)
-  const call = Effect.suspend(() => {
-    const unit = slot.unit
-    if (unit === undefined) return Effect.dieMessage("internal: attempt without an item")
+  /** `at`: the time, when the caller has just read the clock. */
+  const callNow = (unit: Unit<I>, at: number | undefined): Effect.Effect<A, TaskError, R> => {
     if (run.draining) {
       // Admitted (or past the rate limiter) after a drain began: the call does not go out.
       slot.turnedBack = true
@@ -90,10 +102,19 @@ const makeCall = <I, A, E, R>(run: RunState<I, A, E>, task: Task<I, A, R>, slot:
     // The timeout covers the call itself, not the wait for admission, the breaker or the rate limiter.
     if (!slot.calling) {
       startCalling(run, slot)
-      slot.attemptDeadline = run.now() + run.timeoutMs
+      slot.attemptDeadline = (at ?? run.now()) + run.timeoutMs
       wakeWatchdog(run)
     }
-    return task(unit.item, { index: unit.index, id: unit.id, attempt: unit.attempts, timedOut, guard })
+    try {
+      return task(unit.item, { index: unit.index, id: unit.id, attempt: unit.attempts, timedOut, guard })
+    } catch (defect) {
+      // What `Effect.suspend` makes of a task that throws instead of returning an effect.
+      return Effect.die(defect)
+    }
+  }
+  const call = Effect.suspend(() => {
+    const unit = slot.unit
+    return unit === undefined ? Effect.dieMessage("internal: attempt without an item") : callNow(unit, undefined)
   })
   const limited = rateLimiter === undefined ? call : rateLimiter(call)
   const body = run.onEvent === undefined ? limited : Effect.zipRight(started, limited)
@@ -104,15 +125,26 @@ const makeCall = <I, A, E, R>(run: RunState<I, A, E>, task: Task<I, A, R>, slot:
           slot.permit = permit
           return body
         })
-  if (budget === undefined) return breakered
   const admitted = () => {
     slot.budget = budget
   }
-  return budget.admit(run.tenant, {
-    onAdmit: admitted,
-    timedOut,
-    ...(run.maxRetryAfterMs === undefined ? {} : { maxCooldownMs: run.maxRetryAfterMs })
-  })(breakered)
+  const general =
+    budget === undefined
+      ? breakered
+      : budget.admit(run.tenant, {
+          onAdmit: admitted,
+          timedOut,
+          ...(run.maxRetryAfterMs === undefined ? {} : { maxCooldownMs: run.maxRetryAfterMs })
+        })(breakered)
+  if (budget !== undefined || rateLimiter !== undefined || run.onEvent !== undefined) return () => general
+  // Called as the attempt begins, at `slot.attemptStart`.
+  if (breaker === undefined) return (unit) => callNow(unit, slot.attemptStart)
+  return (unit) => {
+    const permit = breaker.tryAcquireNow()
+    if (permit === undefined) return general
+    slot.permit = permit
+    return callNow(unit, slot.attemptStart)
+  }
 }
 
 const release = <I, A, E>(run: RunState<I, A, E>, slot: Slot<I>, outcome: Outcome, at: number): Effect.Effect<void> => {
@@ -120,7 +152,7 @@ const release = <I, A, E>(run: RunState<I, A, E>, slot: Slot<I>, outcome: Outcom
   const permit = slot.permit
   if (breaker === undefined || permit === undefined) return Effect.void
   slot.permit = undefined
-  return breaker.release(permit, outcome, at)
+  return breaker.releaseNow(permit, outcome, at)
 }
 
 /** Ends the attempt's bookkeeping; returns the time it ended. */
@@ -177,9 +209,18 @@ const afterFailure = <I, A, E>(run: RunState<I, A, E>, slot: Slot<I>, cause: Cau
   )
 }
 
+/** One attempt of whatever unit its worker holds, in three steps (see the header). */
+export interface Attempt<A, R> {
+  /** Starts the attempt of the unit the slot holds; returns what the worker runs interruptibly. */
+  readonly begin: () => Effect.Effect<A, TaskError, R>
+  /** Accounts for the attempt; returns what is left to run (`Effect.void` when nothing). */
+  readonly onSuccess: (value: A) => Effect.Effect<void>
+  readonly onFailure: (cause: Cause.Cause<TaskError>) => Effect.Effect<void>
+}
+
 /** One attempt of the unit `slot` holds, then its bookkeeping. Built once per worker. */
-export const makeAttempt = <I, A, E, R>(run: RunState<I, A, E>, task: Task<I, A, R>, slot: Slot<I>): Effect.Effect<void, never, R> => {
-  const call = makeCall(run, task, slot)
+export const makeAttempt = <I, A, E, R>(run: RunState<I, A, E>, task: Task<I, A, R>, slot: Slot<I>): Attempt<A, R> => {
+  const callFor = makeCall(run, task, slot)
   const successes = run.metrics.attemptOutcome("success")
   const onFailure = (cause: Cause.Cause<TaskError>) => afterFailure(run, slot, cause)
   const onSuccess = (value: A): Effect.Effect<void> => {
@@ -190,9 +231,9 @@ export const makeAttempt = <I, A, E, R>(run: RunState<I, A, E>, task: Task<I, A,
     finalize(run, unit, success(unit, value, at))
     return release(run, slot, "success", at)
   }
-  return Effect.uninterruptibleMask((restore) => {
+  const begin = (): Effect.Effect<A, TaskError, R> => {
     const unit = slot.unit
-    if (unit === undefined) return Effect.void
+    if (unit === undefined) return Effect.dieMessage("internal: attempt without an item")
     unit.tries++
     const start = run.now()
     if (unit.firstStart < 0) unit.firstStart = start
@@ -208,6 +249,7 @@ export const makeAttempt = <I, A, E, R>(run: RunState<I, A, E>, task: Task<I, A,
       // The clock starts once admitted (see makeCall).
       slot.attemptDeadline = Number.POSITIVE_INFINITY
     }
-    return Effect.matchCauseEffect(restore(call), { onFailure, onSuccess })
-  })
+    return callFor(unit)
+  }
+  return { begin, onSuccess, onFailure }
 }

@@ -6,6 +6,10 @@
  * result with it; whatever is left when the run stops is handed over by the run itself (`handOverRest`).
  *
  * Without observers (the plain `run`) a result is stored synchronously and the outbox stays empty.
+ * A stream without observers offers each result to its mailbox at once while the mailbox has room
+ * and the outbox is empty (so the order is kept): going through the flusher cost as much again as
+ * the rest of an immediate item, mostly in workers parked on a full outbox that the consumer, one
+ * fiber among a hundred busy workers, was slow to empty.
  */
 import { Effect } from "effect"
 import type { ItemResult } from "../ItemResult.js"
@@ -36,6 +40,8 @@ export const finalize = <I, A, E>(run: RunState<I, A, E>, unit: Unit<I>, result:
     collect(result)
     return
   }
+  const offerNow = run.offerNow
+  if (offerNow !== undefined && run.outbox.length === 0 && run.inHand.length === 0 && offerNow(result)) return
   run.unemitted++
   run.outbox.push(result)
   if (run.onEvent !== undefined) run.outboxProgress.push({ counts: counts(run), etaMs: etaMs(run) })

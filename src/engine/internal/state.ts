@@ -39,6 +39,8 @@ export interface RunState<I, A, E> {
   readonly onEvent: ((event: ProgressEvent<A>) => Effect.Effect<void>) | undefined
   /** Without observers a result needs no effect to hand over: it is stored synchronously. */
   readonly collect: ((result: ItemResult<A>) => void) | undefined
+  /** Without observers, a hand-over tried synchronously before the outbox (see outbox.ts). */
+  readonly offerNow: ((result: ItemResult<A>) => boolean) | undefined
   /** Number of input items, when known up front. */
   readonly total: number | undefined
   readonly tenant: Budget.Tenant
@@ -129,6 +131,7 @@ export const make = <I, A, E>(
       metrics: EngineMetrics.forRun(policy.name),
       onEvent,
       collect: onEvent === undefined ? options.collect : undefined,
+      offerNow: onEvent === undefined ? options.offerNow : undefined,
       total,
       tenant: policy.tenant ?? Budget.tenant(runId, policy.priority ?? "normal"),
       direct: policy.rateLimiter === undefined && policy.breaker === undefined && policy.budget === undefined,

@@ -45,6 +45,11 @@ export interface ExecuteOptions<I, A> {
   readonly onResults: (results: ReadonlyArray<ItemResult<A>>) => Effect.Effect<void>
   /** A synchronous stand-in for `onResults`, used when there is no `onEvent` (the plain `run`). */
   readonly collect?: (result: ItemResult<A>) => void
+  /**
+   * A synchronous hand-over tried first when there is no `onEvent` and nothing is waiting in the
+   * outbox (a stream's mailbox with room); `false` sends the result through the outbox.
+   */
+  readonly offerNow?: (result: ItemResult<A>) => boolean
   readonly onEvent: ((event: ProgressEvent<A>) => Effect.Effect<void>) | undefined
   readonly cancelled: Deferred.Deferred<void> | undefined
   /** Completed with the grace period when the run is to drain (see `RunControl.drain`). */

@@ -10,25 +10,60 @@ import { Cause, Deferred, Effect, Exit, Option } from "effect"
 import { makeAttempt } from "./attempt.js"
 import { outboxFull } from "./outbox.js"
 import type { Source } from "./source.js"
-import { checkDone, maxWaiting, newSlot, newUnit, parkIn, wakeAll, type RunState, type Slot } from "./state.js"
+import type { TaskError } from "../Errors.js"
+import { checkDone, maxWaiting, newSlot, newUnit, parkIn, wakeAll, type RunState, type Slot, type Unit } from "./state.js"
 import type { Task } from "./types.js"
 
 /** Yield to other fibers after this many units in a row (an iterable of immediate tasks never suspends). */
 const YIELD_EVERY = 64
 
+type Restore = <X, Y, Z>(effect: Effect.Effect<X, Y, Z>) => Effect.Effect<X, Y, Z>
+
+/**
+ * A worker's loop. It runs uninterruptibly, and only the attempt's call and the worker's waits are
+ * interruptible (`restore`): an item then costs one change of interruptibility instead of the two of
+ * a masked attempt inside an interruptible loop. A worker that was interrupted outside those (a
+ * timeout landing as its attempt ended) notices at the next interruption point: after an attempt
+ * that timed out or was interrupted, and every `YIELD_EVERY` units.
+ */
 const workerLoop = <I, A, E, R, RS>(
   run: RunState<I, A, E>,
   source: Source<I, E, RS>,
   task: Task<I, A, R>,
-  slot: Slot<I>
+  slot: Slot<I>,
+  restore: Restore
 ): Effect.Effect<void, E, R | RS> => {
   let sinceYield = 0
   const attempt = makeAttempt(run, task, slot)
-  const idleWait = parkIn(run.idle)
-  const fullWait = outboxFull(run)
-  const attemptThenStep = Effect.suspend(() => Effect.flatMap(attempt, afterUnit))
+  const idleWait = restore(parkIn(run.idle))
+  const fullWait = restore(outboxFull(run))
+  const yieldNow = restore(Effect.yieldNow())
+  const interruptionPoint = restore(Effect.void)
+  const afterUnit = (): Effect.Effect<void, E, R | RS> => {
+    // Results waiting for a stream's consumer: let it (one fiber among the workers) run before the
+    // outbox fills and parks every worker.
+    if (++sinceYield >= YIELD_EVERY || (run.outbox.length > 0 && run.offerNow !== undefined)) {
+      sinceYield = 0
+      return Effect.zipRight(yieldNow, step)
+    }
+    return step
+  }
+  const afterUnitLater = Effect.suspend(afterUnit)
+  const then = (rest: Effect.Effect<void>, interrupted: boolean): Effect.Effect<void, E, R | RS> => {
+    // A timed-out worker was interrupted by the watchdog: it ends here (and is replaced).
+    if (interrupted || slot.timedOut) return Effect.zipRight(rest, Effect.zipRight(interruptionPoint, step))
+    return rest === Effect.void ? afterUnit() : Effect.zipRight(rest, afterUnitLater)
+  }
+  const handlers = {
+    onSuccess: (value: A) => then(attempt.onSuccess(value), false),
+    onFailure: (cause: Cause.Cause<TaskError>) => then(attempt.onFailure(cause), Cause.isInterruptedOnly(cause))
+  }
+  const runUnit = (unit: Unit<I>): Effect.Effect<void, E, R | RS> => {
+    slot.unit = unit
+    return Effect.matchCauseEffect(restore(attempt.begin()), handlers)
+  }
   const pullAsync = Effect.flatMap(
-    Effect.onInterrupt(source.pull, () => Effect.sync(() => run.pulling--)),
+    restore(Effect.onInterrupt(source.pull, () => Effect.sync(() => run.pulling--))),
     (next) => {
       run.pulling--
       if (Option.isNone(next)) {
@@ -42,25 +77,14 @@ const workerLoop = <I, A, E, R, RS>(
         run.ready.push(unit)
         return step
       }
-      slot.unit = unit
-      return Effect.flatMap(attempt, afterUnit)
+      return runUnit(unit)
     }
   )
-  const afterUnit = (): Effect.Effect<void, E, R | RS> => {
-    if (++sinceYield >= YIELD_EVERY) {
-      sinceYield = 0
-      return Effect.zipRight(Effect.yieldNow(), step)
-    }
-    return step
-  }
   const step: Effect.Effect<void, E, R | RS> = Effect.suspend(() => {
     if (run.outbox.length >= run.maxOutbox) return Effect.zipRight(fullWait, step)
-    if (run.stopReason !== undefined || run.active > run.limit || run.draining) return Effect.void
+    if (run.stopReason !== undefined || run.teardown.started || run.active > run.limit || run.draining) return Effect.void
     const unit = run.ready.shift()
-    if (unit !== undefined) {
-      slot.unit = unit
-      return Effect.flatMap(attempt, afterUnit)
-    }
+    if (unit !== undefined) return runUnit(unit)
     if (!run.exhausted && run.waiting < maxWaiting(run)) {
       const pullSync = source.pullSync
       if (pullSync !== undefined) {
@@ -71,8 +95,7 @@ const workerLoop = <I, A, E, R, RS>(
           checkDone(run)
           return step
         }
-        slot.unit = newUnit(run, next.value)
-        return attemptThenStep
+        return runUnit(newUnit(run, next.value))
       }
       run.pulling++
       return pullAsync
@@ -93,7 +116,11 @@ const spawnWorker = <I, A, E, R, RS>(
     const slot = newSlot<I>()
     run.active++
     run.slots.add(slot)
-    const worker = Effect.interruptible(workerLoop(run, source, task, slot)).pipe(
+    // `interruptible` first: a replacement worker is started from a finalizer and would inherit its
+    // uninterruptibility, which `restore` would then bring back around the calls.
+    const worker = Effect.interruptible(
+      Effect.uninterruptibleMask((restore) => workerLoop(run, source, task, slot, restore))
+    ).pipe(
       Effect.onExit((exit) =>
         Effect.suspend(() => {
           run.active--
