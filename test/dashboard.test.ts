@@ -271,7 +271,8 @@ layer(env, { timeout: "180 seconds", excludeTestServices: true })("dashboard in 
         yield* use("click nav-upstreams", () => page.getByTestId("nav-upstreams").click({ timeout: T }))
         for (const key of ["forum", "llm", "market", "news"]) yield* visible(page, `${tid("upstream-row")}[data-key="${key}"]`)
         yield* visible(page, `${tid("processor-row")}[data-name="interactions"]`)
-        yield* visible(page, tid("breakers-table"))
+        yield* visible(page, tid("chart-upstream-limit"))
+        yield* visible(page, `${tid("breaker-row")}[data-key="forum"] ${tid("breaker-status")}`)
         yield* hasText(page, `${tid("instance-row")} ${tid("instance-alive")}`, /\S/)
         yield* screenshot(page, "03-upstreams")
         yield* assertClean
