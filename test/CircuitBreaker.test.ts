@@ -43,6 +43,39 @@ describe("CircuitBreaker", () => {
       expect((yield* b.snapshot).status).toBe("closed")
     }))
 
+  it.effect("tryAcquireNow/releaseNow: the closed permit without an effect; the change applies at once, the returned effect only announces it", () =>
+    Effect.gen(function* () {
+      const b = yield* CircuitBreaker.make("k", { rule: CircuitBreaker.consecutiveFailures(2), recoveryTimeout: "10 seconds" })
+      const transitions: Array<CircuitBreaker.Transition> = []
+      const changes = yield* b.subscribe
+      yield* Effect.forkScoped(Stream.runForEach(changes, (t) => Effect.sync(() => void transitions.push(t))))
+      const first = b.tryAcquireNow()
+      expect(first).toMatchObject({ probe: false })
+      if (first === undefined) return
+      // Nothing to announce: the very `Effect.void`, which the engine then skips.
+      expect(b.releaseNow(first, "success") === Effect.void).toBe(true)
+      const a = b.tryAcquireNow()
+      const c = b.tryAcquireNow()
+      if (a === undefined || c === undefined) return expect.unreachable()
+      expect(b.releaseNow(a, "failure") === Effect.void).toBe(true)
+      const announce = b.releaseNow(c, "failure")
+      // Open before the announcement runs: no permit without an effect, and `acquire` turns callers away.
+      expect(b.tryAcquireNow()).toBeUndefined()
+      expect(Exit.isFailure(yield* Effect.exit(b.acquire))).toBe(true)
+      yield* announce
+      yield* Effect.repeatN(Effect.yieldNow(), 10)
+      expect(transitions.map((t) => t.to)).toEqual(["open"])
+      // While open, and half-open, the engine goes through `acquire`.
+      yield* TestClock.adjust("10 seconds")
+      expect(b.tryAcquireNow()).toBeUndefined()
+      const probe = yield* b.acquire
+      expect(probe.probe).toBe(true)
+      expect(b.tryAcquireNow()).toBeUndefined()
+      yield* b.releaseNow(probe, "success")
+      expect((yield* b.snapshot).status).toBe("closed")
+      expect(b.tryAcquireNow()).toMatchObject({ probe: false })
+    }).pipe(Effect.scoped))
+
   it.effect("a failed probe re-opens it for another recovery period", () =>
     Effect.gen(function* () {
       const b = yield* CircuitBreaker.make("k", { rule: CircuitBreaker.consecutiveFailures(1), recoveryTimeout: "10 seconds" })

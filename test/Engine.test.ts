@@ -571,6 +571,21 @@ describe("streaming", () => {
       expect(pulled).toBeLessThan(100)
     }))
 
+  it.effect("a consumer slower than immediate tasks still gets every result exactly once", () =>
+    Effect.gen(function* () {
+      // Results go straight into the stream's buffer while it has room, through the outbox when it
+      // is full; the consumer yields on every result so that both happen many times.
+      const n = 3_000
+      const out = yield* Engine.stream(range(n), (i) => Effect.succeed(i), { maxConcurrent: 20 }).pipe(
+        Stream.tap(() => Effect.yieldNow()),
+        Stream.runCollect
+      )
+      const results = Chunk.toReadonlyArray(out)
+      expect(results.length).toBe(n)
+      expect(results.every((r) => r.status === "succeeded" && r.value === r.index)).toBe(true)
+      expect(new Set(results.map((r) => r.index)).size).toBe(n)
+    }))
+
   it.effect("a failing input stream fails the output stream after the items before it", () =>
     Effect.gen(function* () {
       const input = Stream.concat(Stream.fromIterable([1, 2]), Stream.fail("input broke" as const))
