@@ -7,7 +7,8 @@
  *   a   p-limit + undici (the floor: no engine, no policy, no storage)
  *   b   the engine with a no-op task (no call: the engine's bookkeeping alone)
  *   b2  the engine + the floor's undici call (engine bookkeeping on top of the floor)
- *   c1  the engine + Effect's HttpClient (undici) + response.json, no Schema
+ *   c1s the engine + Effect's HttpClient (undici) as the library sets it up (a span per request) + response.json
+ *   c1  the same client as the upstreams use it (src/upstream/tracing.ts: no span while nothing records them)
  *   c2  + callJson: status classification + the Interactions Schema decode
  *   c3  + ForumClient: the token cache, request build, the per-call span
  *   d   + the processor's policy: budget admission + breaker per call, its retry policy (bench:http's "engine in-process")
@@ -50,6 +51,7 @@ import { UpstreamBudgets } from "../src/upstream/Budgets.js"
 import { ForumClient } from "../src/upstream/Forum.js"
 import { callJson } from "../src/upstream/http.js"
 import { KolCredentials } from "../src/upstream/KolCredentials.js"
+import { clientForCalls } from "../src/upstream/tracing.js"
 import { UpstreamConfig } from "../src/upstream/UpstreamConfig.js"
 import { createDatabase, postgres } from "../test/support/postgres.js"
 import { login, pLimitUndici } from "./support/peers.js"
@@ -411,7 +413,8 @@ const program = Effect.gen(function* () {
   upstreamRef = { url: `http://127.0.0.1:${stub.match}`, pid: stub.child.pid }
   const url = upstream().url
   const context = yield* Layer.build(processorLayer(url))
-  const client = yield* Effect.provide(HttpClient.HttpClient, context)
+  const libraryClient = yield* Effect.provide(HttpClient.HttpClient, context)
+  const client = yield* clientForCalls(libraryClient)
   const forum = yield* Effect.provide(ForumClient, context)
   const processor = yield* Effect.provide(InteractionsProcessor, context)
   const tmp = mkdtempSync(path.join(os.tmpdir(), "pp-ledger-"))
@@ -459,7 +462,13 @@ const program = Effect.gen(function* () {
         Effect.map((answer) => answer.body)
       )
     ),
-    engineStep("c1", "engine + HttpClient + response.json", (token) => (post) =>
+    engineStep("c1s", "engine + HttpClient (span per request) + .json", (token) => (post) =>
+      libraryClient.execute(HttpClientRequest.get(interactionsUrl(post.articleId)).pipe(HttpClientRequest.bearerToken(token))).pipe(
+        Effect.flatMap((response) => response.json),
+        Effect.mapError(() => new Transient({ message: "HttpClient call failed" }))
+      )
+    ),
+    engineStep("c1", "engine + HttpClient, no span (as upstreams) + .json", (token) => (post) =>
       client.execute(HttpClientRequest.get(interactionsUrl(post.articleId)).pipe(HttpClientRequest.bearerToken(token))).pipe(
         Effect.flatMap((response) => response.json),
         Effect.mapError(() => new Transient({ message: "HttpClient call failed" }))
@@ -573,7 +582,7 @@ const skippedRow = (step: string, name: string, reason: string): Row => ({
 })
 
 /** What each step is compared with: the step it adds a layer to. */
-const previousOf: Record<string, string> = { b: "a", b2: "b", c1: "b2", c2: "c1", c3: "c2", d: "c3", e: "d", f: "e", g: "e", h: "f", i: "h" }
+const previousOf: Record<string, string> = { b: "a", b2: "b", c1s: "b2", c1: "b2", c2: "c1", c3: "c2", d: "c3", e: "d", f: "e", g: "e", h: "f", i: "h" }
 
 const report = (rows: ReadonlyArray<Row>) => {
   const byId = new Map(rows.map((r) => [r.step, r]))

@@ -15,14 +15,18 @@ import { Interactions } from "../domain/Kinds.js"
 import * as Budget from "../engine/Budget.js"
 import { AttemptTimeout, Permanent, type TaskError } from "../engine/Errors.js"
 import { UpstreamBudgets } from "./Budgets.js"
-import { callJson } from "./http.js"
+import { jsonCall } from "./http.js"
 import { KolCredentials } from "./KolCredentials.js"
+import { clientForCalls, spanWhen, tracingOn } from "./tracing.js"
 import { forumLoginTimeout, maxRetryAfter, UpstreamConfig } from "./UpstreamConfig.js"
 
 /** What `interactions` returns (the schema is the contract's, in `domain/`). */
 export { Interactions }
 
 const LoginResponse = Schema.Struct({ token: Schema.String, expiresIn: Schema.Number })
+// Decoders compiled once, not per call.
+const loginCall = jsonCall(LoginResponse)
+const interactionsCall = jsonCall(Interactions)
 
 /** Wraps each call to the upstream: the caller's attempt pipeline (budget → breaker → call). */
 export type Guard = <A>(call: Effect.Effect<A, TaskError>) => Effect.Effect<A, TaskError>
@@ -52,6 +56,8 @@ export class ForumClient extends Context.Tag("parallel-processor/ForumClient")<F
 interface Token {
   readonly value: Redacted.Redacted
   readonly expiresAt: number
+  /** A GET carrying this token, built once: each call only sets its URL. */
+  readonly authorized: HttpClientRequest.HttpClientRequest
 }
 
 interface Entry {
@@ -79,7 +85,7 @@ export interface ForumClientOptions {
 const EXPIRY_MARGIN_MS = 30_000
 
 export const makeForumClient = (
-  client: HttpClient.HttpClient,
+  httpClient: HttpClient.HttpClient,
   baseUrl: string,
   credentials: KolCredentials["Type"],
   scope: Scope.Scope,
@@ -87,6 +93,8 @@ export const makeForumClient = (
   options: ForumClientOptions = {}
 ): Effect.Effect<ForumClientService> =>
   Effect.gen(function* () {
+    const client = yield* clientForCalls(httpClient)
+    const tracing = yield* tracingOn
     const entries = yield* SynchronizedRef.make(new Map<string, Entry>())
     const logins = Budget.tenant("forum-login", "high")
     const loginTimeout = Duration.decode(options.loginTimeout ?? LOGIN_TIMEOUT)
@@ -103,7 +111,7 @@ export const makeForumClient = (
         // that times out is a timeout like any other (it was a Permanent: every item waiting on it
         // failed `upstream_rejected` at once, never retried): the items retry as timeouts, and the
         // next try of any of them logs in afresh (a failed login is not cached).
-        const call = callJson(client, request, LoginResponse, `forum login for KOL ${kolSerial}`).pipe(
+        const call = loginCall(client, request, `forum login for KOL ${kolSerial}`).pipe(
           Effect.timeoutFail({
             duration: loginTimeout,
             onTimeout: () =>
@@ -120,71 +128,84 @@ export const makeForumClient = (
           )
         )
         const now = yield* Clock.currentTimeMillis
-        return { value: Redacted.make(answer.token), expiresAt: now + answer.expiresIn * 1000 }
+        const value = Redacted.make(answer.token)
+        return {
+          value,
+          expiresAt: now + answer.expiresIn * 1000,
+          authorized: HttpClientRequest.get(baseUrl).pipe(HttpClientRequest.bearerToken(value))
+        }
       }).pipe(Effect.withSpan("ForumClient.login"), Effect.annotateLogs({ kol: kolSerial }))
+
+    const usable = (outcome: Token | "failed" | undefined, stale: Token | undefined, now: number): outcome is Token =>
+      outcome !== undefined && outcome !== "failed" && outcome !== stale && outcome.expiresAt - EXPIRY_MARGIN_MS > now
 
     /**
      * The token for an account: the cached one while valid, else the login already in flight, else
      * a new login. The login runs in the client's own scope, so an item timing out while waiting
      * does not cancel the login the other items are waiting for.
      */
+    const renewToken = (kolSerial: string, now: number, stale?: Token): Effect.Effect<Token, TaskError> =>
+      SynchronizedRef.modifyEffect(entries, (map) => {
+        const current = map.get(kolSerial)
+        const outcome = current?.outcome
+        if (current !== undefined && (outcome === undefined || usable(outcome, stale, now))) {
+          // still logging in (wait for it), or another item renewed it meanwhile
+          return Effect.succeed([current.token, map] as const)
+        }
+        return Effect.gen(function* () {
+          const entry: Entry = { token: yield* Deferred.make<Token, TaskError>(), outcome: undefined }
+          yield* login(kolSerial).pipe(
+            Effect.onExit((exit) =>
+              Effect.sync(() => {
+                entry.outcome = Exit.isSuccess(exit) ? exit.value : "failed"
+              })
+            ),
+            Effect.intoDeferred(entry.token),
+            Effect.forkIn(scope)
+          )
+          const next = new Map(map)
+          next.set(kolSerial, entry)
+          return [entry.token, next] as const
+        })
+      }).pipe(Effect.flatMap(Deferred.await))
+
+    // Almost every call finds a valid token: read it without taking the map's lock (which every
+    // item of a batch would otherwise queue on) and without waiting on its Deferred.
     const tokenFor = (kolSerial: string, stale?: Token): Effect.Effect<Token, TaskError> =>
       Effect.flatMap(Clock.currentTimeMillis, (now) =>
-        SynchronizedRef.modifyEffect(entries, (map) => {
-          const current = map.get(kolSerial)
-          const outcome = current?.outcome
-          const usable =
-            current !== undefined &&
-            (outcome === undefined || // still logging in: wait for it
-              (outcome !== "failed" && outcome !== stale && outcome.expiresAt - EXPIRY_MARGIN_MS > now))
-          if (usable) return Effect.succeed([current.token, map] as const)
-          return Effect.gen(function* () {
-            const entry: Entry = { token: yield* Deferred.make<Token, TaskError>(), outcome: undefined }
-            yield* login(kolSerial).pipe(
-              Effect.onExit((exit) =>
-                Effect.sync(() => {
-                  entry.outcome = Exit.isSuccess(exit) ? exit.value : "failed"
-                })
-              ),
-              Effect.intoDeferred(entry.token),
-              Effect.forkIn(scope)
-            )
-            const next = new Map(map)
-            next.set(kolSerial, entry)
-            return [entry.token, next] as const
-          })
+        Effect.flatMap(SynchronizedRef.get(entries), (map) => {
+          const outcome = map.get(kolSerial)?.outcome
+          return usable(outcome, stale, now) ? Effect.succeed(outcome) : renewToken(kolSerial, now, stale)
         })
-      ).pipe(Effect.flatMap(Deferred.await))
+      )
 
     const fetchInteractions = (token: Token, articleId: string) =>
-      callJson(
+      interactionsCall(
         client,
-        HttpClientRequest.get(`${baseUrl}/articles/${encodeURIComponent(articleId)}/interactions`).pipe(
-          HttpClientRequest.bearerToken(token.value)
-        ),
-        Interactions,
+        HttpClientRequest.setUrl(token.authorized, `${baseUrl}/articles/${encodeURIComponent(articleId)}/interactions`),
         `forum interactions for article ${articleId}`
       )
 
-    const interactions = (kolSerial: string, articleId: string, guard: Guard = (call) => call): Effect.Effect<Interactions, TaskError> =>
-      Effect.gen(function* () {
-        const token = yield* tokenFor(kolSerial)
-        return yield* guard(fetchInteractions(token, articleId)).pipe(
+    // The token was revoked or expired early: log in again, once.
+    const withFreshToken = (kolSerial: string, articleId: string, guard: Guard, stale: Token) =>
+      Effect.flatMap(tokenFor(kolSerial, stale), (fresh) =>
+        guard(fetchInteractions(fresh, articleId)).pipe(
           Effect.catchIf(
             isUnauthorized,
-            () =>
-              // The token was revoked or expired early: log in again, once.
-              Effect.flatMap(tokenFor(kolSerial, token), (fresh) =>
-                guard(fetchInteractions(fresh, articleId)).pipe(
-                  Effect.catchIf(
-                    isUnauthorized,
-                    () => Effect.fail(new Permanent({ message: `forum rejected a fresh token of KOL ${kolSerial}`, status: 401 }))
-                  )
-                )
-              )
+            () => Effect.fail(new Permanent({ message: `forum rejected a fresh token of KOL ${kolSerial}`, status: 401 }))
           )
         )
-      }).pipe(Effect.withSpan("ForumClient.interactions", { captureStackTrace: false }))
+      )
+
+    const span = spanWhen(tracing, "ForumClient.interactions")
+    const interactions = (kolSerial: string, articleId: string, guard: Guard = (call) => call): Effect.Effect<Interactions, TaskError> =>
+      span(
+        Effect.flatMap(tokenFor(kolSerial), (token) =>
+          guard(fetchInteractions(token, articleId)).pipe(
+            Effect.catchIf(isUnauthorized, () => withFreshToken(kolSerial, articleId, guard, token))
+          )
+        )
+      )
 
     return { interactions }
   })

@@ -7,7 +7,8 @@ import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { Context, Effect, Layer, Option, Schema } from "effect"
 import type { GeneratedPost } from "../domain/Kinds.js"
 import { InvalidResponse, type TaskError } from "../engine/Errors.js"
-import { callJson } from "./http.js"
+import { jsonCall } from "./http.js"
+import { clientForCalls, spanWhen, tracingOn } from "./tracing.js"
 import { UpstreamConfig } from "./UpstreamConfig.js"
 
 export interface ChatMessage {
@@ -28,6 +29,7 @@ const ChatCompletion = Schema.Struct({
   ),
   usage: Schema.optionalWith(Schema.NullOr(Usage), { exact: true })
 })
+const completionCall = jsonCall(ChatCompletion)
 
 /** A finished completion: the post-generation kind's result value (its schema is in `domain/`). */
 export type Completion = GeneratedPost
@@ -45,8 +47,9 @@ export class LlmClient extends Context.Tag("parallel-processor/LlmClient")<
   static readonly layer: Layer.Layer<LlmClient, never, HttpClient.HttpClient | UpstreamConfig> = Layer.effect(
     LlmClient,
     Effect.gen(function* () {
-      const client = yield* HttpClient.HttpClient
+      const client = yield* Effect.flatMap(HttpClient.HttpClient, clientForCalls)
       const { llmBaseUrl, llmApiKey, llmModel } = yield* UpstreamConfig
+      const span = spanWhen(yield* tracingOn, "LlmClient.complete")
       const complete = (request: ChatRequest): Effect.Effect<Completion, TaskError> => {
         const body = {
           model: llmModel,
@@ -59,7 +62,7 @@ export class LlmClient extends Context.Tag("parallel-processor/LlmClient")<
           onNone: () => base,
           onSome: (key) => HttpClientRequest.bearerToken(base, key)
         })
-        return callJson(client, http, ChatCompletion, "llm chat completion").pipe(
+        return completionCall(client, http, "llm chat completion").pipe(
           Effect.flatMap((answer) => {
             const content = answer.choices[0]?.message.content
             if (content === undefined || content === null || content.trim() === "") {
@@ -79,7 +82,7 @@ export class LlmClient extends Context.Tag("parallel-processor/LlmClient")<
                     }
             })
           }),
-          Effect.withSpan("LlmClient.complete", { captureStackTrace: false })
+          span
         )
       }
       return { complete }

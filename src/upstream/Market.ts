@@ -3,13 +3,15 @@ import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { Context, Effect, Layer, Schema } from "effect"
 import { ScreenedStock } from "../domain/Kinds.js"
 import type { TaskError } from "../engine/Errors.js"
-import { callJson } from "./http.js"
+import { jsonCall } from "./http.js"
+import { clientForCalls, spanWhen, tracingOn } from "./tracing.js"
 import { UpstreamConfig } from "./UpstreamConfig.js"
 
 /** One stock of a screen (the schema is the contract's, in `domain/`). */
 export { ScreenedStock }
 
 const ScreenResponse = Schema.Struct({ stocks: Schema.Array(ScreenedStock) })
+const screenCall = jsonCall(ScreenResponse)
 
 export class MarketClient extends Context.Tag("parallel-processor/MarketClient")<
   MarketClient,
@@ -18,20 +20,20 @@ export class MarketClient extends Context.Tag("parallel-processor/MarketClient")
   static readonly layer: Layer.Layer<MarketClient, never, HttpClient.HttpClient | UpstreamConfig> = Layer.effect(
     MarketClient,
     Effect.gen(function* () {
-      const client = yield* HttpClient.HttpClient
+      const client = yield* Effect.flatMap(HttpClient.HttpClient, clientForCalls)
       const { marketUrl } = yield* UpstreamConfig
+      const span = spanWhen(yield* tracingOn, "MarketClient.screen")
       return {
         screen: (triggerKey, limit) =>
-          callJson(
+          screenCall(
             client,
             HttpClientRequest.get(`${marketUrl}/screens/${encodeURIComponent(triggerKey)}`).pipe(
               HttpClientRequest.setUrlParam("limit", String(limit))
             ),
-            ScreenResponse,
             `market screen ${triggerKey}`
           ).pipe(
             Effect.map((r) => r.stocks),
-            Effect.withSpan("MarketClient.screen", { captureStackTrace: false })
+            span
           )
       }
     })

@@ -3,13 +3,15 @@ import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { Context, Effect, Layer, Option, Redacted, Schema } from "effect"
 import { NewsItem } from "../domain/Kinds.js"
 import type { TaskError } from "../engine/Errors.js"
-import { callJson } from "./http.js"
+import { jsonCall } from "./http.js"
+import { clientForCalls, spanWhen, tracingOn } from "./tracing.js"
 import { UpstreamConfig } from "./UpstreamConfig.js"
 
 /** One search hit (the schema is the contract's, in `domain/`). */
 export { NewsItem }
 
 const NewsResponse = Schema.Struct({ news: Schema.Array(NewsItem) })
+const searchCall = jsonCall(NewsResponse)
 
 export class NewsClient extends Context.Tag("parallel-processor/NewsClient")<
   NewsClient,
@@ -18,8 +20,9 @@ export class NewsClient extends Context.Tag("parallel-processor/NewsClient")<
   static readonly layer: Layer.Layer<NewsClient, never, HttpClient.HttpClient | UpstreamConfig> = Layer.effect(
     NewsClient,
     Effect.gen(function* () {
-      const client = yield* HttpClient.HttpClient
+      const client = yield* Effect.flatMap(HttpClient.HttpClient, clientForCalls)
       const { newsUrl, newsApiKey } = yield* UpstreamConfig
+      const span = spanWhen(yield* tracingOn, "NewsClient.search")
       return {
         search: (query, num) => {
           const base = HttpClientRequest.post(`${newsUrl}/news`).pipe(HttpClientRequest.bodyUnsafeJson({ q: query, num }))
@@ -27,9 +30,9 @@ export class NewsClient extends Context.Tag("parallel-processor/NewsClient")<
             onNone: () => base,
             onSome: (key) => HttpClientRequest.setHeader(base, "x-api-key", Redacted.value(key))
           })
-          return callJson(client, request, NewsResponse, "news search").pipe(
+          return searchCall(client, request, "news search").pipe(
             Effect.map((r) => r.news),
-            Effect.withSpan("NewsClient.search", { captureStackTrace: false })
+            span
           )
         }
       }

@@ -1,0 +1,24 @@
+/**
+ * Spans for upstream calls only when something records them. With Effect's built-in tracer (the
+ * default: it exports nothing) a per-call span is pure cost: the platform's HTTP client span sets an
+ * attribute per request and response header, redacts them and adds trace headers to every request,
+ * and each client's own span is one more per call (`npm run bench:ledger`, steps c1–c3). A program
+ * that installs a tracer (e.g. `@effect/opentelemetry`'s) before the clients are built gets them all.
+ */
+import { HttpClient } from "@effect/platform"
+import { Context, DefaultServices, Effect, Tracer } from "effect"
+
+const builtInTracer = Context.get(DefaultServices.liveServices, Tracer.Tracer)
+
+/** Whether a tracer other than Effect's built-in one is installed (decided when a client is built). */
+export const tracingOn: Effect.Effect<boolean> = Effect.map(Effect.tracer, (tracer) => tracer !== builtInTracer)
+
+/** The client an upstream calls through: without the per-request span and trace headers unless tracing is on. */
+export const clientForCalls = (client: HttpClient.HttpClient): Effect.Effect<HttpClient.HttpClient> =>
+  Effect.map(tracingOn, (on) => (on ? client : HttpClient.withTracerDisabledWhen(client, () => true)))
+
+/** `Effect.withSpan` when tracing is on, else the call as it is. */
+export const spanWhen =
+  (on: boolean, name: string) =>
+  <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    on ? Effect.withSpan(self, name, { captureStackTrace: false }) : self
