@@ -6,8 +6,9 @@
 import { Duration } from "effect"
 
 /**
- * What a rule remembers while the breaker is closed. Immutable: each outcome returns the next state,
- * so the breaker can keep it inside its `Ref`.
+ * What a rule remembers while the breaker is closed. Each outcome returns the next state; the breaker
+ * holds the only reference to the current one, so a state may also update itself and return itself
+ * (the built-in rules do, for the outcome recorded on every call).
  */
 export interface RuleState {
   readonly onSuccess: (now: number) => RuleState
@@ -20,8 +21,8 @@ export interface OpenRule {
   readonly initial: (now: number) => RuleState
 }
 
-// Rule states are small classes rather than object literals of closures: they are created on
-// every recorded outcome, and methods on a prototype cost nothing to create.
+// Rule states are small classes rather than object literals of closures, and methods on a
+// prototype cost nothing to create.
 
 class Consecutive implements RuleState {
   constructor(
@@ -57,21 +58,26 @@ interface RateSettings {
   readonly bucketMs: number
 }
 
-// The current bucket's counts are fields of the state itself, apart from the older buckets, so that
-// recording an outcome in it allocates one small object instead of copying the window.
+// The current bucket's counts are fields of the state itself, apart from the older buckets, and are
+// counted in place: recording an outcome in the current bucket allocates nothing (a new state per
+// outcome was the largest single cost of an immediate call through the breaker).
 class Rate implements RuleState {
   constructor(
     readonly settings: RateSettings,
     readonly slot: number,
-    readonly calls: number,
-    readonly failures: number,
+    private calls: number,
+    private failures: number,
     readonly older: ReadonlyArray<Bucket>
   ) {}
   private advance(now: number, failed: boolean): Rate {
     const { bucketMs, buckets } = this.settings
     const slot = Math.floor(now / bucketMs)
     const add = failed ? 1 : 0
-    if (slot === this.slot) return new Rate(this.settings, slot, this.calls + 1, this.failures + add, this.older)
+    if (slot === this.slot) {
+      this.calls++
+      this.failures += add
+      return this
+    }
     const kept = [...this.older, { slot: this.slot, calls: this.calls, failures: this.failures }].filter(
       (b) => b.slot > slot - buckets && b.calls > 0
     )

@@ -91,7 +91,8 @@ export const onError = <I, A, E>(
     finalize(run, unit, failure(unit, "failed", itemError(error, overCap(run, stated)), at))
     return Effect.void
   }
-  return Effect.flatMap(RetryPolicy.nextDelay(retry, error, unit.retryState, at), (delay) => {
+  const retryState = unit.retryState ?? (unit.retryState = {})
+  return Effect.flatMap(RetryPolicy.nextDelay(retry, error, retryState, at), (delay) => {
     if (Option.isNone(delay)) {
       finalize(run, unit, failure(unit, "failed", itemError(error), at))
       return Effect.void

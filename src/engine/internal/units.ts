@@ -25,7 +25,8 @@ export interface Unit<I> {
   firstStart: number
   lastError: TaskError | undefined
   finalized: boolean
-  readonly retryState: RetryPolicy.RetryState
+  /** Made at the first retry: most items never need one. */
+  retryState: RetryPolicy.RetryState | undefined
 }
 
 /** One worker fiber and the attempt it runs. */
@@ -64,7 +65,7 @@ export const newUnit = <I, A, E>(run: RunState<I, A, E>, item: I): Unit<I> => {
     firstStart: -1,
     lastError: undefined,
     finalized: false,
-    retryState: {}
+    retryState: undefined
   }
 }
 
