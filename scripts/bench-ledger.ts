@@ -22,8 +22,8 @@
  * `process.cpuUsage` (for i, the service child's, from /proc), the stub's is reported apart; median and
  * spread. After the measured runs, one more run under the inspector's sampling profiler (i: a second
  * service started with --cpu-prof), summarised to `bench-results/ledger-profiles/<step>.txt`; raw
- * profiles stay under `.scratch/`. Saves `bench-results/ledger-latest.json`.
- * `--only a,d,f` runs some steps; `--no-prof` skips the profiles.
+ * profiles stay under `.scratch/`. Saves `bench-results/ledger-latest.json` (a partial run, `--only a,d,f`,
+ * saves `.scratch/ledger-partial.json` instead); `--no-prof` skips the profiles.
  */
 import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { NodeHttpClient } from "@effect/platform-node"
@@ -567,7 +567,7 @@ const program = Effect.gen(function* () {
   }
   rows.push(...skipped)
   report(rows)
-  console.log(`(step e serialised ${serialisedBytes} bytes in all)`)
+  if (serialisedBytes > 0) console.log(`(step e serialised ${serialisedBytes} bytes in all)`)
 }).pipe(Effect.scoped)
 
 const skippedRow = (step: string, name: string, reason: string): Row => ({
@@ -621,9 +621,11 @@ const report = (rows: ReadonlyArray<Row>) => {
     )
     return [{ step: id, wallRatio: Math.round(wall * 1000) / 1000, cpuRatio: Math.round(cpu * 100) / 100, wallPass: wall <= 1.05, cpuPass: cpu <= 1.05 }]
   })
-  mkdirSync(path.join(root, "bench-results"), { recursive: true })
+  // A partial run (--only) does not replace the last full ledger.
+  const saveTo = ONLY === undefined ? "bench-results/ledger-latest.json" : ".scratch/ledger-partial.json"
+  mkdirSync(path.dirname(path.join(root, saveTo)), { recursive: true })
   writeFileSync(
-    path.join(root, "bench-results/ledger-latest.json"),
+    path.join(root, saveTo),
     JSON.stringify(
       {
         at: new Date().toISOString(),
