@@ -70,4 +70,17 @@ describe("JobStore row decoding", () => {
       })
     )
   )
+
+  it.scoped("a job row that does not decode does not hide the other unfinished jobs from the resume at start-up", () =>
+    withStore(
+      Effect.gen(function* () {
+        const store = yield* JobStore
+        const sql = yield* SqlClient.SqlClient
+        for (const id of ["a", "b", "c"]) yield* store.createJob(job(id))
+        yield* sql`UPDATE pp_jobs SET options = ${"{maxConcurrent: 2"} WHERE id = ${"b"}`
+        expect((yield* Effect.flip(store.getJob("b")))._tag).toBe("StoreError")
+        expect([...(yield* store.unfinished)].sort()).toEqual(["a", "b", "c"])
+      })
+    )
+  )
 })

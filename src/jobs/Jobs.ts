@@ -51,7 +51,11 @@ export class Jobs extends Effect.Service<Jobs>()("parallel-processor/Jobs", {
     const resumeUnfinished = Effect.gen(function* () {
       const unfinished = yield* store.unfinished
       if (unfinished.length > 0) yield* Effect.logInfo(`resuming ${unfinished.length} unfinished job(s)`)
-      yield* Effect.forEach(unfinished, (job) => start(job.id), { discard: true })
+      yield* Effect.forEach(
+        unfinished,
+        (id) => start(id).pipe(Effect.catchAllCause((cause) => Effect.logError("could not resume job", cause).pipe(Effect.annotateLogs("jobId", id)))),
+        { discard: true }
+      )
     }).pipe(Effect.catchAll((error) => Effect.logError("could not list unfinished jobs", error.message)))
     yield* Effect.forkScoped(resumeUnfinished)
     yield* health.changes.pipe(

@@ -233,11 +233,16 @@ export const make = (recordEffects: (jobId: string, effects: ReadonlyArray<ItemE
       )
 
     /** Jobs that were running or waiting when the process stopped. */
+    // Only the ids: a job whose row no longer decodes (options edited by hand, a kind this version
+    // does not know) must not keep every other unfinished job from resuming at start-up.
     const unfinished = SqlSchema.findAll({
       Request: Schema.Void,
-      Result: JobRecord,
-      execute: () => sql`SELECT ${jobColumns} FROM pp_jobs WHERE status IN ('pending', 'running')`
-    })(undefined).pipe(orStoreError("listing unfinished jobs"))
+      Result: Schema.Struct({ id: Schema.String }),
+      execute: () => sql`SELECT id FROM pp_jobs WHERE status IN ('pending', 'running')`
+    })(undefined).pipe(
+      Effect.map((rows) => rows.map((row) => row.id)),
+      orStoreError("listing unfinished jobs")
+    )
 
     const reserveSeq = SqlSchema.single({
       Request: Schema.Struct({ id: Schema.String, n: Schema.Number }),
