@@ -8,7 +8,7 @@
  * (consecutive failures, failure rate over a time window, or both). Only failures that say "the
  * upstream is unhealthy" (transient, timeout) count; callers report each outcome through `release`.
  *
- * The open rules live in internal/breakerRules.ts (re-exported here). What is left, ~320 lines, is
+ * The open rules live in internal/breakerRules.ts (re-exported here). What is left, ~350 lines, is
  * the breaker's public types and one state machine (`makeWith`), kept together.
  */
 import { Cause, Clock, Duration, Effect, Exit, Metric, Option, PubSub, type Scope, Stream } from "effect"
