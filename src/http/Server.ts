@@ -27,6 +27,7 @@ import * as Handlers from "./Handlers.js"
 import * as Metrics from "./Metrics.js"
 import * as Ui from "./Ui.js"
 import { authorization, hardening, requestGuard } from "./Middleware.js"
+import { answerWhileStarting } from "./Starting.js"
 
 const processors = Layer.mergeAll(InteractionsProcessor.layer, PostGenerationProcessor.layer, IntradayTriggersProcessor.layer).pipe(
   Layer.provideMerge(Upstreams.layer),
@@ -75,6 +76,7 @@ const serviceOn = (fixedPort: number | undefined) => Layer.unwrapEffect(
       headersTimeout: Math.min(timeoutMs, 60_000),
       connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(timeoutMs / 4)))
     })
+    answerWhileStarting(server)
     const http = HttpApiBuilder.serve().pipe(
       Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
       // The dashboard's page and files (no API key: they hold no data).
