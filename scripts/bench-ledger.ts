@@ -9,7 +9,7 @@
  *   b2  the engine + the floor's undici call (engine bookkeeping on top of the floor)
  *   c1s the engine + Effect's HttpClient (undici) as the library sets it up (a span per request) + response.json
  *   c1  the same client as the upstreams use it (src/upstream/tracing.ts: no span while nothing records them)
- *   c2  + callJson: status classification + the Interactions Schema decode
+ *   c2  + jsonCall: status classification + the Interactions Schema decode (decoder compiled once, as the clients do)
  *   c3  + ForumClient: the token cache, request build, the per-call span
  *   d   + the processor's policy: budget admission + breaker per call, its retry policy (bench:http's "engine in-process")
  *   e   + the result writer (group commit every 5 ms) storing JSON-serialised results, no database
@@ -49,7 +49,7 @@ import * as ResultWriter from "../src/jobs/runner/ResultWriter.js"
 import { InteractionsProcessor } from "../src/processors/Interactions.js"
 import { UpstreamBudgets } from "../src/upstream/Budgets.js"
 import { ForumClient } from "../src/upstream/Forum.js"
-import { callJson } from "../src/upstream/http.js"
+import { jsonCall } from "../src/upstream/http.js"
 import { KolCredentials } from "../src/upstream/KolCredentials.js"
 import { clientForCalls } from "../src/upstream/tracing.js"
 import { UpstreamConfig } from "../src/upstream/UpstreamConfig.js"
@@ -68,6 +68,8 @@ const arg = (name: string, fallback: number) => {
   return raw === undefined ? fallback : Number(raw)
 }
 const ITEMS = arg("items", 5000)
+/** The interactions call as ForumClient makes it: decoder compiled once (`jsonCall`). */
+const interactionsCall = jsonCall(Interactions)
 const CONCURRENCY = arg("concurrency", 50)
 const LATENCY_MS = arg("latency", 10)
 const REPS = arg("reps", 3)
@@ -474,13 +476,8 @@ const program = Effect.gen(function* () {
         Effect.mapError(() => new Transient({ message: "HttpClient call failed" }))
       )
     ),
-    engineStep("c2", "+ callJson (classification + Schema decode)", (token) => (post) =>
-      callJson(
-        client,
-        HttpClientRequest.get(interactionsUrl(post.articleId)).pipe(HttpClientRequest.bearerToken(token)),
-        Interactions,
-        "ledger"
-      )
+    engineStep("c2", "+ jsonCall (classification + Schema decode)", (token) => (post) =>
+      interactionsCall(client, HttpClientRequest.get(interactionsUrl(post.articleId)).pipe(HttpClientRequest.bearerToken(token)), "ledger")
     ),
     engineStep("c3", "+ ForumClient (token cache, span)", () => (post) => forum.interactions(post.kolSerial, post.articleId)),
     {

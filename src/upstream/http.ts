@@ -3,9 +3,9 @@
  * their schema all come out as the engine's tagged errors. The fiber's interruption (attempt timeout,
  * cancel) aborts the underlying fetch, so the socket is closed.
  *
- * `jsonCall(schema)` compiles the body's decoder once, for a client to keep per endpoint; `callJson`
- * is the one-off form. Both match the outcome in one step rather than a chain of catch/flatMap
- * layers: this runs once per upstream call, thousands of times a second in a fast batch.
+ * `jsonCall(schema)` compiles the body's decoder once, for a client to keep per endpoint, and matches
+ * the outcome in one step rather than a chain of catch/flatMap layers: this runs once per upstream
+ * call, thousands of times a second in a fast batch.
  */
 import { type HttpClient, type HttpClientError, type HttpClientRequest } from "@effect/platform"
 import { Clock, Effect, Schema } from "effect"
@@ -42,10 +42,3 @@ export const jsonCall = <A, I>(schema: Schema.Schema<A, I>): JsonCall<A> => {
             )
     })
 }
-
-export const callJson = <A, I>(
-  client: HttpClient.HttpClient,
-  request: HttpClientRequest.HttpClientRequest,
-  schema: Schema.Schema<A, I>,
-  what: string
-): Effect.Effect<A, TaskError> => jsonCall(schema)(client, request, what)
