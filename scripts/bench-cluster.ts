@@ -2,24 +2,61 @@
  * `npm run bench:cluster` — one 2,000-item job (maxConcurrent 150 held cluster-wide) through 1, 2
  * and 3 service instances sharing one PostgreSQL, each instance a compiled process
  * (`node dist/src/main.js`); C1 at 20 ms per call (the issue's scenario), C2 at 200 ms. The upstream is
- * `scripts/stub-upstream.ts` (fixed latency, no limit of its own; the scenario's "200 allowed in
- * flight" is above the 150 asked for; it reports the peak in flight, which must stay ≤ 150).
- * PostgreSQL is brought up for the run by the test harness (installed from Debian's packages if
- * missing). Prints wall, wall / ideal (ideal = ⌈2,000 / 150⌉ × latency), wall / floor and the speed-up
- * over one instance; median of 3 runs each. Peers in the same run: p-limit over undici calling the upstream directly (no service: the
- * floor of this machine) and the service as one process on its embedded SQLite file.
+ * `scripts/stub-upstream.ts` (fixed latency, no limit of its own; it reports the peak in flight,
+ * which must stay ≤ 150). PostgreSQL is brought up for the run by the test harness (installed from
+ * Debian's packages if missing). Peers in the same run: p-limit over undici calling the upstream
+ * directly (no service: the floor of this machine) and the service as one process on its embedded
+ * SQLite file. Median of 3 runs each.
+ *
+ * Besides wall time (and wall / ideal, ideal = ⌈2,000 / 150⌉ × latency) every run records the CPU each
+ * process spent on it (`/proc/<pid>/stat` before and after the job): each instance's, PostgreSQL's
+ * (the postmaster's process tree) and the stub's, as µs per item of the job. On this 2-core machine
+ * 3 instances + PostgreSQL + the stub cannot beat 1 instance in wall time; the CPU per item of all
+ * instances together is what says whether adding instances adds work. Checks issue 13's targets (C1:
+ * PostgreSQL 1 instance ≤ 1.5 × the SQLite service; 3 instances no slower than 1) and saves
+ * `bench-results/cluster-latest.json`.
+ *
+ * Options (any of them makes it a partial run, saved to `.scratch/cluster-partial.json` unless
+ * `--out` says where): `--instances 1,3`, `--scenarios C1`, `--runs 5`, `--no-peers` (no p-limit, no
+ * SQLite), `--dist <dir>` (the compiled service to run, default `dist`: A/B against another build),
+ * `--pg-stats` (pg_stat_statements: the statements PostgreSQL ran per item in the timed runs, top 12
+ * per setup), `--cpu-prof <dir>` (the first instance of each setup runs with `--cpu-prof`).
  */
 import os from "node:os"
 import path from "node:path"
 import { performance } from "node:perf_hooks"
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
-import { Effect } from "effect"
-import { createDatabase, postgres } from "../test/support/postgres.js"
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { PgClient } from "@effect/sql-pg"
+import { SqlClient } from "@effect/sql"
+import { Context, Effect, Layer, Redacted, Schema } from "effect"
+import { createDatabase, postgres, withDatabase } from "../test/support/postgres.js"
 import { pLimitUndici } from "./support/peers.js"
-import { freePort, root, startProcess, stop, upstreamEnv } from "./support/processes.js"
+import { freePort, root, startProcess, stop } from "./support/processes.js"
+import { upstreamEnv } from "./support/processes.js"
+import { procCpuUs, procTreeCpuUs } from "./support/procCpu.js"
+
+// ---- arguments -------------------------------------------------------------------------------------
+
+const argv = process.argv.slice(2)
+const arg = (name: string): string | undefined => {
+  const i = argv.indexOf(`--${name}`)
+  return i >= 0 ? argv[i + 1] : undefined
+}
+const list = (name: string) => arg(name)?.split(",").filter((s) => s.length > 0)
+const INSTANCES = (list("instances") ?? ["1", "2", "3"]).map(Number)
+const SCENARIO_IDS = list("scenarios")
+const RUNS = Number(arg("runs") ?? 3)
+const PEERS = !argv.includes("--no-peers")
+const DIST = arg("dist") ?? "dist"
+const PG_STATS = argv.includes("--pg-stats")
+const CPU_PROF = arg("cpu-prof")
+const PARTIAL = argv.some((a) => a.startsWith("--") && a !== "--out")
+const OUT = arg("out") ?? (PARTIAL ? ".scratch/cluster-partial.json" : "bench-results/cluster-latest.json")
+
 const ITEMS = 2000
 const MAX_CONCURRENT = 150
-const RUNS = 3
+/** Issue 13: C1 with PostgreSQL and one instance at most this many times the SQLite service. */
+const PG_OVER_SQLITE = 1.5
 
 interface Scenario {
   readonly id: string
@@ -29,8 +66,11 @@ interface Scenario {
 const scenarios: ReadonlyArray<Scenario> = [
   { id: "C1", latencyMs: 20 },
   { id: "C2", latencyMs: 200 }
-]
+].filter((s) => SCENARIO_IDS === undefined || SCENARIO_IDS.includes(s.id))
 const idealMs = (s: Scenario) => Math.ceil(ITEMS / MAX_CONCURRENT) * s.latencyMs
+
+const JobAnswer = Schema.Struct({ succeeded: Schema.optional(Schema.Number) })
+const decodeJobAnswer = Schema.decodeUnknownSync(JobAnswer)
 
 const job = async (url: string, run: string, items: number) => {
   const posts = Array.from({ length: items }, (_, i) => ({ postId: `${run}-p${i}`, articleId: `${run}-a${i}`, kolSerial: "101" }))
@@ -41,14 +81,26 @@ const job = async (url: string, run: string, items: number) => {
     headers: { "content-type": "application/json" },
     body: JSON.stringify({ posts, maxConcurrent: MAX_CONCURRENT })
   })
-  const body = (await response.json()) as { succeeded?: number }
-  if (response.status !== 200 || body.succeeded !== items) throw new Error(`HTTP ${response.status}: ${JSON.stringify(body).slice(0, 300)}`)
+  const raw: unknown = await response.json()
+  const body = decodeJobAnswer(raw)
+  if (response.status !== 200 || body.succeeded !== items) throw new Error(`HTTP ${response.status}: ${JSON.stringify(raw).slice(0, 300)}`)
   const wall = performance.now() - t0
   console.log(`  ${run}: ${items} items in ${Math.round(wall)} ms`)
   return wall
 }
 
 const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN
+const round1 = (x: number) => Math.round(x * 10) / 10
+
+/** CPU µs per item of one run, by process. */
+interface RunCpu {
+  /** Each service instance's, in start order (empty for the p-limit peer). */
+  readonly instances: ReadonlyArray<number>
+  /** All instances together (the p-limit peer: the bench process itself). */
+  readonly service: number
+  readonly postgres: number | undefined
+  readonly stub: number
+}
 
 interface Row {
   readonly scenario: string
@@ -59,84 +111,224 @@ interface Row {
   /** Most calls the upstream saw in flight at once over the runs (the limit is 150). */
   readonly peakInFlight: number
   readonly runs: string
+  /** Median over the runs of each figure (so the parts need not add up to `service`). */
+  readonly cpuUsPerItem: RunCpu
+  readonly cpuRuns: ReadonlyArray<RunCpu>
+  readonly pgStatements?: ReadonlyArray<PgStatement>
 }
 
 interface Upstream {
   readonly url: string
+  readonly pid: number | undefined
   readonly set: (latencyMs: number) => Promise<void>
   readonly stats: () => Promise<{ readonly calls: number; readonly peakInFlight: number }>
 }
 
-/** `n` compiled service processes with `env`; `measure` gets the first one's URL. */
-const withInstances = <A>(n: number, env: () => Promise<Record<string, string>>, measure: (url: string) => Effect.Effect<A>) =>
-  Effect.gen(function* () {
-    const instances = yield* Effect.promise(() =>
-      Promise.all(
-        Array.from({ length: n }, async () =>
-          startProcess([path.join(root, "dist/src/main.js")], { HOST: "127.0.0.1", PORT: "0", ...(await env()) }, /listening on (http:\/\/\S+)/)
-        )
-      )
-    )
-    return yield* measure(instances[0]?.match ?? "").pipe(
-      Effect.ensuring(Effect.promise(() => Promise.all(instances.map((i) => stop(i.child)))))
-    )
-  })
+/** What is measured around one job: the processes whose CPU counts. */
+interface Processes {
+  readonly instances: ReadonlyArray<number | undefined>
+  readonly postgres: () => number | undefined
+  readonly self: boolean
+}
+
+const cpuOf = (p: Processes, upstream: Upstream) => ({
+  instances: p.instances.map((pid) => procCpuUs(pid) ?? NaN),
+  postgres: procTreeCpuUs(p.postgres()),
+  stub: procCpuUs(upstream.pid) ?? NaN,
+  self: p.self ? process.cpuUsage().user + process.cpuUsage().system : 0
+})
+
+const perItem = (before: ReturnType<typeof cpuOf>, after: ReturnType<typeof cpuOf>, items: number): RunCpu => {
+  const instances = after.instances.map((a, i) => round1((a - (before.instances[i] ?? NaN)) / items))
+  return {
+    instances,
+    service: round1(instances.reduce((s, x) => s + x, 0) + (after.self - before.self) / items),
+    postgres: after.postgres === undefined || before.postgres === undefined ? undefined : round1((after.postgres - before.postgres) / items),
+    stub: round1((after.stub - before.stub) / items)
+  }
+}
+
+const medianCpu = (runs: ReadonlyArray<RunCpu>): RunCpu => {
+  const pg = runs.flatMap((r) => (r.postgres === undefined ? [] : [r.postgres]))
+  return {
+    instances: (runs[0]?.instances ?? []).map((_, i) => median(runs.map((r) => r.instances[i] ?? NaN))),
+    service: median(runs.map((r) => r.service)),
+    postgres: pg.length === 0 ? undefined : median(pg),
+    stub: median(runs.map((r) => r.stub))
+  }
+}
+
+// ---- pg_stat_statements ----------------------------------------------------------------------------
+
+const PgStatement = Schema.Struct({ calls: Schema.Number, ms: Schema.Number, query: Schema.String })
+interface PgStatement {
+  readonly calls: number
+  readonly ms: number
+  readonly query: string
+}
+const decodeStatements = Schema.decodeUnknown(Schema.Array(PgStatement))
+
+/** Statements of `database` since the last reset, most called first, per item of `items`. */
+const topStatements = (sql: SqlClient.SqlClient, database: string, items: number) =>
+  sql`SELECT calls::float8 AS calls, total_exec_time AS ms, left(regexp_replace(query, '\\s+', ' ', 'g'), 160) AS query
+      FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = ${database})
+      ORDER BY calls DESC LIMIT 12`.pipe(
+    Effect.flatMap(decodeStatements),
+    Effect.map((rows) => rows.map((r) => ({ calls: round1((r.calls / items) * 1000) / 1000, ms: round1(r.ms), query: r.query }))),
+    Effect.orDie
+  )
+
+/** A client of `url` until the scope closes (one connection: the bench's own statements). */
+const pgAt = (url: string) =>
+  Layer.build(PgClient.layer({ url: Redacted.make(url), maxConnections: 1 })).pipe(
+    Effect.map((context) => Context.get(context, SqlClient.SqlClient)),
+    Effect.orDie
+  )
+
+// ---- running setups --------------------------------------------------------------------------------
+
+interface Hooks {
+  /** Before timed run `r` (after the warm-up). */
+  readonly beforeRun: (r: number) => Effect.Effect<void>
+  /** After the timed runs of a scenario, given the items they ran. */
+  readonly afterRuns: (items: number) => Effect.Effect<ReadonlyArray<PgStatement> | undefined>
+}
+const noHooks: Hooks = { beforeRun: () => Effect.void, afterRuns: () => Effect.succeed(undefined) }
 
 /** Every scenario through `run` (one job → wall ms): a warm-up, then RUNS timed runs each. */
-const allScenarios = (upstream: Upstream, setup: string, instances: number, run: (label: string, items: number) => Promise<number>) =>
+const allScenarios = (
+  upstream: Upstream,
+  setup: string,
+  processes: Processes,
+  run: (label: string, items: number) => Promise<number>,
+  hooks: Hooks = noHooks
+) =>
   Effect.gen(function* () {
     const rows: Array<Row> = []
     for (const s of scenarios) {
       yield* Effect.promise(() => upstream.set(s.latencyMs))
       yield* Effect.promise(() => run(`warm-${s.id}`, 300))
       const walls: Array<number> = []
-      for (let r = 0; r < RUNS; r++) walls.push(yield* Effect.promise(() => run(`${s.id}-${r}`, ITEMS)))
+      const cpus: Array<RunCpu> = []
+      for (let r = 0; r < RUNS; r++) {
+        yield* hooks.beforeRun(r)
+        const before = cpuOf(processes, upstream)
+        walls.push(yield* Effect.promise(() => run(`${s.id}-${r}`, ITEMS)))
+        cpus.push(perItem(before, cpuOf(processes, upstream), ITEMS))
+      }
+      const statements = yield* hooks.afterRuns(ITEMS * RUNS)
       const { peakInFlight } = yield* Effect.promise(upstream.stats)
       const wall = median(walls)
       rows.push({
         scenario: s.id,
         setup,
-        instances,
+        instances: processes.instances.length,
         wallMs: Math.round(wall),
         ratio: Number((wall / idealMs(s)).toFixed(3)),
         peakInFlight,
-        runs: walls.map(Math.round).join(" / ")
+        runs: walls.map(Math.round).join(" / "),
+        cpuUsPerItem: medianCpu(cpus),
+        cpuRuns: cpus,
+        ...(statements === undefined ? {} : { pgStatements: statements })
       })
     }
     return rows
   })
 
+/** `n` compiled service processes with `env`; `measure` gets the first one's URL and every pid. */
+const withInstances = <A>(
+  n: number,
+  env: () => Promise<Record<string, string>>,
+  measure: (url: string, pids: ReadonlyArray<number | undefined>) => Effect.Effect<A>,
+  label: string
+) =>
+  Effect.gen(function* () {
+    const main = path.join(root, DIST, "src/main.js")
+    const instances = yield* Effect.promise(() =>
+      Promise.all(
+        Array.from({ length: n }, async (_, i) => {
+          const prof = CPU_PROF !== undefined && i === 0 ? ["--cpu-prof", `--cpu-prof-dir=${path.resolve(CPU_PROF, label)}`] : []
+          return startProcess([...prof, main], { HOST: "127.0.0.1", PORT: "0", ...(await env()) }, /listening on (http:\/\/\S+)/)
+        })
+      )
+    )
+    return yield* measure(instances[0]?.match ?? "", instances.map((i) => i.child.pid)).pipe(
+      Effect.ensuring(Effect.promise(() => Promise.all(instances.map((i) => stop(i.child)))))
+    )
+  })
+
+const fmt = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? "-" : x.toFixed(0))
+
 const program = Effect.gen(function* () {
   const server = yield* postgres
   console.log(`PostgreSQL ${server.version} on port ${server.port}`)
+  if (PG_STATS) {
+    // Loaded at start-up only: set it and restart the server (same port, same data).
+    yield* Effect.scoped(
+      Effect.flatMap(pgAt(server.url), (admin) => Effect.orDie(admin`ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'`))
+    )
+    yield* server.outage("0 millis").pipe(Effect.orDie)
+  }
+  const postmaster = () => {
+    try {
+      return Number(readFileSync(path.join(server.dataDir, "postmaster.pid"), "utf8").split("\n")[0])
+    } catch {
+      return undefined
+    }
+  }
   const stub = yield* Effect.promise(() => startProcess([path.join(root, "dist/scripts/stub-upstream.js")], {}, /listening (\d+)/))
   yield* Effect.addFinalizer(() => Effect.promise(() => stop(stub.child)))
   const upstreamUrl = `http://127.0.0.1:${stub.match}`
   const upstream: Upstream = {
     url: upstreamUrl,
+    pid: stub.child.pid,
     set: async (ms) => void (await fetch(`${upstreamUrl}/__latency/${ms}`, { method: "PUT" })),
     stats: async () => (await (await fetch(`${upstreamUrl}/__stats`)).json()) as { calls: number; peakInFlight: number }
   }
   const rows: Array<Row> = []
 
-  // Peers, same machine, same upstream, same run: the cheapest client Node has (no service at all),
-  // and the service as one process on its embedded SQLite file (no cluster).
-  console.log("peer: p-limit + undici…")
-  const articles = (run: string, items: number) => Array.from({ length: items }, (_, i) => `${run}-a${i}`)
-  rows.push(...(yield* allScenarios(upstream, "p-limit + undici, no service (floor)", 0, (run, items) => pLimitUndici(upstreamUrl, articles(run, items), MAX_CONCURRENT))))
+  if (PEERS) {
+    // Peers, same machine, same upstream, same run: the cheapest client Node has (no service at all),
+    // and the service as one process on its embedded SQLite file (no cluster).
+    console.log("peer: p-limit + undici…")
+    const articles = (run: string, items: number) => Array.from({ length: items }, (_, i) => `${run}-a${i}`)
+    rows.push(
+      ...(yield* allScenarios(upstream, "p-limit + undici, no service (floor)", { instances: [], postgres: () => undefined, self: true }, (run, items) =>
+        pLimitUndici(upstreamUrl, articles(run, items), MAX_CONCURRENT)
+      ))
+    )
 
-  console.log("peer: one instance on SQLite…")
-  const dataDir = mkdtempSync(path.join(os.tmpdir(), "pp-bench-cluster-"))
-  yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dataDir, { recursive: true, force: true })))
-  rows.push(
-    ...(yield* withInstances(1, async () => ({ DATA_DIR: dataDir, ...upstreamEnv(upstreamUrl) }), (url) =>
-      allScenarios(upstream, "service, embedded SQLite (single runner)", 1, (run, items) => job(url, `sqlite-${run}`, items))
-    ))
-  )
+    console.log("peer: one instance on SQLite…")
+    const dataDir = mkdtempSync(path.join(os.tmpdir(), "pp-bench-cluster-"))
+    yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dataDir, { recursive: true, force: true })))
+    rows.push(
+      ...(yield* withInstances(
+        1,
+        async () => ({ DATA_DIR: dataDir, ...upstreamEnv(upstreamUrl) }),
+        (url, pids) =>
+          allScenarios(upstream, "service, embedded SQLite (single runner)", { instances: pids, postgres: () => undefined, self: false }, (run, items) =>
+            job(url, `sqlite-${run}`, items)
+          ),
+        "sqlite"
+      ))
+    )
+  }
 
-  for (const n of [1, 2, 3]) {
+  for (const n of INSTANCES) {
     console.log(`${n} instance(s) on PostgreSQL…`)
-    const url = yield* createDatabase(server.url, `bench_cluster_${n}`)
+    const name = `bench_cluster_${n}`
+    const url = yield* createDatabase(server.url, name)
+    // Statements of the timed runs only: reset before the first timed run of each scenario.
+    const hooks: Hooks = PG_STATS
+      ? yield* Effect.gen(function* () {
+          const sql = yield* pgAt(withDatabase(server.url, name))
+          yield* Effect.orDie(sql`CREATE EXTENSION IF NOT EXISTS pg_stat_statements`)
+          return {
+            beforeRun: (r: number) => (r === 0 ? Effect.asVoid(Effect.orDie(sql`SELECT pg_stat_statements_reset()`)) : Effect.void),
+            afterRuns: (items: number) => topStatements(sql, name, items)
+          } satisfies Hooks
+        })
+      : noHooks
     const env = async () => ({
       DATABASE_URL: url,
       RUNNER_HOST: "127.0.0.1",
@@ -145,38 +337,103 @@ const program = Effect.gen(function* () {
     })
     // Shards settle after the runners join.
     rows.push(
-      ...(yield* withInstances(n, env, (first) =>
-        Effect.zipRight(
-          Effect.sleep("6 seconds"),
-          allScenarios(upstream, "service, PostgreSQL cluster", n, (run, items) => job(first, `pg${n}-${run}`, items))
-        )
+      ...(yield* withInstances(
+        n,
+        env,
+        (first, pids) =>
+          Effect.zipRight(
+            Effect.sleep("6 seconds"),
+            allScenarios(upstream, "service, PostgreSQL cluster", { instances: pids, postgres: postmaster, self: false }, (run, items) => job(first, `pg${n}-${run}`, items), hooks)
+          ),
+        `pg${n}`
       ))
     )
   }
 
+  // ---- report
   console.log(`\nbench:cluster — ${ITEMS} items, maxConcurrent ${MAX_CONCURRENT} cluster-wide (${os.cpus().length} cores), median of ${RUNS}`)
   for (const s of scenarios) {
     const mine = rows.filter((r) => r.scenario === s.id)
-    const floor = mine[0]?.wallMs ?? NaN
-    const one = mine.find((r) => r.setup.includes("cluster"))?.wallMs ?? NaN
-    console.log(`\n${s.id}: ${s.latencyMs} ms per call, ideal ${idealMs(s)} ms`)
-    console.log("setup                                      inst   wall ms   /ideal   /floor   vs 1 pg   peak   runs (ms)")
+    const floor = mine.find((r) => r.instances === 0)?.wallMs ?? NaN
+    const one = mine.find((r) => r.setup.includes("cluster") && r.instances === 1)?.wallMs ?? NaN
+    console.log(`\n${s.id}: ${s.latencyMs} ms per call, ideal ${idealMs(s)} ms; CPU µs per item (service = all instances; per instance in start order)`)
+    console.log(
+      "setup                                      inst   wall ms   /ideal   /floor   vs 1 pg   peak | cpu: service  postgres  stub  per instance | runs (ms)"
+    )
     for (const r of mine) {
+      const c = r.cpuUsPerItem
       console.log(
-        `${r.setup.padEnd(42)} ${String(r.instances).padStart(4)} ${String(r.wallMs).padStart(9)} ${r.ratio.toFixed(2).padStart(8)} ${(r.wallMs / floor).toFixed(2).padStart(8)} ${r.setup.includes("cluster") ? (one / r.wallMs).toFixed(2).padStart(9) : "        -"} ${String(r.peakInFlight).padStart(6)}   ${r.runs}`
+        `${r.setup.padEnd(42)} ${String(r.instances).padStart(4)} ${String(r.wallMs).padStart(9)} ${r.ratio.toFixed(2).padStart(8)} ${(r.wallMs / floor).toFixed(2).padStart(8)} ${r.setup.includes("cluster") ? (one / r.wallMs).toFixed(2).padStart(9) : "        -"} ${String(r.peakInFlight).padStart(6)} | ${fmt(c.service).padStart(12)} ${fmt(c.postgres).padStart(9)} ${fmt(c.stub).padStart(5)}  ${c.instances.map(fmt).join(" + ").padEnd(13)} | ${r.runs}`
       )
     }
+    for (const r of mine) {
+      if (r.pgStatements === undefined) continue
+      console.log(`\n  statements per item, ${r.setup} × ${r.instances} (calls/item, total ms over the timed runs):`)
+      for (const st of r.pgStatements) console.log(`    ${st.calls.toFixed(3).padStart(7)} ${String(st.ms).padStart(8)}  ${st.query}`)
+    }
   }
+
+  // ---- targets (C1, issue 13)
+  const c1 = rows.filter((r) => r.scenario === "C1")
+  const sqlite = c1.find((r) => r.setup.includes("SQLite"))
+  const pg = (n: number) => c1.find((r) => r.setup.includes("cluster") && r.instances === n)
+  const targets: Array<{ readonly target: string; readonly value: string; readonly pass: boolean | undefined }> = []
+  const pg1 = pg(1)
+  const pg3 = pg(3)
+  if (sqlite !== undefined && pg1 !== undefined) {
+    const x = pg1.wallMs / sqlite.wallMs
+    targets.push({ target: `C1 PostgreSQL 1 instance ≤ ${PG_OVER_SQLITE} × SQLite service (wall)`, value: `${x.toFixed(2)} ×`, pass: x <= PG_OVER_SQLITE })
+  }
+  if (pg1 !== undefined && pg3 !== undefined) {
+    targets.push({
+      target: "C1 3 instances no slower than 1 (wall)",
+      value: `${pg3.wallMs} vs ${pg1.wallMs} ms (${(pg3.wallMs / pg1.wallMs).toFixed(2)} ×)`,
+      pass: pg3.wallMs <= pg1.wallMs
+    })
+    const cpu = pg3.cpuUsPerItem.service / pg1.cpuUsPerItem.service
+    targets.push({
+      target: "C1 service CPU per item, 3 instances vs 1 (flat: ≤ 1.15 ×; informative)",
+      value: `${fmt(pg3.cpuUsPerItem.service)} vs ${fmt(pg1.cpuUsPerItem.service)} µs (${cpu.toFixed(2)} ×)`,
+      pass: cpu <= 1.15
+    })
+  }
+  for (const r of c1.filter((r) => r.instances > 0)) {
+    targets.push({
+      target: `C1 CPU µs per item per instance shown: ${r.setup} × ${r.instances}`,
+      value: r.cpuUsPerItem.instances.map(fmt).join(" + "),
+      pass: r.cpuUsPerItem.instances.every((x) => !Number.isNaN(x))
+    })
+  }
+  if (targets.length > 0) console.log("\ntargets (issue 13):")
+  for (const t of targets) console.log(`  ${t.pass === true ? "PASS" : "FAIL"}  ${t.target}: ${t.value}`)
+
   const over = rows.filter((r) => r.peakInFlight > MAX_CONCURRENT)
   if (over.length > 0) {
     console.error(`LIMIT BROKEN: ${over.map((r) => `${r.scenario} ${r.setup} ×${r.instances}: ${r.peakInFlight}`).join("; ")}`)
     process.exitCode = 1
   }
-  mkdirSync(path.join(root, "bench-results"), { recursive: true })
+  const out = path.resolve(root, OUT)
+  mkdirSync(path.dirname(out), { recursive: true })
   writeFileSync(
-    path.join(root, "bench-results/cluster-latest.json"),
-    JSON.stringify({ at: new Date().toISOString(), cores: os.cpus().length, items: ITEMS, maxConcurrent: MAX_CONCURRENT, scenarios: scenarios.map((s) => ({ ...s, idealMs: idealMs(s) })), rows }, null, 2)
+    out,
+    JSON.stringify(
+      {
+        at: new Date().toISOString(),
+        cores: os.cpus().length,
+        loadavg: os.loadavg(),
+        argv,
+        dist: DIST,
+        items: ITEMS,
+        maxConcurrent: MAX_CONCURRENT,
+        scenarios: scenarios.map((s) => ({ ...s, idealMs: idealMs(s) })),
+        rows,
+        targets
+      },
+      null,
+      2
+    )
   )
+  console.log(`saved ${path.relative(root, out)}`)
 }).pipe(Effect.scoped)
 
 Effect.runPromise(program).catch((error: unknown) => {
