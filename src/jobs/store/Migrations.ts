@@ -115,11 +115,29 @@ const storageProbe = statements(
   )`
 )
 
+/**
+ * Retention (`Retention.ts`): finished jobs are found by their finish time; a job followed in some
+ * instance carries the moment it was last seen followed (`followed_at`), so the instance that sweeps
+ * keeps it; a job whose row is gone but whose items are still being deleted (in batches, across
+ * transactions) is remembered in `pp_retention_pending`, so a sweep cut short finishes it later; a
+ * post's history is trimmed newest first.
+ */
+const retention = statements(
+  `CREATE INDEX IF NOT EXISTS pp_jobs_finished ON pp_jobs (finished_at)`,
+  `ALTER TABLE pp_jobs ADD COLUMN followed_at BIGINT`,
+  `CREATE TABLE IF NOT EXISTS pp_retention_pending (
+    job_id TEXT PRIMARY KEY,
+    deleted_at BIGINT NOT NULL
+  )`,
+  `CREATE INDEX IF NOT EXISTS pp_post_interactions_fetched ON pp_post_interactions (post_id, fetched_at)`
+)
+
 export const loader = Migrator.fromRecord({
   "1_jobs_and_items": jobsAndItems,
   "2_tracked_posts": trackedPosts,
   "3_coordination": coordination,
-  "4_storage_probe": storageProbe
+  "4_storage_probe": storageProbe,
+  "5_retention": retention
 })
 
 const runMigrator = Migrator.make({})({ loader, table: MIGRATIONS_TABLE })

@@ -2,10 +2,11 @@
  * Tracked posts: the posts an interactions job reads (imported, or written by a post-generation job),
  * with their latest interaction counts and one history row per job that fetched them. Written in the
  * item writer's transaction (`recordEffects`), so a post's counts change exactly when the item that
- * fetched them is stored, and never twice for one item.
+ * fetched them is stored, and never twice for one item. A post's history is bounded: reads return its
+ * newest `POST_HISTORY_LIMIT` rows, and retention (`Retention.ts`) deletes the older ones.
  */
 import { SqlClient, SqlSchema } from "@effect/sql"
-import { Effect, Schema } from "effect"
+import { Config, Effect, Schema } from "effect"
 import { Interactions } from "../../upstream/Forum.js"
 import { column, IsoFromMillis, Nullable, orStoreError } from "./Sql.js"
 
@@ -60,8 +61,17 @@ const TrackedRow = Schema.Struct({
   kolSerial: column(Schema.String, "kol_serial")
 })
 
+/** History rows kept per post, newest first (default 100). */
+export const historyLimit = Config.integer("POST_HISTORY_LIMIT").pipe(
+  Config.validate({ message: "Expected an integer of at least 1", validation: (n) => n >= 1 }),
+  Config.withDefault(100)
+)
+
 export const make = Effect.gen(function* () {
   const sql = yield* SqlClient.SqlClient
+  // A value that does not parse stops the service at start (retention reads the same setting and
+  // fails its layer); the store itself only bounds what it shows.
+  const keep = yield* historyLimit.pipe(Effect.orElseSucceed(() => 100))
 
   /**
    * Stores what fresh items changed (`effects` of items whose rows were just inserted). Runs inside
@@ -136,7 +146,10 @@ export const make = Effect.gen(function* () {
   const historyOf = SqlSchema.findAll({
     Request: Schema.String,
     Result: HistoryRow,
-    execute: (postId) => sql`SELECT job_id, fetched_at, data FROM pp_post_interactions WHERE post_id = ${postId} ORDER BY fetched_at, job_id`
+    // The newest rows, shown oldest first.
+    execute: (postId) => sql`SELECT job_id, fetched_at, data FROM (
+      SELECT job_id, fetched_at, data FROM pp_post_interactions WHERE post_id = ${postId} ORDER BY fetched_at DESC, job_id DESC LIMIT ${keep}
+    ) AS newest ORDER BY fetched_at, job_id`
   })
 
   const getPost = (postId: string) =>

@@ -1,0 +1,280 @@
+/**
+ * Retention (src/jobs/Retention.ts, src/jobs/store/RetentionTable.ts) with a short retention, on the
+ * embedded SQLite file and on PostgreSQL (a real server, test/support/postgres.ts): the whole service
+ * in process, its jobs run against the sandbox, then a sweep. Old finished jobs go with their items;
+ * a running job, a recent one and an old one someone follows stay; a tracked post keeps its latest
+ * interactions and its newest `POST_HISTORY_LIMIT` history rows; the cluster's message tables shrink
+ * and a job submitted after the sweep still runs. On PostgreSQL also: a follow in one instance keeps
+ * the job from another instance's sweep (`followed_at`), and two sweepers never both delete (the lock).
+ * The sweep schedule itself is checked on the TestClock.
+ */
+import * as ShardingConfig from "@effect/cluster/ShardingConfig"
+import * as SqlMessageStorage from "@effect/cluster/SqlMessageStorage"
+import { type HttpClient } from "@effect/platform"
+import { SqlClient } from "@effect/sql"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import { describe, expect, it, layer } from "@effect/vitest"
+import { Deferred, Duration, Effect, Fiber, Layer, Option, Redacted, Ref, Schema, TestClock } from "effect"
+import * as TestServices from "effect/TestServices"
+import { freePort } from "../scripts/support/processes.js"
+import * as Client from "../src/http/Client.js"
+import { JobRunner } from "../src/jobs/JobRunner.js"
+import { JobDetail } from "../src/jobs/Model.js"
+import * as Retention from "../src/jobs/Retention.js"
+import { migrate } from "../src/jobs/store/Migrations.js"
+import * as RetentionTable from "../src/jobs/store/RetentionTable.js"
+import { Int } from "../src/jobs/store/Sql.js"
+import * as Sandbox from "../src/sandbox/Sandbox.js"
+import { json, raw, rawJson, Service, serviceLayer, waitForJob } from "./support/http.js"
+import { createDatabase, Postgres } from "./support/postgres.js"
+
+const RETENTION = "5 seconds"
+const HISTORY_LIMIT = 2
+
+const CountRow = Schema.Struct({ n: Int })
+const count = (statement: string) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(statement)).pipe(
+    Effect.flatMap(Schema.decodeUnknown(Schema.Array(CountRow))),
+    Effect.map((rows) => rows[0]?.n ?? 0)
+  )
+const idList = (ids: ReadonlyArray<string>) => ids.map((id) => `'${id}'`).join(",")
+
+const tracked = [
+  { postId: "ret-p0", articleId: "ret-a0", kolSerial: "101" },
+  { postId: "ret-p1", articleId: "ret-a1", kolSerial: "102" }
+]
+
+type Env = Readonly<Record<string, string>>
+
+const submit = (body: unknown, headers: Env = {}) =>
+  Effect.gen(function* () {
+    const base = (yield* Service).url
+    const response = yield* rawJson(`${base}/api/interactions/fetch-all-interactions`, "POST", body, headers)
+    expect([200, 202], response.body).toContain(response.status)
+    return yield* Schema.decodeUnknown(Schema.Struct({ id: Schema.String }))(json(response))
+  })
+
+const finished = (id: string) =>
+  Effect.flatMap(Service, (s) => waitForJob(s.url, id, (j: JobDetail) => j.status === "completed", "90 seconds"))
+
+const status = (id: string) => Effect.flatMap(Service, (s) => Effect.map(raw(`${s.url}/api/jobs/${id}`), (r) => r.status))
+
+/**
+ * The scenario, on whatever database `env` names: old jobs (three runs over the same posts, one more
+ * that will be followed), the retention passes, a running job and a recent one, then a sweep.
+ */
+const scenario = (cluster: boolean) =>
+  Effect.gen(function* () {
+    const sandbox = yield* Sandbox.Sandbox
+    const retention = yield* Retention.Retention
+    const runner = yield* JobRunner
+    const base = (yield* Service).url
+
+    const old: Array<string> = []
+    for (let i = 0; i < 3; i++) {
+      const { id } = yield* submit({ posts: tracked })
+      yield* finished(id)
+      old.push(id)
+      yield* Effect.sleep("20 millis")
+    }
+    const followedJob = (yield* submit({ posts: [{ postId: "ret-f", articleId: "ret-af", kolSerial: "101" }] })).id
+    yield* finished(followedJob)
+    expect(yield* count(`SELECT COUNT(*) AS n FROM pp_post_interactions WHERE post_id = 'ret-p0'`)).toBe(3)
+
+    yield* Effect.sleep(Duration.sum(Duration.decode(RETENTION), Duration.millis(500)))
+    // A job still running at the sweep (its call takes 12 s), and one that has just finished.
+    yield* sandbox.setKnobs("interactions", { latency: { kind: "fixed", ms: 12_000 } })
+    const running = (yield* submit({ posts: [{ postId: "ret-r", articleId: "ret-ar", kolSerial: "101" }] }, { prefer: "respond-async" })).id
+    yield* Effect.flatMap(Service, (s) => waitForJob(s.url, running, (j: JobDetail) => j.status === "running", "60 seconds"))
+    yield* Effect.sleep("300 millis")
+    yield* sandbox.setKnobs("interactions", { latency: { kind: "fixed", ms: 1 } })
+    const recent = (yield* submit({ posts: [{ postId: "ret-n", articleId: "ret-an", kolSerial: "102" }] })).id
+    yield* finished(recent)
+
+    const messagesBefore = yield* count(`SELECT COUNT(*) AS n FROM cluster_messages`)
+    const repliesBefore = yield* count(`SELECT COUNT(*) AS n FROM cluster_replies`)
+
+    // A follower of the old job, as `Jobs.events`/`awaitEnd` are: subscribed to its live events.
+    const reports = yield* Effect.scoped(
+      Effect.gen(function* () {
+        yield* runner.events.subscribe(followedJob)
+        const first: Array<Retention.SweepReport> = []
+        if (cluster) {
+          // Stamped in the database within a second, for the sweeps of other instances.
+          yield* Effect.sleep("1500 millis")
+          expect(yield* count(`SELECT COUNT(*) AS n FROM pp_jobs WHERE id = '${followedJob}' AND followed_at IS NOT NULL`)).toBe(1)
+          // Another instance's sweep (it does not know this process's followers) keeps it too.
+          const elsewhere = yield* Retention.makeSweep({ settings: retention.settings, isFollowed: () => false })
+          first.push(yield* elsewhere)
+        }
+        first.push(yield* retention.sweep)
+        return first
+      })
+    )
+    const report = {
+      skipped: reports.some((r) => r.skipped),
+      jobs: reports.reduce((n, r) => n + r.jobs, 0),
+      clusterMessages: reports.reduce((n, r) => n + r.clusterMessages, 0)
+    }
+    expect(report).toMatchObject({ skipped: false, jobs: 3 })
+
+    // The old jobs are gone, with their items; nothing is left pending.
+    for (const id of old) expect(yield* status(id)).toBe(404)
+    expect(yield* count(`SELECT COUNT(*) AS n FROM pp_job_items WHERE job_id IN (${idList(old)})`)).toBe(0)
+    expect(yield* count(`SELECT COUNT(*) AS n FROM pp_retention_pending`)).toBe(0)
+    // The followed one, the running one and the recent one stay, with their items.
+    expect(yield* status(followedJob)).toBe(200)
+    expect(yield* status(running)).toBe(200)
+    expect(yield* status(recent)).toBe(200)
+    expect(yield* count(`SELECT COUNT(*) AS n FROM pp_job_items WHERE job_id IN (${idList([followedJob, recent])})`)).toBe(2)
+
+    // Tracked posts: the latest interactions, and the newest history rows up to the limit.
+    const client = yield* Client.make(base)
+    const post = yield* client.posts.get({ path: { id: "ret-p0" } })
+    expect(post.interactions).toBeDefined()
+    expect(post.history.map((h) => h.jobId)).toEqual(old.slice(-HISTORY_LIMIT))
+    expect(post.interactions?.fetchedAt).toBe(post.history[HISTORY_LIMIT - 1]?.fetchedAt)
+    expect(yield* count(`SELECT COUNT(*) AS n FROM pp_post_interactions WHERE post_id IN ('ret-p0', 'ret-p1')`)).toBe(2 * HISTORY_LIMIT)
+
+    // The cluster's messages of the finished workflows are gone; the running job's are not.
+    const messagesAfter = yield* count(`SELECT COUNT(*) AS n FROM cluster_messages`)
+    expect(messagesAfter).toBeLessThan(messagesBefore)
+    expect(yield* count(`SELECT COUNT(*) AS n FROM cluster_replies`)).toBeLessThan(repliesBefore)
+    expect(report.clusterMessages).toBe(messagesBefore - messagesAfter)
+
+    // Unfollowed, the old job goes at the next sweep; in a cluster once its stamp is past the lease
+    // (a minute: aged here rather than waited for).
+    if (cluster) {
+      expect((yield* retention.sweep).jobs).toBe(0)
+      expect(yield* status(followedJob)).toBe(200)
+      yield* Effect.flatMap(SqlClient.SqlClient, (sql) => sql`UPDATE pp_jobs SET followed_at = followed_at - 120000 WHERE id = ${followedJob}`)
+    }
+    const second = yield* retention.sweep
+    expect(second.skipped).toBe(false)
+    expect(second.jobs).toBeGreaterThanOrEqual(1)
+    expect(yield* status(followedJob)).toBe(404)
+
+    // The service still runs jobs: the one that was running, and a new one.
+    const after = (yield* submit({ posts: tracked })).id
+    yield* finished(after)
+    yield* finished(running)
+    const latest = yield* client.posts.get({ path: { id: "ret-p0" } })
+    expect(latest.history.map((h) => h.jobId)).toEqual([old[2], after])
+  })
+
+const serviceEnv: Env = {
+  JOB_RETENTION: RETENTION,
+  RETENTION_INTERVAL: "1 hour",
+  POST_HISTORY_LIMIT: String(HISTORY_LIMIT),
+  // Small batches: every loop runs more than once.
+  RETENTION_BATCH_SIZE: "2"
+}
+
+const withService = <A, E>(self: Effect.Effect<A, E, Service | Sandbox.Sandbox | HttpClient.HttpClient | Retention.Retention | JobRunner | SqlClient.SqlClient>, env: Env) =>
+  Effect.provide(self, serviceLayer({ env: { ...serviceEnv, ...env } }))
+
+describe("retention on SQLite", () => {
+  it.live("old finished jobs, their items, old history and finished workflows' messages go; running, recent and followed jobs stay", () =>
+    withService(scenario(false), {}), 120_000)
+
+  it.live("the service sweeps by itself", () =>
+    withService(
+      Effect.gen(function* () {
+        const { id } = yield* submit({ posts: tracked })
+        yield* finished(id)
+        // The first sweep comes one interval after start (at most a minute), then every interval.
+        yield* Effect.sleep("4 seconds")
+        expect(yield* status(id)).toBe(404)
+      }),
+      { RETENTION_INTERVAL: "500 millis", JOB_RETENTION: "1 second" }
+    ), 60_000)
+})
+
+describe("retention on PostgreSQL", () => {
+  layer(Postgres.layer, { timeout: "120 seconds" })((it) => {
+    it.effect("the same, with one cluster instance; a follow here keeps the job from another instance's sweep", () =>
+      Effect.gen(function* () {
+        const server = yield* Postgres
+        const url = yield* createDatabase(server.url, "retention_service")
+        const port = yield* Effect.promise(freePort)
+        yield* withService(scenario(true), { DATABASE_URL: url, RUNNER_HOST: "127.0.0.1", RUNNER_PORT: String(port), JOB_PARTITIONS: "3" })
+      }).pipe(TestServices.provideLive), 240_000)
+
+    it.effect("two sweepers on one database never both delete: one holds the lock, the other skips", () =>
+      Effect.gen(function* () {
+        const server = yield* Postgres
+        const url = yield* createDatabase(server.url, "retention_lock")
+        const pool = () => PgClient.layer({ url: Redacted.make(url), maxConnections: 3 })
+        const settings: Retention.Settings = {
+          retention: Duration.seconds(1),
+          interval: Duration.hours(1),
+          postHistoryLimit: 100,
+          batchSize: 5
+        }
+        // The schema, the cluster's tables, and 200 old finished jobs of 3 items each.
+        yield* Effect.gen(function* () {
+          yield* migrate
+          yield* Layer.build(SqlMessageStorage.layer.pipe(Layer.provide(ShardingConfig.layer())))
+          const sql = yield* SqlClient.SqlClient
+          const jobs = Array.from({ length: 200 }, (_, i) => ({
+            id: `old-${i}`,
+            kind: "interactions",
+            status: "completed",
+            options: "{}",
+            inputs: "[]",
+            total: 3,
+            created_at: 1_000,
+            started_at: 1_000,
+            finished_at: 2_000 + i
+          }))
+          yield* sql`INSERT INTO pp_jobs ${sql.insert(jobs)}`
+          yield* sql`INSERT INTO pp_job_items ${sql.insert(
+            jobs.flatMap((j) => [0, 1, 2].map((idx) => ({ job_id: j.id, idx, seq: idx, status: "succeeded", result: "{}", finished_at: 2_000 })))
+          )}`
+        }).pipe(Effect.scoped, Effect.provide(pool()))
+
+        const sweeper = Effect.flatMap(Retention.makeSweep({ settings, isFollowed: () => false }), (sweep) => sweep)
+        const reports = yield* Effect.all([Effect.provide(sweeper, pool()), Effect.provide(sweeper, pool())], { concurrency: "unbounded" })
+        // Whatever the timing: the rows were deleted by one of them only.
+        expect(reports.filter((r) => r.jobs > 0)).toHaveLength(1)
+        expect(reports.reduce((n, r) => n + r.jobs, 0)).toBe(200)
+        expect(reports.reduce((n, r) => n + r.items, 0)).toBe(600)
+
+        // While one holds the lock, the other is skipped and deletes nothing.
+        const check = Effect.gen(function* () {
+          const table = yield* RetentionTable.make
+          const holding = yield* Deferred.make<void>()
+          const release = yield* Deferred.make<void>()
+          const holder = yield* table.whileLocked(Effect.zipRight(Deferred.succeed(holding, undefined), Deferred.await(release))).pipe(Effect.fork)
+          yield* Deferred.await(holding)
+          const sql = yield* SqlClient.SqlClient
+          yield* sql`INSERT INTO pp_jobs ${sql.insert({ id: "late", kind: "interactions", status: "completed", options: "{}", inputs: "[]", total: 0, created_at: 1, started_at: 1, finished_at: 2 })}`
+          const skipped = yield* Effect.provide(sweeper, pool())
+          expect(skipped).toMatchObject({ skipped: true, jobs: 0 })
+          expect(yield* count(`SELECT COUNT(*) AS n FROM pp_jobs WHERE id = 'late'`)).toBe(1)
+          yield* Deferred.succeed(release, undefined)
+          expect(Option.isSome(yield* Fiber.join(holder))).toBe(true)
+          expect(yield* Effect.provide(sweeper, pool())).toMatchObject({ skipped: false, jobs: 1 })
+        })
+        yield* Effect.provide(check, pool())
+      }).pipe(TestServices.provideLive), 120_000)
+  })
+})
+
+describe("the sweep schedule", () => {
+  it.effect("first sweep after `first`, then every interval; a failed sweep does not stop the next", () =>
+    Effect.gen(function* () {
+      const runs = yield* Ref.make(0)
+      const sweep = Ref.updateAndGet(runs, (n) => n + 1).pipe(Effect.flatMap((n) => (n === 2 ? Effect.fail("database away") : Effect.void)))
+      const fiber = yield* Effect.fork(Retention.periodically(sweep, { first: "1 minute", interval: "10 minutes" }))
+      yield* TestClock.adjust("59 seconds")
+      expect(yield* Ref.get(runs)).toBe(0)
+      yield* TestClock.adjust("1 second")
+      expect(yield* Ref.get(runs)).toBe(1)
+      yield* TestClock.adjust("10 minutes")
+      expect(yield* Ref.get(runs)).toBe(2)
+      yield* TestClock.adjust("10 minutes")
+      expect(yield* Ref.get(runs)).toBe(3)
+      yield* Fiber.interrupt(fiber)
+    }))
+})
