@@ -11,6 +11,7 @@ import * as CircuitBreakerRegistry from "../engine/CircuitBreakerRegistry.js"
 import * as Database from "../jobs/Database.js"
 import { awaitWithin, JobRunner } from "../jobs/JobRunner.js"
 import { JobStore } from "../jobs/JobStore.js"
+import { Retention } from "../jobs/Retention.js"
 import { CoordinationStore } from "../jobs/store/Coordination.js"
 import * as Cluster from "../jobs/Cluster.js"
 import * as Topology from "../jobs/Topology.js"
@@ -35,7 +36,7 @@ const processors = Layer.mergeAll(InteractionsProcessor.layer, PostGenerationPro
 )
 
 /** Everything but HTTP: usable by an Effect program that wants durable jobs without the server. */
-export const core = JobRunner.drainOnShutdown.pipe(
+export const core = Layer.merge(JobRunner.drainOnShutdown, Retention.Default).pipe(
   Layer.provideMerge(Layer.mergeAll(Jobs.Default, JobWorkflowLive)),
   Layer.provideMerge(JobRunner.Default),
   Layer.provideMerge(StorageHealth.Default),

@@ -14,6 +14,10 @@ export interface JobEvents {
   readonly subscribe: (jobId: string) => Effect.Effect<Queue.Dequeue<JobEvent>, never, Scope.Scope>
   /** Jobs with at least one follower (for tests and metrics). */
   readonly followed: () => number
+  /** Whether `jobId` has a follower in this process now (retention never deletes such a job). */
+  readonly isFollowed: (jobId: string) => boolean
+  /** The jobs followed in this process now. */
+  readonly followedJobs: () => ReadonlyArray<string>
 }
 
 interface Topic {
@@ -63,5 +67,11 @@ export const make: Effect.Effect<JobEvents> = Effect.sync(() => {
       Effect.flatMap((topic) => PubSub.subscribe(topic.hub))
     )
 
-  return { publish, subscribe, followed: () => topics.size }
+  return {
+    publish,
+    subscribe,
+    followed: () => topics.size,
+    isFollowed: (jobId: string) => topics.has(jobId),
+    followedJobs: () => Array.from(topics.keys())
+  }
 })
