@@ -26,6 +26,7 @@ import { Api } from "./Api.js"
 import * as EventLoop from "./EventLoop.js"
 import * as Handlers from "./Handlers.js"
 import * as Metrics from "./Metrics.js"
+import * as Tracing from "./Tracing.js"
 import * as Ui from "./Ui.js"
 import { authorization, hardening, requestGuard } from "./Middleware.js"
 import { answerWhileStarting } from "./Starting.js"
@@ -124,7 +125,9 @@ const serviceOn = (fixedPort: number | undefined) => Layer.unwrapEffect(
         )
       })
     )
-    return graceful.pipe(Layer.provideMerge(http), Layer.provideMerge(core))
+    // Tracing first: the tracer must be in place before the clients and the server are built, and
+    // its exporter flushes after they have shut down (Tracing.ts).
+    return graceful.pipe(Layer.provideMerge(http), Layer.provideMerge(core), Layer.provide(Tracing.layer))
   })
 )
 

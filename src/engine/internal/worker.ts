@@ -10,6 +10,7 @@ import { Cause, Deferred, Effect, Exit, Option } from "effect"
 import { makeAttempt } from "./attempt.js"
 import { outboxFull } from "./outbox.js"
 import type { Source } from "./source.js"
+import * as Spans from "./spans.js"
 import type { TaskError } from "../Errors.js"
 import { checkDone, maxWaiting, newSlot, newUnit, parkIn, wakeAll, type RunState, type Slot, type Unit } from "./state.js"
 import type { Task } from "./types.js"
@@ -31,10 +32,13 @@ const workerLoop = <I, A, E, R, RS>(
   source: Source<I, E, RS>,
   task: Task<I, A, R>,
   slot: Slot<I>,
-  restore: Restore
+  restore: Restore,
+  spans: Spans.RunSpans | undefined
 ): Effect.Effect<void, E, R | RS> => {
   let sinceYield = 0
-  const attempt = makeAttempt(run, task, slot)
+  // Spans only in a run that traces (spans.ts): otherwise the attempt runs as it is.
+  const plain = makeAttempt(run, task, slot)
+  const attempt = spans === undefined ? plain : Spans.traced(plain, spans, slot)
   const idleWait = restore(parkIn(run.idle))
   const fullWait = restore(outboxFull(run))
   const yieldNow = restore(Effect.yieldNow())
@@ -112,14 +116,14 @@ const spawnWorker = <I, A, E, R, RS>(
   source: Source<I, E, RS>,
   task: Task<I, A, R>
 ): Effect.Effect<void, never, R | RS> =>
-  Effect.suspend(() => {
+  Effect.flatMap(Spans.forRun(run), (spans) => {
     const slot = newSlot<I>()
     run.active++
     run.slots.add(slot)
     // `interruptible` first: a replacement worker is started from a finalizer and would inherit its
     // uninterruptibility, which `restore` would then bring back around the calls.
     const worker = Effect.interruptible(
-      Effect.uninterruptibleMask((restore) => workerLoop(run, source, task, slot, restore))
+      Effect.uninterruptibleMask((restore) => workerLoop(run, source, task, slot, restore, spans))
     ).pipe(
       Effect.onExit((exit) =>
         Effect.suspend(() => {

@@ -35,6 +35,8 @@ export interface RunOptions {
 
 /** How a kind's items run. */
 export interface JobKindRunner {
+  /** The processor's name (a span attribute). */
+  readonly processor: string
   readonly run: (inputs: ReadonlyArray<unknown>, jobId: string, options: RunOptions) => Effect.Effect<void>
   /** The processor's concurrency: a job's limit unless its options set one. */
   readonly maxConcurrent: Effect.Effect<number>
@@ -45,6 +47,7 @@ const kindRunner = <I, A>(
   input: Schema.Schema<I, I>,
   effectOf: (item: I, result: ItemResult<A>, jobId: string) => ItemEffect | undefined
 ): JobKindRunner => ({
+  processor: processor.name,
   maxConcurrent: processor.maxConcurrent.get,
   run: (inputs, jobId, options) =>
     Effect.gen(function* () {

@@ -77,6 +77,13 @@ export const execute = (
     const mine = (index: number) => index % slice.parts === slice.part
     const pending = inputs.flatMap((input, index) => (results.has(index) || !mine(index) ? [] : [{ index, input }]))
     const startedAt = Date.now()
+    const kind = deps.kinds[job.kind]
+    yield* Effect.annotateCurrentSpan({
+      "job.kind": job.kind,
+      processor: kind.processor,
+      "job.items": pending.length,
+      "job.stored": stored.length
+    })
     yield* store.markRunning(jobId, startedAt)
     yield* Effect.logInfo(
       stored.length === 0 ? "job started" : `job resumed: ${stored.length} of ${inputs.length} items already done`
@@ -133,7 +140,6 @@ export const execute = (
     )
     if (job.cancelRequested || registry.cancelAsked(jobId)) yield* control.cancel
 
-    const kind = deps.kinds[job.kind]
     // Draining (shutdown, hand-over) is the engine's: no item is taken and no call starts any more —
     // not a retry, not one waiting for admission — while the calls in flight finish within the grace
     // period and are stored; the rest get no result and run in the next run. Every call of the run
@@ -244,4 +250,12 @@ export const execute = (
     else yield* Effect.logInfo("part finished").pipe(Effect.annotateLogs(logAnnotations))
     yield* Deferred.succeed(done, "finished")
     return "finished" as const
-  }).pipe(Effect.scoped, Effect.withSpan("JobRunner.execute", { attributes: { jobId } }))
+  }).pipe(
+    Effect.scoped,
+    Effect.tap((outcome) => Effect.annotateCurrentSpan("job.outcome", outcome)),
+    // The job's span (one per part run): the engine's item spans are its children (README, "Traces").
+    Effect.withSpan("JobRunner.execute", {
+      attributes: { "job.id": jobId, "job.part": slice.part, "job.parts": slice.parts },
+      captureStackTrace: false
+    })
+  )
