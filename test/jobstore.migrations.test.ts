@@ -48,7 +48,8 @@ const allMigrations = [
   { migration_id: 1, name: "jobs_and_items" },
   { migration_id: 2, name: "tracked_posts" },
   { migration_id: 3, name: "coordination" },
-  { migration_id: 4, name: "storage_probe" }
+  { migration_id: 4, name: "storage_probe" },
+  { migration_id: 5, name: "retention" }
 ]
 
 const iso = (ms: number) => new Date(ms).toISOString()
@@ -200,8 +201,10 @@ describe("JobStore migrations", () => {
       const fresh = yield* tempFile
       const counts = yield* freshTables(SqliteClient.layer({ filename: fresh }))
       expect(Object.values(counts).every((n) => n === 0)).toBe(true)
+      // The old store's tables, once the migrations after it (5 on) have run there too.
       const old = yield* tempFile
       yield* Effect.forEach(fixture, (statement) => Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(statement)), { discard: true }).pipe(
+        Effect.zipRight(migrate),
         Effect.provide(SqliteClient.layer({ filename: old }))
       )
       const normalize = (rows: ReadonlyArray<{ name: string; sql: string }>) => rows.map((r) => [r.name, r.sql.replace(/\s+/g, " ")])
@@ -232,12 +235,14 @@ describe("JobStore migrations", () => {
             Array.from({ length: 8 }, () => Effect.provide(migrate, client(url))),
             { concurrency: "unbounded" }
           )
-          expect(ran.map((r) => r.length).sort()).toEqual([0, 0, 0, 0, 0, 0, 0, 4])
+          expect(ran.map((r) => r.length).sort()).toEqual([0, 0, 0, 0, 0, 0, 0, 5])
           const counts = yield* freshTables(client(url))
           expect(Object.values(counts).every((n) => n === 0)).toBe(true)
-          // The same tables as the old store made: columns, types, nullability, defaults, indexes.
+          // The same tables as the old store made (columns, types, nullability, defaults, indexes), once
+          // the migrations after it (5 on) have run there too.
           const old = yield* createDatabase(server.url, "migrate_compare")
           yield* Effect.forEach(fixture, (statement) => Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(statement)), { discard: true }).pipe(
+            Effect.zipRight(migrate),
             Effect.provide(client(old))
           )
           expect(yield* Effect.provide(pgSchema, client(url))).toEqual(yield* Effect.provide(pgSchema, client(old)))
