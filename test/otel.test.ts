@@ -143,10 +143,6 @@ describe("OpenTelemetry traces over OTLP/HTTP", () => {
           })
         )
 
-        if (process.env.DUMP_SPANS) {
-          const depth = (s: OtlpSpan): number => { const p = spans.find((x) => x.spanId === s.parentSpanId); return p === undefined ? 0 : depth(p) + 1 }
-          for (const s of spans) console.log(`${"  ".repeat(depth(s))}${s.name} ${s.traceId.slice(0, 6)} ${s.spanId} <- ${s.parentSpanId ?? "-"} ${JSON.stringify(Object.fromEntries(s.attributes.filter((a) => !a.key.startsWith("http.request.header") && !a.key.startsWith("http.response.header")).map((a) => [a.key, a.value.stringValue ?? a.value.intValue ?? a.value.boolValue])))}`)
-        }
         // The request continues the caller's trace, under the caller's span.
         const request = spans.find((s) => s.kind === SERVER && s.traceId === TRACE_ID)
         expect(request?.parentSpanId).toBe(CALLER_SPAN)
