@@ -9,6 +9,7 @@
  *   b2  the engine + the floor's undici call (engine bookkeeping on top of the floor)
  *   c1s the engine + Effect's HttpClient (undici) as the library sets it up (a span per request) + response.json
  *   c1  the same client as the upstreams use it (src/upstream/tracing.ts: no span while nothing records them)
+ *   c1p c1 with `@effect/platform-node`'s undici client instead of the upstreams' (src/upstream/UndiciHttpClient.ts)
  *   c2  + jsonCall: status classification + the Interactions Schema decode (decoder compiled once, as the clients do)
  *   c3  + ForumClient: the token cache, request build, the per-call span
  *   d   + the processor's policy: budget admission + breaker per call, its retry policy (bench:http's "engine in-process")
@@ -52,6 +53,7 @@ import { ForumClient } from "../src/upstream/Forum.js"
 import { jsonCall } from "../src/upstream/http.js"
 import { KolCredentials } from "../src/upstream/KolCredentials.js"
 import { clientForCalls } from "../src/upstream/tracing.js"
+import * as UndiciHttpClient from "../src/upstream/UndiciHttpClient.js"
 import { UpstreamConfig } from "../src/upstream/UpstreamConfig.js"
 import { createDatabase, postgres } from "../test/support/postgres.js"
 import { login, pLimitUndici } from "./support/peers.js"
@@ -392,7 +394,7 @@ const serviceProfile = (tag: string): Effect.Effect<Summary | undefined> =>
 
 const upstreamLayers = (url: string) =>
   Layer.mergeAll(
-    NodeHttpClient.layerUndici,
+    UndiciHttpClient.layer,
     UpstreamConfig.allAt(url),
     KolCredentials.fromRecord({ [KOL]: { email: "kol101@example.com", password: Redacted.make("pw-101") } })
   )
@@ -417,6 +419,7 @@ const program = Effect.gen(function* () {
   const context = yield* Layer.build(processorLayer(url))
   const libraryClient = yield* Effect.provide(HttpClient.HttpClient, context)
   const client = yield* clientForCalls(libraryClient)
+  const platformNodeClient = yield* clientForCalls(Context.get(yield* Layer.build(NodeHttpClient.layerUndici), HttpClient.HttpClient))
   const forum = yield* Effect.provide(ForumClient, context)
   const processor = yield* Effect.provide(InteractionsProcessor, context)
   const tmp = mkdtempSync(path.join(os.tmpdir(), "pp-ledger-"))
@@ -466,6 +469,12 @@ const program = Effect.gen(function* () {
     ),
     engineStep("c1s", "engine + HttpClient (span per request) + .json", (token) => (post) =>
       libraryClient.execute(HttpClientRequest.get(interactionsUrl(post.articleId)).pipe(HttpClientRequest.bearerToken(token))).pipe(
+        Effect.flatMap((response) => response.json),
+        Effect.mapError(() => new Transient({ message: "HttpClient call failed" }))
+      )
+    ),
+    engineStep("c1p", "engine + platform-node's undici HttpClient, no span + .json", (token) => (post) =>
+      platformNodeClient.execute(HttpClientRequest.get(interactionsUrl(post.articleId)).pipe(HttpClientRequest.bearerToken(token))).pipe(
         Effect.flatMap((response) => response.json),
         Effect.mapError(() => new Transient({ message: "HttpClient call failed" }))
       )
@@ -579,7 +588,7 @@ const skippedRow = (step: string, name: string, reason: string): Row => ({
 })
 
 /** What each step is compared with: the step it adds a layer to. */
-const previousOf: Record<string, string> = { b: "a", b2: "b", c1s: "b2", c1: "b2", c2: "c1", c3: "c2", d: "c3", e: "d", f: "e", g: "e", h: "f", i: "h" }
+const previousOf: Record<string, string> = { b: "a", b2: "b", c1s: "b2", c1p: "b2", c1: "b2", c2: "c1", c3: "c2", d: "c3", e: "d", f: "e", g: "e", h: "f", i: "h" }
 
 const report = (rows: ReadonlyArray<Row>) => {
   const byId = new Map(rows.map((r) => [r.step, r]))

@@ -3,7 +3,6 @@
  * no upstream URL is set at all — against the sandbox started on a worker thread, so `npm start`
  * works on a fresh machine. Setting any URL turns the sandbox off (and then every URL is required).
  */
-import { NodeHttpClient } from "@effect/platform-node"
 import { Config, Context, Effect, Layer, Option, Redacted } from "effect"
 import type * as Sandbox from "../sandbox/Sandbox.js"
 import * as SandboxThread from "../sandbox/thread.js"
@@ -14,6 +13,7 @@ import { LlmClient } from "./Llm.js"
 import { MarketClient } from "./Market.js"
 import { NewsClient } from "./News.js"
 import { UpstreamConfig } from "./UpstreamConfig.js"
+import * as UndiciHttpClient from "./UndiciHttpClient.js"
 
 /** Where the upstreams are, for the start-up log and `/ready`. */
 export class UpstreamMode extends Context.Tag("parallel-processor/UpstreamMode")<
@@ -52,8 +52,9 @@ const realisticKnobs = {
   news: { latency: { kind: "lognormal", medianMs: 400, sigma: 0.3 } }
 } as const satisfies Sandbox.SandboxOptions["knobs"]
 
-// undici's own request API: a fraction of the CPU of `fetch` per call (measured in bench:http), same AbortSignal support.
-const httpClient = NodeHttpClient.layerUndici
+// undici's own request API: a fraction of the CPU of `fetch` per call (measured in bench:http), same
+// AbortSignal support; through the platform's HttpClient.make with a lighter response (UndiciHttpClient.ts).
+const httpClient = UndiciHttpClient.layer
 
 const clients = Layer.mergeAll(ForumClient.layer, LlmClient.layer, MarketClient.layer, NewsClient.layer)
 
