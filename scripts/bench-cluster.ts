@@ -20,12 +20,13 @@
  * `--out` says where): `--instances 1,3`, `--scenarios C1`, `--runs 5`, `--no-peers` (no p-limit, no
  * SQLite), `--dist <dir>` (the compiled service to run, default `dist`: A/B against another build),
  * `--pg-stats` (pg_stat_statements: the statements PostgreSQL ran per item in the timed runs, top 12
- * per setup), `--cpu-prof <dir>` (the first instance of each setup runs with `--cpu-prof`).
+ * per setup), `--cpu-prof <dir>` (the first instance of each setup runs with `--cpu-prof`), `--logs <dir>` (each
+ * instance's output to `<dir>/<setup>-<i>.log`).
  */
 import os from "node:os"
 import path from "node:path"
 import { performance } from "node:perf_hooks"
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { PgClient } from "@effect/sql-pg"
 import { SqlClient } from "@effect/sql"
 import { Context, Effect, Layer, Redacted, Schema } from "effect"
@@ -50,6 +51,7 @@ const PEERS = !argv.includes("--no-peers")
 const DIST = arg("dist") ?? "dist"
 const PG_STATS = argv.includes("--pg-stats")
 const CPU_PROF = arg("cpu-prof")
+const LOGS = arg("logs")
 const PARTIAL = argv.some((a) => a.startsWith("--") && a !== "--out")
 const OUT = arg("out") ?? (PARTIAL ? ".scratch/cluster-partial.json" : "bench-results/cluster-latest.json")
 
@@ -115,6 +117,8 @@ interface Row {
   readonly cpuUsPerItem: RunCpu
   readonly cpuRuns: ReadonlyArray<RunCpu>
   readonly pgStatements?: ReadonlyArray<PgStatement>
+  /** CPU ms per second each instance (and PostgreSQL) spends with no job: the cost of being in the cluster. */
+  readonly idleCpuMsPerS?: { readonly instances: ReadonlyArray<number>; readonly postgres: number | undefined }
 }
 
 interface Upstream {
@@ -147,6 +151,21 @@ const perItem = (before: ReturnType<typeof cpuOf>, after: ReturnType<typeof cpuO
     stub: round1((after.stub - before.stub) / items)
   }
 }
+
+const IDLE_MS = 3000
+
+/** CPU ms per second of each instance and of PostgreSQL over IDLE_MS with no job running. */
+const idleCpu = (p: Processes, upstream: Upstream) =>
+  Effect.gen(function* () {
+    const before = cpuOf(p, upstream)
+    yield* Effect.sleep(IDLE_MS)
+    const after = cpuOf(p, upstream)
+    const rate = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined ? undefined : round1((a - b) / IDLE_MS))
+    return {
+      instances: after.instances.map((a, i) => rate(a, before.instances[i]) ?? NaN),
+      postgres: rate(after.postgres, before.postgres)
+    }
+  })
 
 const medianCpu = (runs: ReadonlyArray<RunCpu>): RunCpu => {
   const pg = runs.flatMap((r) => (r.postgres === undefined ? [] : [r.postgres]))
@@ -248,7 +267,18 @@ const withInstances = <A>(
       Promise.all(
         Array.from({ length: n }, async (_, i) => {
           const prof = CPU_PROF !== undefined && i === 0 ? ["--cpu-prof", `--cpu-prof-dir=${path.resolve(CPU_PROF, label)}`] : []
-          return startProcess([...prof, main], { HOST: "127.0.0.1", PORT: "0", ...(await env()) }, /listening on (http:\/\/\S+)/)
+          const started = await startProcess(
+            [...prof, main],
+            { HOST: "127.0.0.1", PORT: "0", ...(await env()) },
+            /listening on (http:\/\/\S+)/
+          )
+          if (LOGS !== undefined) {
+            mkdirSync(LOGS, { recursive: true })
+            const file = createWriteStream(path.join(LOGS, `${label}-${i}.log`))
+            started.child.stdout?.pipe(file)
+            started.child.stderr?.pipe(file)
+          }
+          return started
         })
       )
     )
@@ -257,7 +287,7 @@ const withInstances = <A>(
     )
   })
 
-const fmt = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? "-" : x.toFixed(0))
+const fmt = (x: number | undefined, digits = 0) => (x === undefined || Number.isNaN(x) ? "-" : x.toFixed(digits))
 
 const program = Effect.gen(function* () {
   const server = yield* postgres
@@ -343,7 +373,12 @@ const program = Effect.gen(function* () {
         (first, pids) =>
           Effect.zipRight(
             Effect.sleep("6 seconds"),
-            allScenarios(upstream, "service, PostgreSQL cluster", { instances: pids, postgres: postmaster, self: false }, (run, items) => job(first, `pg${n}-${run}`, items), hooks)
+            Effect.gen(function* () {
+              const processes: Processes = { instances: pids, postgres: postmaster, self: false }
+              const idle = yield* idleCpu(processes, upstream)
+              const rows = yield* allScenarios(upstream, "service, PostgreSQL cluster", processes, (run, items) => job(first, `pg${n}-${run}`, items), hooks)
+              return rows.map((r) => ({ ...r, idleCpuMsPerS: idle }))
+            })
           ),
         `pg${n}`
       ))
@@ -364,6 +399,12 @@ const program = Effect.gen(function* () {
       const c = r.cpuUsPerItem
       console.log(
         `${r.setup.padEnd(42)} ${String(r.instances).padStart(4)} ${String(r.wallMs).padStart(9)} ${r.ratio.toFixed(2).padStart(8)} ${(r.wallMs / floor).toFixed(2).padStart(8)} ${r.setup.includes("cluster") ? (one / r.wallMs).toFixed(2).padStart(9) : "        -"} ${String(r.peakInFlight).padStart(6)} | ${fmt(c.service).padStart(12)} ${fmt(c.postgres).padStart(9)} ${fmt(c.stub).padStart(5)}  ${c.instances.map(fmt).join(" + ").padEnd(13)} | ${r.runs}`
+      )
+    }
+    for (const r of mine) {
+      if (r.idleCpuMsPerS === undefined) continue
+      console.log(
+        `  idle, ${r.instances} instance(s): CPU ms/s per instance ${r.idleCpuMsPerS.instances.map((x) => fmt(x, 1)).join(" + ")}, PostgreSQL ${fmt(r.idleCpuMsPerS.postgres, 1)}`
       )
     }
     for (const r of mine) {

@@ -70,8 +70,14 @@ export const shared = Layer.scoped(
           // A failed renewal keeps the current share; the lease covers a few missed renewals.
           Effect.catchAll((error) => Effect.logWarning(`could not renew the share of upstream ${key}: ${String(error)}`))
         )
+        // An idle budget (no share, nothing in flight or waiting) has nothing to renew: a zero claim
+        // counts for no one, and its first waiting call pokes. Renewing the four upstreams every
+        // 250 ms regardless was most of an idle instance's statements.
+        const idle = () => settled && current === 0 && budget.inFlight() === 0 && budget.demand() === 0
         yield* Effect.suspend(() =>
-          Effect.race(Effect.sleep(settled ? renewEvery : settleEvery), Queue.take(poke)).pipe(Effect.zipRight(renew))
+          (idle() ? Queue.take(poke) : Effect.race(Effect.sleep(settled ? renewEvery : settleEvery), Queue.take(poke))).pipe(
+            Effect.zipRight(renew)
+          )
         ).pipe(Effect.forever, Effect.interruptible, Effect.forkScoped)
         yield* Effect.addFinalizer(() => Effect.ignore(coordination.dropClaim(gate, me)))
       })
