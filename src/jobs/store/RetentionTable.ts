@@ -32,6 +32,7 @@ const JobIdRow = Schema.Struct({ jobId: column(Schema.String, "job_id") })
 const PostIdRow = Schema.Struct({ postId: column(Schema.String, "post_id") })
 const LockRow = Schema.Struct({ locked: Schema.Boolean })
 const AutoVacuumRow = Schema.Struct({ auto_vacuum: Int })
+const FreelistRow = Schema.Struct({ freelist_count: Int })
 /** Message ids are 64-bit: read as text (a JavaScript number would round them). */
 const MessageIdRow = Schema.Struct({
   id: Schema.String.pipe(Schema.pattern(/^\d+$/)),
@@ -248,19 +249,26 @@ export const make = Effect.gen(function* () {
     })
 
   /**
-   * SQLite: gives freed pages back to the file system, when the file was set up for it
-   * (`PRAGMA auto_vacuum = INCREMENTAL`, README); otherwise SQLite reuses them and this does nothing.
-   * PostgreSQL: autovacuum's business.
+   * SQLite, when the file was set up for it (`PRAGMA auto_vacuum = INCREMENTAL`, README): gives at
+   * most `limit` free pages back to the file system, in one transaction; how many. Otherwise (and on
+   * PostgreSQL, autovacuum's business) nothing: SQLite reuses free pages for new rows. One page per
+   * statement: the driver (better-sqlite3) steps a statement that returns no rows once, and
+   * `incremental_vacuum` frees one page per step.
    */
-  const releaseFreePages = sql.onDialectOrElse({
-    sqlite: () =>
-      sql`PRAGMA auto_vacuum`.pipe(
-        Effect.flatMap(rows(AutoVacuumRow)),
-        Effect.flatMap(([mode]) => (mode?.auto_vacuum === 2 ? sql`PRAGMA incremental_vacuum`.pipe(Effect.asVoid) : Effect.void)),
-        orStoreError("incremental vacuum")
-      ),
-    orElse: () => Effect.void
-  })
+  const releaseFreePages = (limit: number) =>
+    sql.onDialectOrElse({
+      sqlite: () =>
+        Effect.gen(function* () {
+          const [mode] = yield* sql`PRAGMA auto_vacuum`.pipe(Effect.flatMap(rows(AutoVacuumRow)))
+          if (mode?.auto_vacuum !== 2) return 0
+          const [free] = yield* sql`PRAGMA freelist_count`.pipe(Effect.flatMap(rows(FreelistRow)))
+          const pages = Math.min(limit, free?.freelist_count ?? 0)
+          if (pages === 0) return 0
+          yield* Effect.repeatN(sql`PRAGMA incremental_vacuum(1)`, pages - 1).pipe(sql.withTransaction)
+          return pages
+        }).pipe(orStoreError("incremental vacuum")),
+      orElse: () => Effect.succeed(0)
+    })
 
   return {
     expiredJobs,
