@@ -13,6 +13,7 @@
  *   c2  + jsonCall: status classification + the Interactions Schema decode (decoder compiled once, as the clients do)
  *   c3  + ForumClient: the token cache, request build, the per-call span
  *   d   + the processor's policy: budget admission + breaker per call, its retry policy (bench:http's "engine in-process")
+ *   d2  + an observer of the run's events that does nothing (the engine's event path alone)
  *   e   + the result writer (group commit every 5 ms) storing JSON-serialised results, no database
  *   f   + the real store: group commit to SQLite (JobStore.saveItems, a fresh file)
  *   g   the same on PostgreSQL (a throw-away server, test/support/postgres.ts), next to f
@@ -496,6 +497,15 @@ const program = Effect.gen(function* () {
         Effect.flatMap(processor.run(postsFor(tag), { maxConcurrent: CONCURRENCY }), ({ summary }) => checkSucceeded("d", summary.succeeded))
     },
     {
+      id: "d2",
+      name: "+ an observer of the run's events (does nothing)",
+      run: (tag) =>
+        Effect.flatMap(
+          processor.run(postsFor(tag), { maxConcurrent: CONCURRENCY }, { runId: `ledger-${tag}`, onEvent: () => Effect.void }),
+          ({ summary }) => checkSucceeded("d2", summary.succeeded)
+        )
+    },
+    {
       id: "e",
       name: "+ result writer, serialised (no DB)",
       run: (tag) => writerRun(processor, tag, () => Effect.void, serialiseOnly)
@@ -588,7 +598,7 @@ const skippedRow = (step: string, name: string, reason: string): Row => ({
 })
 
 /** What each step is compared with: the step it adds a layer to. */
-const previousOf: Record<string, string> = { b: "a", b2: "b", c1s: "b2", c1p: "b2", c1: "b2", c2: "c1", c3: "c2", d: "c3", e: "d", f: "e", g: "e", h: "f", i: "h" }
+const previousOf: Record<string, string> = { b: "a", b2: "b", c1s: "b2", c1p: "b2", c1: "b2", c2: "c1", c3: "c2", d: "c3", d2: "d", e: "d2", f: "e", g: "e", h: "f", i: "h" }
 
 const report = (rows: ReadonlyArray<Row>) => {
   const byId = new Map(rows.map((r) => [r.step, r]))
