@@ -398,7 +398,7 @@ const program = Effect.gen(function* () {
     for (const r of mine) {
       const c = r.cpuUsPerItem
       console.log(
-        `${r.setup.padEnd(42)} ${String(r.instances).padStart(4)} ${String(r.wallMs).padStart(9)} ${r.ratio.toFixed(2).padStart(8)} ${(r.wallMs / floor).toFixed(2).padStart(8)} ${r.setup.includes("cluster") ? (one / r.wallMs).toFixed(2).padStart(9) : "        -"} ${String(r.peakInFlight).padStart(6)} | ${fmt(c.service).padStart(12)} ${fmt(c.postgres).padStart(9)} ${fmt(c.stub).padStart(5)}  ${c.instances.map(fmt).join(" + ").padEnd(13)} | ${r.runs}`
+        `${r.setup.padEnd(42)} ${String(r.instances).padStart(4)} ${String(r.wallMs).padStart(9)} ${r.ratio.toFixed(2).padStart(8)} ${(r.wallMs / floor).toFixed(2).padStart(8)} ${r.setup.includes("cluster") ? (one / r.wallMs).toFixed(2).padStart(9) : "        -"} ${String(r.peakInFlight).padStart(6)} | ${fmt(c.service).padStart(12)} ${fmt(c.postgres).padStart(9)} ${fmt(c.stub).padStart(5)}  ${c.instances.map((x) => fmt(x)).join(" + ").padEnd(13)} | ${r.runs}`
       )
     }
     for (const r of mine) {
@@ -441,7 +441,7 @@ const program = Effect.gen(function* () {
   for (const r of c1.filter((r) => r.instances > 0)) {
     targets.push({
       target: `C1 CPU µs per item per instance shown: ${r.setup} × ${r.instances}`,
-      value: r.cpuUsPerItem.instances.map(fmt).join(" + "),
+      value: r.cpuUsPerItem.instances.map((x) => fmt(x)).join(" + "),
       pass: r.cpuUsPerItem.instances.every((x) => !Number.isNaN(x))
     })
   }

@@ -14,7 +14,7 @@ import * as SqlRunnerStorage from "@effect/cluster/SqlRunnerStorage"
 import { SqlClient } from "@effect/sql"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import { describe, expect, layer } from "@effect/vitest"
-import { Effect, Layer, Redacted } from "effect"
+import { Effect, Layer, Redacted, Schema } from "effect"
 import * as TestServices from "effect/TestServices"
 import * as Instances from "../src/jobs/Instances.js"
 import { CoordinationStore } from "../src/jobs/store/Coordination.js"
@@ -22,11 +22,11 @@ import { createDatabase, Postgres } from "./support/postgres.js"
 
 const TIMEOUT = 120_000
 
-const withCoordination = <A, E>(name: string, self: Effect.Effect<A, E, CoordinationStore>) =>
+const withCoordination = <A, E>(name: string, self: Effect.Effect<A, E, CoordinationStore | SqlClient.SqlClient>) =>
   Effect.gen(function* () {
     const server = yield* Postgres
     const url = yield* createDatabase(server.url, name)
-    return yield* Effect.provide(self, CoordinationStore.Default.pipe(Layer.provide(PgClient.layer({ url: Redacted.make(url), maxConnections: 3 }))))
+    return yield* Effect.provide(self, CoordinationStore.Default.pipe(Layer.provideMerge(PgClient.layer({ url: Redacted.make(url), maxConnections: 3 }))))
   })
 
 describe("CoordinationStore on PostgreSQL", () => {
@@ -64,6 +64,43 @@ describe("CoordinationStore on PostgreSQL", () => {
             // A dropped share is free at once.
             yield* c.dropClaim("g", "a")
             expect((yield* c.renewClaim("g", "b", 10, 0, 20, lease)).target).toBe(10)
+          })
+        ),
+      TIMEOUT
+    )
+
+    it.effect(
+      "shares of a limit under concurrent renewals: the recorded shares never add up to more than the limit",
+      () =>
+        withCoordination(
+          "coord_shares_concurrent",
+          Effect.gen(function* () {
+            // The renewal is one server-side function: its lock and its read of the other shares must
+            // see every renewal that committed before it, whichever connection ran it.
+            const c = yield* CoordinationStore
+            const sql = yield* SqlClient.SqlClient
+            const limit = 10
+            let seed = 7
+            const next = (n: number) => {
+              seed = (seed * 1103515245 + 12345) % 2147483648
+              return seed % n
+            }
+            const renewals = Array.from({ length: 120 }, () => ({ runner: `r${next(5)}`, wants: next(25) }))
+            const sums: Array<number> = []
+            const total = sql`SELECT COALESCE(SUM(claim), 0)::int AS total FROM pp_gate_claims WHERE gate = 'c'`.pipe(
+              Effect.flatMap(Schema.decodeUnknown(Schema.Tuple(Schema.Struct({ total: Schema.Number })))),
+              Effect.map(([row]) => row.total)
+            )
+            yield* Effect.forEach(
+              renewals,
+              ({ runner, wants }, i) =>
+                c.renewClaim("c", runner, limit, 0, wants, 60_000).pipe(
+                  Effect.zipRight(i % 10 === 0 ? Effect.flatMap(total, (sum) => Effect.sync(() => sums.push(sum))) : Effect.void)
+                ),
+              { concurrency: 3 }
+            )
+            const final = yield* total
+            expect(Math.max(final, ...sums)).toBeLessThanOrEqual(limit)
           })
         ),
       TIMEOUT
