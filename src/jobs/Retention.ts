@@ -19,7 +19,7 @@
  * while the cluster rebalances or stalls), is released by the database if the holder dies, and every
  * deletion is conditional anyway, so even two overlapping sweeps could not delete a kept row.
  */
-import { Clock, Config, Duration, Effect, Metric, Option, Schedule } from "effect"
+import { Array as Arr, Clock, Config, Duration, Effect, Metric, Option, Schedule } from "effect"
 import { JobRunner } from "./JobRunner.js"
 import type { StoreError } from "./store/Sql.js"
 import * as PostTable from "./store/PostTable.js"
@@ -176,21 +176,26 @@ export const makeSweep = (options: { readonly settings: Settings; readonly isFol
       return trimmed
     })
 
-    /** Finished workflows' messages, a page of entities at a time (each has a handful of messages). */
+    /**
+     * Finished workflows' messages: the entities of the oldest `batch` messages at a time, each
+     * entity's messages deleted together (a handful per entity: a transaction stays near `batch` rows).
+     */
     const sweepClusterMessages = (now: number) =>
       Effect.gen(function* () {
         const before = RetentionTable.snowflakeAt(now - Duration.toMillis(config.retention))
-        const perPage = Math.max(1, Math.floor(batch / 10))
-        let after = Option.none<RetentionTable.Entity>()
+        let after = Option.none<string>()
         let messages = 0
         let replies = 0
         for (;;) {
-          const page = yield* table.expiredEntities(before, after, perPage)
-          const dropped = yield* table.dropEntities(page.expired)
-          messages += dropped.messages
-          replies += dropped.replies
-          yield* count("cluster_messages", dropped.messages)
-          yield* count("cluster_replies", dropped.replies)
+          const page = yield* table.expiredEntities(before, after, batch)
+          for (const entities of Arr.chunksOf(page.expired, Math.max(1, Math.floor(batch / 10)))) {
+            const dropped = yield* table.dropEntities(entities)
+            messages += dropped.messages
+            replies += dropped.replies
+            yield* count("cluster_messages", dropped.messages)
+            yield* count("cluster_replies", dropped.replies)
+            yield* betweenBatches
+          }
           if (Option.isNone(page.next)) break
           after = page.next
           yield* betweenBatches

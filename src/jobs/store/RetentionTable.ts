@@ -42,7 +42,8 @@ const MessageIdRow = Schema.Struct({
 const EntityRow = Schema.Struct({
   entityType: column(Schema.String, "entity_type"),
   entityId: column(Schema.String, "entity_id"),
-  runPayload: column(Schema.NullOr(Schema.String), "run_payload")
+  runPayload: column(Schema.NullOr(Schema.String), "run_payload"),
+  done: Int
 })
 const UnfinishedRow = Schema.Struct({ entityType: column(Schema.String, "entity_type"), entityId: column(Schema.String, "entity_id") })
 
@@ -148,21 +149,51 @@ export const make = Effect.gen(function* () {
       orStoreError("trimming a post's history")
     )
 
-  const processedAll = sql.literal("MIN(CASE WHEN processed THEN 1 ELSE 0 END) = 1")
+  /**
+   * The cluster's tables are created by `@effect/cluster` after our migrations run (on a new
+   * database), so the index retention looks entities up by is made here, once per process, before
+   * the first cluster sweep: without it every lookup below read the whole table. PostgreSQL builds
+   * it without blocking the cluster's writes (CONCURRENTLY, outside a transaction).
+   */
+  let indexed = false
+  const ensureEntityIndex = Effect.suspend(() =>
+    indexed
+      ? Effect.void
+      : sql
+          .onDialectOrElse({
+            pg: () => sql`CREATE INDEX CONCURRENTLY IF NOT EXISTS pp_cluster_messages_entity ON cluster_messages (entity_id)`,
+            orElse: () => sql`CREATE INDEX IF NOT EXISTS pp_cluster_messages_entity ON cluster_messages (entity_id)`
+          })
+          .pipe(
+            Effect.tap(() => Effect.sync(() => (indexed = true))),
+            Effect.asVoid,
+            orStoreError("indexing the cluster's messages")
+          )
+  )
 
   /**
-   * Cluster entities (workflow executions) after `after` in key order, at most `limit`, whose every
-   * message is processed (each request has its final reply) and whose newest message is older than
-   * `before`, with the payload of their `run` request (which names a parent workflow, if any).
+   * The entities (workflow executions) of the oldest messages older than `before` and after message
+   * `after`, reading at most `limit` messages in id order (the primary key: ids grow with time), with
+   * what decides whether they may go: whether every message is processed (each request has its
+   * final reply), whether the newest is older than `before`, and the payload of the `run` request,
+   * which names a parent workflow, if any.
    */
-  const finishedEntities = (before: bigint, after: Option.Option<Entity>, limit: number) =>
-    sql`SELECT entity_type, entity_id, MAX(CASE WHEN kind = 0 AND tag = 'run' THEN payload END) AS run_payload
-      FROM cluster_messages
-      ${Option.match(after, { onNone: () => sql``, onSome: (e) => sql`WHERE (entity_type, entity_id) > (${e.entityType}, ${e.entityId})` })}
-      GROUP BY entity_type, entity_id
-      HAVING MAX(id) < ${sql.literal(before.toString())} AND ${processedAll}
-      ORDER BY entity_type, entity_id
-      LIMIT ${limit}`.pipe(Effect.flatMap(rows(EntityRow)), orStoreError("listing finished workflows"))
+  const entitiesOfOldMessages = (before: bigint, after: Option.Option<string>, limit: number) =>
+    Effect.gen(function* () {
+      const oldest = yield* sql`SELECT CAST(id AS TEXT) AS id, entity_type, entity_id FROM cluster_messages
+        WHERE id < ${sql.literal(before.toString())}
+        ${Option.match(after, { onNone: () => sql``, onSome: (id) => sql`AND id > ${sql.literal(id)}` })}
+        ORDER BY id LIMIT ${limit}`.pipe(Effect.flatMap(rows(MessageIdRow)))
+      const last = oldest[oldest.length - 1]
+      const next = oldest.length < limit || last === undefined ? Option.none<string>() : Option.some(last.id)
+      if (oldest.length === 0) return { entities: [], next }
+      const entities = yield* sql`SELECT entity_type, entity_id,
+          MAX(CASE WHEN kind = 0 AND tag = 'run' THEN payload END) AS run_payload,
+          CASE WHEN MAX(id) < ${sql.literal(before.toString())} AND MIN(CASE WHEN processed THEN 1 ELSE 0 END) = 1 THEN 1 ELSE 0 END AS done
+        FROM cluster_messages WHERE entity_id IN ${sql.in([...new Set(oldest.map((m) => m.entityId))])}
+        GROUP BY entity_type, entity_id`.pipe(Effect.flatMap(rows(EntityRow)))
+      return { entities, next }
+    })
 
   /** Of these entities, those with a message not yet processed (a workflow still running). */
   const unfinishedOf = (entities: ReadonlyArray<Entity>) =>
@@ -171,40 +202,33 @@ export const make = Effect.gen(function* () {
       : sql`SELECT DISTINCT entity_type, entity_id FROM cluster_messages
           WHERE entity_id IN ${sql.in(entities.map((e) => e.entityId))} AND NOT processed`.pipe(
           Effect.flatMap(rows(UnfinishedRow)),
-          Effect.map((found) => new Set(found.map(entityKey))),
-          orStoreError("reading running workflows")
+          Effect.map((found) => new Set(found.map(entityKey)))
         )
 
+  const parentOf = (runPayload: string | null): Option.Option<Entity> =>
+    Option.fromNullable(runPayload).pipe(
+      Option.flatMap(decodeRunPayload),
+      Option.flatMap((payload) => Option.fromNullable(payload["~@effect/workflow/parent"])),
+      Option.map((parent) => ({ entityType: `Workflow/${parent.workflowName}`, entityId: parent.executionId }))
+    )
+
   /**
-   * The finished entities of one page that may go: a child workflow (a job's part) only once its
-   * parent has finished too, since a parent that runs again replays its children from their stored
-   * replies, and a child whose messages are gone would run again.
+   * One page of cluster entities that may go (`next`: where the following page starts): finished
+   * and older than `before`, and a child workflow (a job's part) only once its parent has finished
+   * too, since a parent that runs again replays its children from their stored replies, and a child
+   * whose messages are gone would run again.
    */
-  const expiredEntities = (before: bigint, after: Option.Option<Entity>, limit: number) =>
+  const expiredEntities = (before: bigint, after: Option.Option<string>, limit: number) =>
     Effect.gen(function* () {
-      const page = yield* finishedEntities(before, after, limit)
-      const parents = page.flatMap((e) =>
-        Option.match(Option.flatMap(Option.fromNullable(e.runPayload), (p) => decodeRunPayload(p)), {
-          onNone: () => [],
-          onSome: (payload) => {
-            const parent = payload["~@effect/workflow/parent"]
-            return parent === undefined ? [] : [{ entityType: `Workflow/${parent.workflowName}`, entityId: parent.executionId }]
-          }
-        })
+      yield* ensureEntityIndex
+      const { entities, next } = yield* entitiesOfOldMessages(before, after, limit)
+      const finished = entities.filter((e) => e.done === 1)
+      const running = yield* unfinishedOf(finished.flatMap((e) => Option.toArray(parentOf(e.runPayload))))
+      const expired = finished.filter((e) =>
+        Option.match(parentOf(e.runPayload), { onNone: () => true, onSome: (parent) => !running.has(entityKey(parent)) })
       )
-      const running = yield* unfinishedOf(parents)
-      const expired = page.filter((e) => {
-        const parent = Option.flatMap(Option.fromNullable(e.runPayload), (p) => decodeRunPayload(p)).pipe(
-          Option.flatMap((payload) => Option.fromNullable(payload["~@effect/workflow/parent"]))
-        )
-        return Option.isNone(parent) || !running.has(entityKey({ entityType: `Workflow/${parent.value.workflowName}`, entityId: parent.value.executionId }))
-      })
-      const last = page[page.length - 1]
-      return {
-        expired: expired.map((e): Entity => ({ entityType: e.entityType, entityId: e.entityId })),
-        next: page.length < limit || last === undefined ? Option.none<Entity>() : Option.some<Entity>({ entityType: last.entityType, entityId: last.entityId })
-      }
-    })
+      return { expired: expired.map((e): Entity => ({ entityType: e.entityType, entityId: e.entityId })), next }
+    }).pipe(orStoreError("listing finished workflows"))
 
   /** Deletes the entities' messages and replies in one transaction; how many of each. */
   const dropEntities = (entities: ReadonlyArray<Entity>) =>
