@@ -6,16 +6,21 @@
  * interactions and its newest `POST_HISTORY_LIMIT` history rows; the cluster's message tables shrink
  * and a job submitted after the sweep still runs. On PostgreSQL also: a follow in one instance keeps
  * the job from another instance's sweep (`followed_at`), and two sweepers never both delete (the lock).
- * The sweep schedule itself is checked on the TestClock.
+ * Which cluster messages may go is checked on rows written as `@effect/cluster` writes them (a job's
+ * part only once the job's own workflow has finished), and the sweep schedule on the TestClock.
  */
 import * as ShardingConfig from "@effect/cluster/ShardingConfig"
 import * as SqlMessageStorage from "@effect/cluster/SqlMessageStorage"
 import { type HttpClient } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import * as PgClient from "@effect/sql-pg/PgClient"
+import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import { describe, expect, it, layer } from "@effect/vitest"
 import { Deferred, Duration, Effect, Fiber, Layer, Option, Redacted, Ref, Schema, TestClock } from "effect"
 import * as TestServices from "effect/TestServices"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
 import { freePort } from "../scripts/support/processes.js"
 import * as Client from "../src/http/Client.js"
 import { JobRunner } from "../src/jobs/JobRunner.js"
@@ -259,6 +264,58 @@ describe("retention on PostgreSQL", () => {
         yield* Effect.provide(check, pool())
       }).pipe(TestServices.provideLive), 120_000)
   })
+})
+
+describe("the cluster's messages", () => {
+  it.scoped("a finished part of a job whose workflow still runs stays until that workflow has finished; unfinished ones stay", () =>
+    Effect.gen(function* () {
+      const dir = yield* Effect.acquireRelease(
+        Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "pp-retention-"))),
+        (d) => Effect.sync(() => fs.rmSync(d, { recursive: true, force: true }))
+      )
+      yield* Effect.gen(function* () {
+        yield* migrate
+        yield* Layer.build(SqlMessageStorage.layer.pipe(Layer.provide(ShardingConfig.layer())))
+        const sql = yield* SqlClient.SqlClient
+        let next = RetentionTable.snowflakeAt(Date.now() - 3_600_000)
+        /** One request of `entity` with its final reply when `processed`. */
+        const request = (entityType: string, entityId: string, tag: string, payload: unknown, processed: boolean) =>
+          Effect.gen(function* () {
+            const id = (next += 1n)
+            yield* sql`INSERT INTO cluster_messages ${sql.insert({
+              id, message_id: `m-${id}`, shard_id: "default:1", entity_type: entityType, entity_id: entityId, kind: 0, tag,
+              payload: JSON.stringify(payload), headers: "{}", processed: processed ? 1 : 0, request_id: id
+            })}`
+            if (processed) yield* sql`INSERT INTO cluster_replies ${sql.insert({ id: (next += 1n), kind: 0, request_id: id, payload: "{}" })}`
+            return id
+          })
+        const parent = { workflowName: "Job", executionId: "job-exec" }
+        const parentRun = yield* request("Workflow/Job", "job-exec", "run", { jobId: "j" }, false)
+        yield* request("Workflow/JobPart", "part-0", "run", { jobId: "j", part: 0, parts: 2, "~@effect/workflow/parent": parent }, true)
+        yield* request("Workflow/JobPart", "part-0", "activity", { name: "run-items-0", attempt: 1 }, true)
+        yield* request("Workflow/JobPart", "part-1", "run", { jobId: "j", part: 1, parts: 2, "~@effect/workflow/parent": parent }, false)
+        yield* request("Workflow/Job", "done-exec", "run", { jobId: "k" }, true)
+        const messages = count(`SELECT COUNT(*) AS n FROM cluster_messages`)
+        const replies = count(`SELECT COUNT(*) AS n FROM cluster_replies`)
+        const entities = Effect.flatMap(SqlClient.SqlClient, (sql) => sql`SELECT DISTINCT entity_id FROM cluster_messages ORDER BY entity_id`).pipe(
+          Effect.flatMap(Schema.decodeUnknown(Schema.Array(Schema.Struct({ entity_id: Schema.String })))),
+          Effect.map((rows) => rows.map((r) => r.entity_id))
+        )
+        const sweep = yield* Retention.makeSweep({
+          settings: { retention: Duration.minutes(1), interval: Duration.hours(1), postHistoryLimit: 100, batchSize: 2 },
+          isFollowed: () => false
+        })
+        // Only the finished job without parts goes: part-0 has finished, but its job's workflow runs.
+        expect(yield* sweep).toMatchObject({ clusterMessages: 1, clusterReplies: 1 })
+        expect(yield* entities).toEqual(["job-exec", "part-0", "part-1"])
+        // The job's workflow and its other part finish: everything goes.
+        yield* sql`UPDATE cluster_messages SET processed = 1 WHERE entity_id IN ('job-exec', 'part-1')`
+        yield* sql`INSERT INTO cluster_replies ${sql.insert({ id: (next += 1n), kind: 0, request_id: parentRun, payload: "{}" })}`
+        expect(yield* sweep).toMatchObject({ clusterMessages: 4, clusterReplies: 3 })
+        expect(yield* messages).toBe(0)
+        expect(yield* replies).toBe(0)
+      }).pipe(Effect.provide(SqliteClient.layer({ filename: path.join(dir, "cluster.db") })))
+    }).pipe(TestServices.provideLive))
 })
 
 describe("the sweep schedule", () => {
