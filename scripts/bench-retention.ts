@@ -16,7 +16,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as Retention from "../src/jobs/Retention.js"
-import { snowflakeAt } from "../src/jobs/store/RetentionTable.js"
+import { snowflakeAt } from "../src/jobs/store/ClusterMessageTable.js"
 import { migrate } from "../src/jobs/store/Migrations.js"
 
 const JOBS = Number(process.argv[2] ?? 2000)

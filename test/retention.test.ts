@@ -26,6 +26,7 @@ import * as Client from "../src/http/Client.js"
 import { JobRunner } from "../src/jobs/JobRunner.js"
 import { JobDetail } from "../src/jobs/Model.js"
 import * as Retention from "../src/jobs/Retention.js"
+import * as ClusterMessageTable from "../src/jobs/store/ClusterMessageTable.js"
 import { migrate } from "../src/jobs/store/Migrations.js"
 import * as RetentionTable from "../src/jobs/store/RetentionTable.js"
 import { Int } from "../src/jobs/store/Sql.js"
@@ -277,7 +278,7 @@ describe("the cluster's messages", () => {
         yield* migrate
         yield* Layer.build(SqlMessageStorage.layer.pipe(Layer.provide(ShardingConfig.layer())))
         const sql = yield* SqlClient.SqlClient
-        let next = RetentionTable.snowflakeAt(Date.now() - 3_600_000)
+        let next = ClusterMessageTable.snowflakeAt(Date.now() - 3_600_000)
         /** One request of `entity` with its final reply when `processed`. */
         const request = (entityType: string, entityId: string, tag: string, payload: unknown, processed: boolean) =>
           Effect.gen(function* () {

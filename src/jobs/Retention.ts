@@ -22,6 +22,7 @@
 import { Array as Arr, Clock, Config, Duration, Effect, Metric, Option, Schedule } from "effect"
 import { JobRunner } from "./JobRunner.js"
 import type { StoreError } from "./store/Sql.js"
+import * as ClusterMessageTable from "./store/ClusterMessageTable.js"
 import * as PostTable from "./store/PostTable.js"
 import * as RetentionTable from "./store/RetentionTable.js"
 import { Topology } from "./Topology.js"
@@ -117,6 +118,7 @@ export const makeSweep = (options: { readonly settings: Settings; readonly isFol
   Effect.gen(function* () {
     const config = options.settings
     const table = yield* RetentionTable.make
+    const workflows = yield* ClusterMessageTable.make
     const batch = config.batchSize
     const local = yield* Effect.makeSemaphore(1)
 
@@ -182,14 +184,14 @@ export const makeSweep = (options: { readonly settings: Settings; readonly isFol
      */
     const sweepClusterMessages = (now: number) =>
       Effect.gen(function* () {
-        const before = RetentionTable.snowflakeAt(now - Duration.toMillis(config.retention))
+        const before = ClusterMessageTable.snowflakeAt(now - Duration.toMillis(config.retention))
         let after = Option.none<string>()
         let messages = 0
         let replies = 0
         for (;;) {
-          const page = yield* table.expiredEntities(before, after, batch)
+          const page = yield* workflows.expiredEntities(before, after, batch)
           for (const entities of Arr.chunksOf(page.expired, Math.max(1, Math.floor(batch / 10)))) {
-            const dropped = yield* table.dropEntities(entities)
+            const dropped = yield* workflows.dropEntities(entities)
             messages += dropped.messages
             replies += dropped.replies
             yield* count("cluster_messages", dropped.messages)
