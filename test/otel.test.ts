@@ -4,8 +4,9 @@
  * POST to /v1/traces). One batch with a caller's `traceparent` must come back as one span tree:
  * the caller's span → the HTTP request's span → … → the job's span → items → attempts → upstream
  * calls, with the attributes the README lists, and a failed try that is retried saying so. Without
- * an endpoint nothing is installed (Effect's built-in tracer stays), and closing the exporter's
- * scope sends what it still holds.
+ * an endpoint nothing is installed (Effect's built-in tracer stays); the service's shutdown (and the
+ * exporter's scope) sends what it still holds; a collector refusing exports costs the service nothing
+ * and its headers' values are never logged.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, Context, DefaultServices, Duration, Effect, Layer, Option, Redacted, Schema, Tracer } from "effect"
@@ -56,8 +57,8 @@ interface Received {
   readonly requests: Array<{ readonly path: string; readonly headers: http.IncomingHttpHeaders }>
 }
 
-/** The receiver, listening until the test's scope closes. */
-const receiver = Effect.acquireRelease(
+/** The receiver, listening until the test's scope closes; it answers every POST with `status`. */
+const receiverAnswering = (status: number) => Effect.acquireRelease(
   Effect.async<{ readonly server: http.Server; readonly received: Received }>((resume) => {
     const received: Received = { url: "", spans: [], resources: [], requests: [] }
     const server = http.createServer((req, res) => {
@@ -72,7 +73,7 @@ const receiver = Effect.acquireRelease(
             for (const ss of rs.scopeSpans) received.spans.push(...ss.spans)
           }
         }
-        res.writeHead(200, { "content-type": "application/json" }).end("{}")
+        res.writeHead(status, { "content-type": "application/json" }).end("{}")
       })
     })
     server.listen(0, "127.0.0.1", () => {
@@ -86,6 +87,8 @@ const receiver = Effect.acquireRelease(
       server.close(() => resume(Effect.void))
     })
 ).pipe(Effect.map(({ received }) => received))
+
+const receiver = receiverAnswering(200)
 
 const attr = (span: OtlpSpan | undefined, key: string): string | number | boolean | undefined => {
   const value = span?.attributes.find((a) => a.key === key)?.value
@@ -203,6 +206,48 @@ describe("OpenTelemetry traces over OTLP/HTTP", () => {
         expect(received.requests.every((r) => r.path === "/v1/traces" && r.headers["x-api-key"] === HEADER_SECRET)).toBe(true)
         expect(received.requests[0]?.headers["content-type"]).toContain("application/json")
         expect(logs.some((l) => l.includes("traces: exporting spans"))).toBe(true)
+        expect(logs.filter((l) => l.includes(HEADER_SECRET))).toEqual([])
+      }).pipe(Effect.provide(serviceLayer({ env })))
+    }), 30_000)
+})
+
+describe("the exporter at shutdown and on failure", () => {
+  const batch = (url: string) =>
+    rawJson(`${url}/api/interactions/fetch-all-interactions`, "POST", { posts: [{ postId: "p0", articleId: "a0", kolSerial: "101" }] })
+
+  it.scopedLive("spans still buffered when the service shuts down are sent as it closes", () =>
+    Effect.gen(function* () {
+      const received = yield* receiver
+      // Nothing would be sent for a minute: only the flush at shutdown can deliver the batch's spans.
+      const env = { OTEL_EXPORTER_OTLP_ENDPOINT: received.url, OTEL_BSP_SCHEDULE_DELAY: "60000" }
+      const jobId = yield* Effect.gen(function* () {
+        const { url } = yield* Service
+        const answer = yield* batch(url)
+        expect(answer.status).toBe(200)
+        expect(received.spans).toEqual([])
+        return (yield* Schema.decodeUnknown(JobAnswer)(json(answer))).id
+      }).pipe(Effect.provide(serviceLayer({ env })))
+      const names = received.spans.map((s) => s.name)
+      expect(names).toContain("engine.item")
+      expect(received.spans.some((s) => s.name === "JobRunner.execute" && attr(s, "job.id") === jobId)).toBe(true)
+      expect(received.spans.some((s) => s.kind === SERVER)).toBe(true)
+    }), 30_000)
+
+  it.scopedLive("a collector that refuses the exports: the service works on, the failure is logged without the headers' values", () =>
+    Effect.gen(function* () {
+      const received = yield* receiverAnswering(401)
+      const env = {
+        OTEL_EXPORTER_OTLP_ENDPOINT: received.url,
+        OTEL_BSP_SCHEDULE_DELAY: "50",
+        OTEL_EXPORTER_OTLP_HEADERS: `authorization=Bearer%20${HEADER_SECRET},x-api-key=${HEADER_SECRET}`
+      }
+      yield* Effect.gen(function* () {
+        const { url, logs } = yield* Service
+        expect((yield* batch(url)).status).toBe(200)
+        yield* eventually(Effect.suspend(() => (logs.some((l) => l.includes("Disabling OtlpTracer")) ? Effect.void : Effect.fail("not yet"))))
+        expect(received.requests.length).toBeGreaterThanOrEqual(1)
+        expect(received.requests[0]?.headers["x-api-key"]).toBe(HEADER_SECRET)
+        expect((yield* batch(url)).status).toBe(200)
         expect(logs.filter((l) => l.includes(HEADER_SECRET))).toEqual([])
       }).pipe(Effect.provide(serviceLayer({ env })))
     }), 30_000)
