@@ -16,8 +16,9 @@
  * gone (404) or, already reading, its items going.
  * In a cluster one instance sweeps at a time: a PostgreSQL advisory lock (`RetentionTable.whileLocked`)
  * rather than `@effect/cluster`'s `Singleton`, because the lock needs no shard (a sweep still runs
- * while the cluster rebalances or stalls), is released by the database if the holder dies, and every
- * deletion is conditional anyway, so even two overlapping sweeps could not delete a kept row.
+ * while the cluster rebalances or stalls) and is released by the database if the holder dies. Two
+ * sweeps that overlapped anyway (the lock's connection lost mid-sweep) would lose nothing kept: the
+ * job DELETE re-checks its conditions, and the rest is deleted only once it can no longer change.
  */
 import { Array as Arr, Clock, Config, Duration, Effect, Metric, Option, Schedule } from "effect"
 import { JobRunner } from "./JobRunner.js"
@@ -58,7 +59,7 @@ export const settings = Config.all({
 
 export type Settings = Config.Config.Success<typeof settings>
 
-/** What one sweep deleted, by table; `skipped` when another instance was sweeping. */
+/** What one sweep deleted, by table; `skipped` when another sweep was running (here or in another instance). */
 export interface SweepReport {
   readonly skipped: boolean
   readonly jobs: number
