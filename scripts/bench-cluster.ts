@@ -20,7 +20,7 @@
  * `--out` says where): `--instances 1,3`, `--scenarios C1`, `--runs 5`, `--no-peers` (no p-limit, no
  * SQLite), `--dist <dir>` (the compiled service to run, default `dist`: A/B against another build),
  * `--pg-stats` (pg_stat_statements: the statements PostgreSQL ran per item in the timed runs, top 12
- * per setup), `--cpu-prof <dir>` (the first instance of each setup runs with `--cpu-prof`), `--logs <dir>` (each
+ * per setup), `--cpu-prof <dir>` (every instance runs with `--cpu-prof`, its profile in `<dir>/<setup>-<i>/`), `--logs <dir>` (each
  * instance's output to `<dir>/<setup>-<i>.log`).
  */
 import os from "node:os"
@@ -116,6 +116,7 @@ interface Row {
   /** Median over the runs of each figure (so the parts need not add up to `service`). */
   readonly cpuUsPerItem: RunCpu
   readonly cpuRuns: ReadonlyArray<RunCpu>
+  readonly timedRunsMonotonicUs: readonly [number, number]
   readonly pgStatements?: ReadonlyArray<PgStatement>
   /** CPU ms per second each instance (and PostgreSQL) spends with no job: the cost of being in the cluster. */
   readonly idleCpuMsPerS?: { readonly instances: ReadonlyArray<number>; readonly postgres: number | undefined }
@@ -234,12 +235,15 @@ const allScenarios = (
       yield* Effect.promise(() => run(`warm-${s.id}`, 300))
       const walls: Array<number> = []
       const cpus: Array<RunCpu> = []
+      // On the clock V8's CPU profiles use (CLOCK_MONOTONIC, µs): the timed runs' window in a profile.
+      const from = Number(process.hrtime.bigint() / 1000n)
       for (let r = 0; r < RUNS; r++) {
         yield* hooks.beforeRun(r)
         const before = cpuOf(processes, upstream)
         walls.push(yield* Effect.promise(() => run(`${s.id}-${r}`, ITEMS)))
         cpus.push(perItem(before, cpuOf(processes, upstream), ITEMS))
       }
+      const to = Number(process.hrtime.bigint() / 1000n)
       const statements = yield* hooks.afterRuns(ITEMS * RUNS)
       const { peakInFlight } = yield* Effect.promise(upstream.stats)
       const wall = median(walls)
@@ -253,6 +257,7 @@ const allScenarios = (
         runs: walls.map(Math.round).join(" / "),
         cpuUsPerItem: medianCpu(cpus),
         cpuRuns: cpus,
+        timedRunsMonotonicUs: [from, to],
         ...(statements === undefined ? {} : { pgStatements: statements })
       })
     }
@@ -271,7 +276,7 @@ const withInstances = <A>(
     const instances = yield* Effect.promise(() =>
       Promise.all(
         Array.from({ length: n }, async (_, i) => {
-          const prof = CPU_PROF !== undefined && i === 0 ? ["--cpu-prof", `--cpu-prof-dir=${path.resolve(CPU_PROF, label)}`] : []
+          const prof = CPU_PROF !== undefined ? ["--cpu-prof", `--cpu-prof-dir=${path.resolve(CPU_PROF, `${label}-${i}`)}`] : []
           const started = await startProcess(
             [...prof, main],
             { HOST: "127.0.0.1", PORT: "0", ...(await env()) },
