@@ -34,6 +34,15 @@ const mountable = (() => {
 })()
 if (!mountable.ok) console.warn(`storage fault tests skipped: cannot mount a tmpfs (${mountable.why})`)
 
+/**
+ * The test disk's size. The space freed after the fault is what the filler took, so the disk must
+ * hold the rest of the job's writes: SQLite appends every commit to the WAL and checkpoints it only
+ * at ~4 MB (wal_autocheckpoint, 1,000 pages). The 80-item job left a 2.9 MB WAL with the database
+ * file still 4 KB; at 3 MB the disk filled a second time after it was freed in about half the runs
+ * (once migration 5 added an index on post history, one more page per commit).
+ */
+const DISK = "8m"
+
 /** A tmpfs of `size` mounted on a fresh directory for the test's scope. */
 const tmpfs = (size: string) =>
   Effect.acquireRelease(
@@ -143,7 +152,7 @@ describe.skipIf(!mountable.ok)("storage faults (a tmpfs the test fills)", () => 
         Effect.gen(function* () {
           const sandbox = yield* Sandbox.Sandbox
           yield* sandbox.setKnobs("interactions", { latency: { kind: "fixed", ms: 150 } })
-          const dir = yield* tmpfs("3m")
+          const dir = yield* tmpfs(DISK)
           const service = yield* Service.start(envFor(sandbox.url, dir))
           const accepted = yield* submit(service.url, 80)
           expect(accepted.status).toBe(202)
@@ -188,7 +197,7 @@ describe.skipIf(!mountable.ok)("storage faults (a tmpfs the test fills)", () => 
         Effect.gen(function* () {
           const sandbox = yield* Sandbox.Sandbox
           yield* sandbox.setKnobs("interactions", { latency: { kind: "fixed", ms: 150 } })
-          const dir = yield* tmpfs("3m")
+          const dir = yield* tmpfs(DISK)
           const env = envFor(sandbox.url, dir)
           const { id, filler } = yield* Effect.scoped(
             Effect.gen(function* () {
@@ -227,7 +236,7 @@ describe.skipIf(!mountable.ok)("storage faults (a tmpfs the test fills)", () => 
         Effect.gen(function* () {
           const sandbox = yield* Sandbox.Sandbox
           yield* sandbox.setKnobs("interactions", { latency: { kind: "fixed", ms: 200 } })
-          const dir = yield* tmpfs("3m")
+          const dir = yield* tmpfs(DISK)
           const service = yield* Service.start(envFor(sandbox.url, dir))
           const accepted = yield* submit(service.url, 200)
           const id = (JSON.parse(accepted.body) as { id: string }).id
