@@ -11,7 +11,6 @@
  * run: the engine in-process (no HTTP API, no persistence), p-limit + fetch, and the guide's naive
  * batches (`asyncio.gather` per batch of `c`, here Promise.all). Prints wall/ideal; median of 3.
  */
-import { NodeHttpClient } from "@effect/platform-node"
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from "node:fs"
 import os from "node:os"
 import path from "node:path"
@@ -22,6 +21,7 @@ import { InteractionsProcessor } from "../src/processors/Interactions.js"
 import { UpstreamBudgets } from "../src/upstream/Budgets.js"
 import { ForumClient } from "../src/upstream/Forum.js"
 import { KolCredentials } from "../src/upstream/KolCredentials.js"
+import * as UndiciHttpClient from "../src/upstream/UndiciHttpClient.js"
 import { UpstreamConfig } from "../src/upstream/UpstreamConfig.js"
 import { fetchOne, login, pLimitUndici } from "./support/peers.js"
 import { root, startProcess, stop, unboundedBudgets, upstreamEnv } from "./support/processes.js"
@@ -105,7 +105,8 @@ const engineLayer = (upstreamUrl: string) =>
     Layer.provide(CircuitBreakerRegistry.layer),
     Layer.provide(
       Layer.mergeAll(
-        NodeHttpClient.layerUndici,
+        // The upstreams' own client, as the service uses it (src/upstream/Upstreams.ts).
+        UndiciHttpClient.layer,
         UpstreamConfig.allAt(upstreamUrl),
         KolCredentials.fromRecord({ "101": { email: "kol101@example.com", password: Redacted.make("pw-101") } })
       )
