@@ -3,7 +3,7 @@
  * compiled `dist/src/main.js` when it is at least as new as every file under `src/` (CI's `npm ci`
  * builds it), otherwise `node --import tsx src/main.ts`. Compiled, a start costs about a third of the
  * CPU (6.6 s against 18.8 s at load ~15, README "Production start"): three instances started at once
- * through tsx on the loaded 2-core machine took longer than the start timeout. The port is read from
+ * through tsx on the loaded 2-core machine took longer than the 60 s start timeout. The port is read from
  * the service's own start-up log line.
  */
 import { spawn, type ChildProcess } from "node:child_process"
@@ -83,8 +83,8 @@ export const start = (env: Readonly<Record<string, string>>): Effect.Effect<Serv
     })
     const url = yield* Deferred.await(listening).pipe(
       Effect.timeoutFail({
-        duration: Duration.seconds(90),
-        onTimeout: () => new ServiceStartError({ message: `service did not start within 90 s (${entry.join(" ")}):\n${output}` })
+        duration: Duration.seconds(60),
+        onTimeout: () => new ServiceStartError({ message: `service did not start within 60 s (${entry.join(" ")}):\n${output}` })
       })
     )
     return {
