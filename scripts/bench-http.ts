@@ -9,13 +9,23 @@
  * `POST /api/interactions/fetch-all-interactions` (job stored, every item result committed, answer
  * with all results), timed from request to the last byte. Peers call the same upstream in the same
  * run: the engine in-process (no HTTP API, no persistence), p-limit + fetch, and the guide's naive
- * batches (`asyncio.gather` per batch of `c`, here Promise.all). Prints wall/ideal; median of 3.
+ * batches (`asyncio.gather` per batch of `c`, here Promise.all). Prints wall/ideal; median of 3,
+ * and the service process's CPU per item (from `/proc`, Linux only).
+ *
+ * Options (for A/B runs and profiles of the service's own cost):
+ *   --only service,engine,plimit,naive   the contenders to run (default: all)
+ *   --scenario H2                        one scenario (default: both)
+ *   --runs N                             timed runs per contender (default 3)
+ *   --service a.js,b.js                  the service's entry points, each its own contender (default
+ *                                        dist/src/main.js): another build, e.g. a `git worktree`'s;
+ *                                        their runs interleave so load changes hit both alike
+ *   --cpu-prof DIR                       start each service with node's --cpu-prof into DIR/<n>/
  */
-import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from "node:fs"
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import os from "node:os"
 import path from "node:path"
 import { performance } from "node:perf_hooks"
-import { ConfigProvider, Effect, Layer, Redacted } from "effect"
+import { ConfigProvider, Effect, Either, Layer, Redacted } from "effect"
 import * as CircuitBreakerRegistry from "../src/engine/CircuitBreakerRegistry.js"
 import { InteractionsProcessor } from "../src/processors/Interactions.js"
 import { UpstreamBudgets } from "../src/upstream/Budgets.js"
@@ -24,9 +34,19 @@ import { KolCredentials } from "../src/upstream/KolCredentials.js"
 import * as UndiciHttpClient from "../src/upstream/UndiciHttpClient.js"
 import { UpstreamConfig } from "../src/upstream/UpstreamConfig.js"
 import { fetchOne, login, pLimitUndici } from "./support/peers.js"
+import { procCpuUs } from "./support/procCpu.js"
+import { decodeProfile, render, summarise } from "./support/profileSummary.js"
 import { root, startProcess, stop, unboundedBudgets, upstreamEnv } from "./support/processes.js"
 
-const RUNS = 3
+const option = (name: string): string | undefined => {
+  const i = process.argv.indexOf(`--${name}`)
+  return i < 0 ? undefined : process.argv[i + 1]
+}
+const RUNS = Number(option("runs") ?? 3)
+const only = option("only")?.split(",")
+const wanted = (key: string) => only === undefined || only.includes(key)
+const serviceEntries = (option("service") ?? path.join(root, "dist/src/main.js")).split(",").map((p) => path.resolve(p))
+const cpuProfDir = option("cpu-prof")
 
 interface Scenario {
   readonly id: string
@@ -37,7 +57,7 @@ interface Scenario {
 const scenarios: ReadonlyArray<Scenario> = [
   { id: "H1", items: 50, latencyMs: 300, concurrency: 5 },
   { id: "H2", items: 2000, latencyMs: 20, concurrency: 50 }
-]
+].filter((s) => option("scenario") === undefined || s.id === option("scenario"))
 const idealMs = (s: Scenario) => Math.ceil(s.items / s.concurrency) * s.latencyMs
 
 const postsFor = (s: Scenario, run: string) =>
@@ -59,14 +79,14 @@ const startUpstream = async () => {
   }
 }
 
-/** The compiled service on a fresh data directory. */
-const startService = async (upstreamUrl: string, dataDir: string) => {
+/** A compiled service on a fresh data directory; with `profileDir`, profiled by node until it stops. */
+const startService = async (entry: string, upstreamUrl: string, dataDir: string, profileDir: string | undefined) => {
   const { child, match } = await startProcess(
-    [path.join(root, "dist/src/main.js")],
+    [...(profileDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${profileDir}`]), entry],
     { HOST: "127.0.0.1", PORT: "0", DATA_DIR: dataDir, ...upstreamEnv(upstreamUrl) },
     /listening on (http:\/\/\S+)/
   )
-  return { url: match, stop: () => stop(child) }
+  return { url: match, pid: child.pid, stop: () => stop(child) }
 }
 
 const viaService = async (url: string, s: Scenario, run: string) => {
@@ -123,63 +143,114 @@ const viaEngine = (s: Scenario, run: string) =>
     return wall
   })
 
+interface Contender {
+  readonly name: string
+  readonly measure: (run: string) => Effect.Effect<number>
+  /** The CPU time its own process has used so far (µs), for a service in a process of its own. */
+  readonly cpuUs?: () => number | undefined
+}
+
 const program = Effect.gen(function* () {
   const upstream = yield* Effect.promise(startUpstream)
-  const dataDir = mkdtempSync(path.join(os.tmpdir(), "pp-bench-http-"))
-  const service = yield* Effect.promise(() => startService(upstream.url, dataDir))
+  const dataDirs: Array<string> = []
+  const services: Array<{ readonly label: string; readonly url: string; readonly pid: number | undefined; readonly stop: () => Promise<void> }> = []
+  for (const [i, entry] of serviceEntries.entries()) {
+    if (!wanted("service")) break
+    const dataDir = mkdtempSync(path.join(os.tmpdir(), "pp-bench-http-"))
+    dataDirs.push(dataDir)
+    const profileDir = cpuProfDir === undefined ? undefined : path.resolve(cpuProfDir, String(i))
+    if (profileDir !== undefined) mkdirSync(profileDir, { recursive: true })
+    const started = yield* Effect.promise(() => startService(entry, upstream.url, dataDir, profileDir))
+    const label = serviceEntries.length === 1 ? "service (HTTP API, durable job)" : `service ${i} (${path.relative(root, entry) || entry})`
+    services.push({ label, ...started })
+  }
   const engine = yield* Layer.build(engineLayer(upstream.url))
   const rows: Array<Record<string, string | number>> = []
   try {
     for (const s of scenarios) {
       yield* Effect.promise(() => upstream.setLatency(s.latencyMs))
       const ideal = idealMs(s)
-      const contenders: ReadonlyArray<readonly [string, (run: string) => Effect.Effect<number>]> = [
-        ["service (HTTP API, durable job)", (run) => Effect.promise(() => viaService(service.url, s, run))],
-        ["engine in-process (no HTTP, no DB)", (run) => Effect.provide(viaEngine(s, run), engine)],
-        ["p-limit + undici", (run) => Effect.promise(() => viaPLimit(upstream.url, s, run))],
-        ["naive batches (the guide)", (run) => Effect.promise(() => viaNaiveBatches(upstream.url, s, run))]
+      const contenders: ReadonlyArray<Contender> = [
+        ...services.map((service) => ({
+          name: service.label,
+          measure: (run: string) => Effect.promise(() => viaService(service.url, s, run)),
+          cpuUs: () => procCpuUs(service.pid)
+        })),
+        ...(wanted("engine") ? [{ name: "engine in-process (no HTTP, no DB)", measure: (run: string) => Effect.provide(viaEngine(s, run), engine) }] : []),
+        ...(wanted("plimit") ? [{ name: "p-limit + undici", measure: (run: string) => Effect.promise(() => viaPLimit(upstream.url, s, run)) }] : []),
+        ...(wanted("naive") ? [{ name: "naive batches (the guide)", measure: (run: string) => Effect.promise(() => viaNaiveBatches(upstream.url, s, run)) }] : [])
       ]
-      for (const [name, measure] of contenders) {
-        yield* measure(`${s.id}-warm-${name.length}`) // warm-up: JIT, connections, login
-        const walls: Array<number> = []
-        for (let r = 0; r < RUNS; r++) walls.push(yield* measure(`${s.id}-${name.length}-${r}`))
-        const wall = median(walls)
+      // Warm-up (JIT, connections, login), then the timed runs interleaved: a change of load on the
+      // shared machine hits every contender alike.
+      for (const [c, contender] of contenders.entries()) yield* contender.measure(`${s.id}-warm-${c}`)
+      const walls = contenders.map((): Array<number> => [])
+      const cpus = contenders.map((): Array<number> => [])
+      for (let r = 0; r < RUNS; r++) {
+        for (const [c, contender] of contenders.entries()) {
+          const before = contender.cpuUs?.()
+          walls[c]?.push(yield* contender.measure(`${s.id}-${c}-${r}`))
+          const after = contender.cpuUs?.()
+          if (before !== undefined && after !== undefined) cpus[c]?.push((after - before) / s.items)
+        }
+      }
+      for (const [c, contender] of contenders.entries()) {
+        const mine = walls[c] ?? []
+        const cpu = cpus[c] ?? []
+        const wall = median(mine)
         rows.push({
           scenario: s.id,
-          contender: name,
+          contender: contender.name,
           items: s.items,
           latencyMs: s.latencyMs,
           concurrency: s.concurrency,
           idealMs: ideal,
           wallMs: Math.round(wall),
           ratio: Number((wall / ideal).toFixed(3)),
-          runsMs: walls.map((w) => Math.round(w)).join(" / ")
+          runsMs: mine.map((w) => Math.round(w)).join(" / "),
+          ...(cpu.length === 0 ? {} : { cpuUsPerItem: Math.round(median(cpu)), cpuRunsUsPerItem: cpu.map((x) => Math.round(x)).join(" / ") })
         })
       }
     }
   } finally {
-    yield* Effect.promise(() => service.stop())
+    for (const service of services) yield* Effect.promise(() => service.stop())
     yield* Effect.promise(() => upstream.stop())
-    rmSync(dataDir, { recursive: true, force: true })
+    for (const dataDir of dataDirs) rmSync(dataDir, { recursive: true, force: true })
   }
   console.log(`\nbench:http — wall/ideal, median of ${RUNS} (node ${process.version}, ${os.cpus().length} cores)\n`)
-  console.log("scenario  contender                              ideal ms   wall ms   ratio   runs (ms)")
+  console.log("scenario  contender                              ideal ms   wall ms   ratio   runs (ms)   [service CPU µs/item, median: runs]")
   for (const r of rows) {
     console.log(
-      `${String(r.scenario).padEnd(9)} ${String(r.contender).padEnd(38)} ${String(r.idealMs).padStart(8)} ${String(r.wallMs).padStart(9)} ${String(r.ratio).padStart(7)}   ${r.runsMs}`
+      `${String(r.scenario).padEnd(9)} ${String(r.contender).padEnd(38)} ${String(r.idealMs).padStart(8)} ${String(r.wallMs).padStart(9)} ${String(r.ratio).padStart(7)}   ${r.runsMs}` +
+        (r.cpuUsPerItem === undefined ? "" : `   [${r.cpuUsPerItem}: ${r.cpuRunsUsPerItem}]`)
     )
   }
   for (const s of scenarios) {
     const mine = rows.filter((r) => r.scenario === s.id)
     const ours = mine.find((r) => String(r.contender).startsWith("service"))
+    if (ours === undefined) continue
     // The fastest contender shows what this machine allows: every call really takes a little more than
     // the nominal latency (timer + loopback), and CPU is shared by the three processes.
     const floor = Math.min(...mine.map((r) => Number(r.wallMs)))
     console.log(
-      `${s.id}: service ${ours?.ratio} × ideal (target ≤ 1.05) ${Number(ours?.ratio) <= 1.05 ? "✓" : "✗"}; ` +
-        `${(Number(ours?.wallMs) / floor).toFixed(3)} × the fastest contender in this run (${floor} ms)`
+      `${s.id}: service ${ours.ratio} × ideal (target ≤ 1.05) ${Number(ours.ratio) <= 1.05 ? "✓" : "✗"}; ` +
+        `${(Number(ours.wallMs) / floor).toFixed(3)} × the fastest contender in this run (${floor} ms)`
     )
   }
+  if (cpuProfDir !== undefined) {
+    for (const [i, entry] of serviceEntries.entries()) {
+      const dir = path.resolve(cpuProfDir, String(i))
+      for (const file of readdirSync(dir).filter((f) => f.endsWith(".cpuprofile"))) {
+        const decoded = decodeProfile(JSON.parse(readFileSync(path.join(dir, file), "utf8")))
+        if (Either.isLeft(decoded)) continue
+        const text = render(`bench:http service ${i} (${entry}), whole process`, summarise(decoded.right), `${scenarios.map((s) => s.id).join(", ")}; warm-up + ${RUNS} runs each`)
+        writeFileSync(path.join(dir, `${file}.txt`), text)
+        console.log(`\n${text}`)
+      }
+    }
+  }
+  // A partial run (some contenders, one scenario, other builds) is not the record.
+  const partial = only !== undefined || option("scenario") !== undefined || option("service") !== undefined || cpuProfDir !== undefined
+  if (partial) return
   mkdirSync(path.join(root, "bench-results"), { recursive: true })
   writeFileSync(
     path.join(root, "bench-results/http-latest.json"),
