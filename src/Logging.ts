@@ -27,13 +27,21 @@ const ownFields = new Set(["timestamp", "level", "fiber", "message", "cause", "s
 const errorFields = (u: unknown): unknown =>
   u instanceof Error && !Predicate.hasProperty(u, "toJSON") ? { ...u, name: u.name, message: u.message } : u
 
+// A failure logged with no message of its own (the runtime's report of a program that failed:
+// `Effect.logError(cause)`) would read `"message":[]`; its first line is what a reader scans for.
+const messageOf = (message: unknown, cause: string | undefined): unknown => {
+  const parts = Array.isArray(message) ? message.map(errorFields) : errorFields(message)
+  if (Array.isArray(parts) && parts.length === 0 && cause !== undefined) return cause.split("\n", 1)[0]
+  return parts
+}
+
 /** One JSON object per log entry, annotations as top-level fields. */
 export const jsonLogger: Logger.Logger<unknown, string> = Logger.map(Logger.structuredLogger, (entry) => {
   const line: Record<string, unknown> = {
     timestamp: entry.timestamp,
     level: entry.logLevel,
     fiber: entry.fiberId,
-    message: Array.isArray(entry.message) ? entry.message.map(errorFields) : errorFields(entry.message)
+    message: messageOf(entry.message, entry.cause)
   }
   if (entry.cause !== undefined) line.cause = entry.cause
   if (Object.keys(entry.spans).length > 0) line.spans = entry.spans

@@ -69,6 +69,14 @@ describe("LOG_FORMAT", () => {
       expect(failed?.["cause"]).toContain("boom")
     }))
 
+  it.effect("json: a failure logged without a message (a crash report) carries its cause's first line as the message", () =>
+    Effect.gen(function* () {
+      const lines = yield* printed({ LOG_FORMAT: "json" }, Effect.logError(Cause.fail(new Error("disk is full"))))
+      const [report] = lines.map((l) => decodeLine(l))
+      expect(report?.message).toEqual(expect.stringContaining("disk is full"))
+      expect(report?.["cause"]).toContain("disk is full")
+    }))
+
   it.effect("json: a Redacted value prints as <redacted>", () =>
     Effect.gen(function* () {
       const lines = yield* printed(

@@ -26,6 +26,9 @@ type Body = string | Uint8Array | Readable | null
 // an unhandled 'error' event that ends the process.
 const ignore = (): void => {}
 
+// Stateless without `{ stream: true }`, so one decoder serves every response.
+const utf8 = new TextDecoder()
+
 class UndiciResponse extends Inspectable.Class implements HttpClientResponse.HttpClientResponse {
   readonly [HttpClientResponse.TypeId]: HttpClientResponse.TypeId = HttpClientResponse.TypeId
   readonly [HttpIncomingMessage.TypeId]: HttpIncomingMessage.TypeId = HttpIncomingMessage.TypeId
@@ -69,7 +72,7 @@ class UndiciResponse extends Inspectable.Class implements HttpClientResponse.Htt
     })
   }
   get text(): Effect.Effect<string, HttpClientError.ResponseError> {
-    return Effect.map(this.arrayBuffer, (bytes) => new TextDecoder().decode(bytes))
+    return Effect.map(this.arrayBuffer, (bytes) => utf8.decode(bytes))
   }
   get json(): Effect.Effect<unknown, HttpClientError.ResponseError> {
     return Effect.flatMap(this.text, (text) =>

@@ -8,7 +8,7 @@
  */
 import { SqlClient } from "@effect/sql"
 import { Effect, Option, Schema } from "effect"
-import { column, Int, orStoreError } from "./Sql.js"
+import { column, Int, onceSucceeded, orStoreError } from "./Sql.js"
 
 /** `@effect/cluster`'s Snowflake ids count milliseconds from this moment in their top 42 bits. */
 const SNOWFLAKE_EPOCH_MS = Date.UTC(2025, 0, 1)
@@ -57,21 +57,12 @@ export const make = Effect.gen(function* () {
    * the first cluster sweep: without it every lookup below read the whole table. PostgreSQL builds
    * it without blocking the cluster's writes (CONCURRENTLY, outside a transaction).
    */
-  let indexed = false
-  const ensureEntityIndex = Effect.suspend(() =>
-    indexed
-      ? Effect.void
-      : sql
-          .onDialectOrElse({
-            pg: () => sql`CREATE INDEX CONCURRENTLY IF NOT EXISTS pp_cluster_messages_entity ON cluster_messages (entity_id)`,
-            orElse: () => sql`CREATE INDEX IF NOT EXISTS pp_cluster_messages_entity ON cluster_messages (entity_id)`
-          })
-          .pipe(
-            Effect.tap(() => Effect.sync(() => (indexed = true))),
-            Effect.asVoid,
-            orStoreError("indexing the cluster's messages")
-          )
-  )
+  const ensureEntityIndex = onceSucceeded(
+    sql.onDialectOrElse({
+      pg: () => sql`CREATE INDEX CONCURRENTLY IF NOT EXISTS pp_cluster_messages_entity ON cluster_messages (entity_id)`,
+      orElse: () => sql`CREATE INDEX IF NOT EXISTS pp_cluster_messages_entity ON cluster_messages (entity_id)`
+    })
+  ).pipe(orStoreError("indexing the cluster's messages"))
 
   /**
    * The entities (workflow executions) of the oldest messages older than `before` and after message

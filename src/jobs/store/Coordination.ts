@@ -8,7 +8,7 @@
 import { SqlClient, SqlSchema } from "@effect/sql"
 import { Effect, Schema } from "effect"
 import { StoreSchema } from "./Migrations.js"
-import { column, Int, Nullable, orStoreError, StoreError } from "./Sql.js"
+import { column, Int, Nullable, onceSucceeded, orStoreError, StoreError } from "./Sql.js"
 
 const Renewed = Schema.Struct({ target: Int, settled: Schema.Boolean })
 
@@ -75,15 +75,11 @@ export const make = Effect.gen(function* () {
    * every runner's renewals of the gate queued behind it. Measured (`bench:cluster --pg-stats`, C1 on
    * 3 instances): 250 s of lock waits over three 2,000-item runs, the job 5 × slower than on one.
    */
-  let functionReady = false
-  const ensureRenewFunction = Effect.suspend(() =>
-    functionReady
-      ? Effect.void
-      : Effect.zipRight(sql`SELECT pg_advisory_xact_lock(${RENEW_FUNCTION_LOCK_KEY})`, sql.unsafe(RENEW_CLAIM_FUNCTION)).pipe(
-          // Two instances replacing one function at once fail ("tuple concurrently updated"): take turns.
-          sql.withTransaction,
-          Effect.tap(() => Effect.sync(() => void (functionReady = true)))
-        )
+  const ensureRenewFunction = onceSucceeded(
+    Effect.zipRight(sql`SELECT pg_advisory_xact_lock(${RENEW_FUNCTION_LOCK_KEY})`, sql.unsafe(RENEW_CLAIM_FUNCTION)).pipe(
+      // Two instances replacing one function at once fail ("tuple concurrently updated"): take turns.
+      sql.withTransaction
+    )
   )
   const renewed = SqlSchema.single({
     Request: Schema.Struct({

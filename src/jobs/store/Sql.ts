@@ -31,6 +31,18 @@ export const orStoreError = (what: string) => <A, R>(
     )
   )
 
+/**
+ * A setup statement (an index, a function) run on first use and, once it succeeded, never again in
+ * this process. A failure is not remembered (unlike `Effect.cached`): the database may have been away
+ * for a moment, and the next caller tries again. Two callers at once may both run it, so the statement
+ * must be idempotent (`IF NOT EXISTS`, `CREATE OR REPLACE` under a lock).
+ */
+export const onceSucceeded = <E, R>(setup: Effect.Effect<unknown, E, R>): Effect.Effect<void, E, R> => {
+  let done = false
+  const run = setup.pipe(Effect.zipRight(Effect.sync(() => void (done = true))))
+  return Effect.suspend(() => (done ? Effect.void : run))
+}
+
 /** An integer column: a number (SQLite, PostgreSQL INTEGER) or a decimal string (PostgreSQL BIGINT, COUNT). */
 export const Int = Schema.Union(Schema.Number, Schema.NumberFromString)
 
