@@ -5,6 +5,9 @@
  * a time, each step adding one layer to the one before:
  *
  *   a   p-limit + undici (the floor: no engine, no policy, no storage)
+ *   a2  Effect.forEach at the same concurrency + the floor's undici call (Effect's own floor: a fiber per
+ *       call, Effect.tryPromise with the fiber's AbortSignal; no engine)
+ *   a3  a2 with the upstreams' HttpClient (src/upstream/UndiciHttpClient.ts) + .json instead of the bare call
  *   b   the engine with a no-op task (no call: the engine's bookkeeping alone)
  *   b2  the engine + the floor's undici call (engine bookkeeping on top of the floor)
  *   c1s the engine + Effect's HttpClient (undici) as the library sets it up (a span per request) + response.json
@@ -445,29 +448,54 @@ const program = Effect.gen(function* () {
     : undefined
 
   const events = yield* JobEvents.make
+  /** The floor's call made from Effect: undici's request API, the fiber's AbortSignal passed down. */
+  const undiciCall = (token: string, post: TrackedPost) =>
+    Effect.tryPromise({
+      try: async (signal) => {
+        const response = await request(interactionsUrl(post.articleId), { headers: { authorization: `Bearer ${token}` }, signal })
+        const body: unknown = await response.body.json()
+        return { status: response.statusCode, body }
+      },
+      catch: () => new Transient({ message: "undici call failed" })
+    }).pipe(
+      Effect.filterOrFail(
+        (answer) => answer.status === 200,
+        (answer) => new Transient({ message: `upstream answered ${answer.status}` })
+      ),
+      Effect.map((answer) => answer.body)
+    )
+  /** One call through the upstreams' HttpClient, body read as JSON. */
+  const clientCall = (token: string, post: TrackedPost) =>
+    client.execute(HttpClientRequest.get(interactionsUrl(post.articleId)).pipe(HttpClientRequest.bearerToken(token))).pipe(
+      Effect.flatMap((response) => response.json),
+      Effect.mapError(() => new Transient({ message: "HttpClient call failed" }))
+    )
+  /** Effect's own floor: `Effect.forEach` at the run's concurrency, a fiber per call, no engine. */
+  const forEachStep = (id: string, name: string, call: (token: string, post: TrackedPost) => Effect.Effect<unknown, Transient>): Step => ({
+    id,
+    name,
+    run: (tag) =>
+      Effect.gen(function* () {
+        const token = yield* Effect.promise(() => login(upstream().url))
+        let succeeded = 0
+        yield* Effect.forEach(
+          postsFor(tag),
+          (post) => call(token, post).pipe(Effect.match({ onFailure: () => undefined, onSuccess: () => void succeeded++ })),
+          { concurrency: CONCURRENCY, discard: true }
+        )
+        yield* checkSucceeded(id, succeeded)
+      })
+  })
   const steps: ReadonlyArray<Step> = [
     {
       id: "a",
       name: "p-limit + undici (floor)",
       run: (tag) => Effect.asVoid(Effect.promise(() => pLimitUndici(url, postsFor(tag).map((p) => p.articleId), CONCURRENCY)))
     },
+    forEachStep("a2", "Effect.forEach + undici call (Effect's floor)", undiciCall),
+    forEachStep("a3", "Effect.forEach + HttpClient (as upstreams) + .json", clientCall),
     engineStep("b", "engine, no-op task (no call)", () => () => Effect.succeed({ views: 0, likes: 0, comments: 0, shares: 0 })),
-    engineStep("b2", "engine + undici call (the floor's call)", (token) => (post) =>
-      Effect.tryPromise({
-        try: async (signal) => {
-          const response = await request(interactionsUrl(post.articleId), { headers: { authorization: `Bearer ${token}` }, signal })
-          const body: unknown = await response.body.json()
-          return { status: response.statusCode, body }
-        },
-        catch: () => new Transient({ message: "undici call failed" })
-      }).pipe(
-        Effect.filterOrFail(
-          (answer) => answer.status === 200,
-          (answer) => new Transient({ message: `upstream answered ${answer.status}` })
-        ),
-        Effect.map((answer) => answer.body)
-      )
-    ),
+    engineStep("b2", "engine + undici call (the floor's call)", (token) => (post) => undiciCall(token, post)),
     engineStep("c1s", "engine + HttpClient (span per request) + .json", (token) => (post) =>
       libraryClient.execute(HttpClientRequest.get(interactionsUrl(post.articleId)).pipe(HttpClientRequest.bearerToken(token))).pipe(
         Effect.flatMap((response) => response.json),
@@ -480,12 +508,7 @@ const program = Effect.gen(function* () {
         Effect.mapError(() => new Transient({ message: "HttpClient call failed" }))
       )
     ),
-    engineStep("c1", "engine + HttpClient, no span (as upstreams) + .json", (token) => (post) =>
-      client.execute(HttpClientRequest.get(interactionsUrl(post.articleId)).pipe(HttpClientRequest.bearerToken(token))).pipe(
-        Effect.flatMap((response) => response.json),
-        Effect.mapError(() => new Transient({ message: "HttpClient call failed" }))
-      )
-    ),
+    engineStep("c1", "engine + HttpClient, no span (as upstreams) + .json", (token) => (post) => clientCall(token, post)),
     engineStep("c2", "+ jsonCall (classification + Schema decode)", (token) => (post) =>
       interactionsCall(client, HttpClientRequest.get(interactionsUrl(post.articleId)).pipe(HttpClientRequest.bearerToken(token)), "ledger")
     ),
@@ -598,7 +621,7 @@ const skippedRow = (step: string, name: string, reason: string): Row => ({
 })
 
 /** What each step is compared with: the step it adds a layer to. */
-const previousOf: Record<string, string> = { b: "a", b2: "b", c1s: "b2", c1p: "b2", c1: "b2", c2: "c1", c3: "c2", d: "c3", d2: "d", e: "d2", f: "e", g: "e", h: "f", i: "h" }
+const previousOf: Record<string, string> = { a2: "a", a3: "a2", b: "a", b2: "b", c1s: "b2", c1p: "b2", c1: "b2", c2: "c1", c3: "c2", d: "c3", d2: "d", e: "d2", f: "e", g: "e", h: "f", i: "h" }
 
 const report = (rows: ReadonlyArray<Row>) => {
   const byId = new Map(rows.map((r) => [r.step, r]))
