@@ -5,6 +5,8 @@
  * a time, each step adding one layer to the one before:
  *
  *   a   p-limit + undici (the floor: no engine, no policy, no storage)
+ *   a1  a + a timeout per call that really stops it (`AbortSignal.timeout`, passed to undici): what
+ *       every call of this project must have and p-limit alone does not give
  *   a2  Effect.forEach at the same concurrency + the floor's undici call (Effect's own floor: a fiber per
  *       call, Effect.tryPromise with the fiber's AbortSignal; no engine)
  *   a3  a2 with the upstreams' HttpClient (src/upstream/UndiciHttpClient.ts) + .json instead of the bare call
@@ -60,7 +62,7 @@ import { clientForCalls } from "../src/upstream/tracing.js"
 import * as UndiciHttpClient from "../src/upstream/UndiciHttpClient.js"
 import { UpstreamConfig } from "../src/upstream/UpstreamConfig.js"
 import { createDatabase, postgres } from "../test/support/postgres.js"
-import { login, pLimitUndici } from "./support/peers.js"
+import { login, pLimitUndici, pLimitUndiciTimeout } from "./support/peers.js"
 import { procCpuUs } from "./support/procCpu.js"
 import { root, startProcess, stop, unboundedBudgets, upstreamEnv } from "./support/processes.js"
 import { decodeProfile, render, summarise, type Summary } from "./support/profileSummary.js"
@@ -492,6 +494,11 @@ const program = Effect.gen(function* () {
       name: "p-limit + undici (floor)",
       run: (tag) => Effect.asVoid(Effect.promise(() => pLimitUndici(url, postsFor(tag).map((p) => p.articleId), CONCURRENCY)))
     },
+    {
+      id: "a1",
+      name: "a + a timeout per call that aborts it",
+      run: (tag) => Effect.asVoid(Effect.promise(() => pLimitUndiciTimeout(url, postsFor(tag).map((p) => p.articleId), CONCURRENCY, 30_000)))
+    },
     forEachStep("a2", "Effect.forEach + undici call (Effect's floor)", undiciCall),
     forEachStep("a3", "Effect.forEach + HttpClient (as upstreams) + .json", clientCall),
     engineStep("b", "engine, no-op task (no call)", () => () => Effect.succeed({ views: 0, likes: 0, comments: 0, shares: 0 })),
@@ -621,7 +628,7 @@ const skippedRow = (step: string, name: string, reason: string): Row => ({
 })
 
 /** What each step is compared with: the step it adds a layer to. */
-const previousOf: Record<string, string> = { a2: "a", a3: "a2", b: "a", b2: "b", c1s: "b2", c1p: "b2", c1: "b2", c2: "c1", c3: "c2", d: "c3", d2: "d", e: "d2", f: "e", g: "e", h: "f", i: "h" }
+const previousOf: Record<string, string> = { a1: "a", a2: "a1", a3: "a2", b: "a", b2: "b", c1s: "b2", c1p: "b2", c1: "b2", c2: "c1", c3: "c2", d: "c3", d2: "d", e: "d2", f: "e", g: "e", h: "f", i: "h" }
 
 const report = (rows: ReadonlyArray<Row>) => {
   const byId = new Map(rows.map((r) => [r.step, r]))
