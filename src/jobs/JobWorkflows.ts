@@ -2,20 +2,32 @@
  * The workflows jobs run as: one `Job` workflow per job, laid out by the topology — one activity that
  * runs every item and ends the job (one process), or `JobPart` child workflows the cluster spreads
  * over the runners' shards and a last activity that ends it — and the activity bodies, which never
- * end on a storage failure.
+ * end on a storage failure, and end failed on a stored row that no longer decodes.
  */
 import * as Activity from "@effect/workflow/Activity"
 import * as Workflow from "@effect/workflow/Workflow"
-import { Duration, Effect, Layer, Schema } from "effect"
+import { Duration, Effect, Layer, ParseResult, Schema } from "effect"
 import { JobRunner } from "./JobRunner.js"
 import type { StoreError } from "./JobStore.js"
 import { ANONYMOUS, StorageHealth } from "./StorageHealth.js"
 import { Topology } from "./Topology.js"
 
+/**
+ * A job's stored row (the job, its inputs or a result) no longer decodes: edited by hand, or written
+ * by a version whose schema this one does not accept. Every read fails the same way, so waiting for
+ * storage cannot help; the job's workflow ends failed with this, and the row stays for someone to
+ * repair or delete.
+ */
+export class UndecodableJob extends Schema.TaggedError<UndecodableJob>()("UndecodableJob", {
+  jobId: Schema.String,
+  message: Schema.String
+}) {}
+
 /** One workflow type for every job; the job's own row says what to run. */
 export const JobWorkflow = Workflow.make({
   name: "Job",
   payload: { jobId: Schema.String },
+  error: UndecodableJob,
   idempotencyKey: ({ jobId }) => jobId
 })
 
@@ -23,8 +35,16 @@ export const JobWorkflow = Workflow.make({
 export const JobPartWorkflow = Workflow.make({
   name: "JobPart",
   payload: { jobId: Schema.String, part: Schema.Number, parts: Schema.Number },
+  error: UndecodableJob,
   idempotencyKey: ({ jobId, part, parts }) => `${jobId}/${part}/${parts}`
 })
+
+/**
+ * A row that does not decode, as the store reports it: a schema's `ParseError` (the job's row, its
+ * inputs), or the item rows' own check (`store/JobTable.ts`, `decodeItems`), which names it so.
+ */
+const isUndecodable = (error: StoreError): boolean =>
+  ParseResult.isParseError(error.cause) || error.message.endsWith("does not decode")
 
 /**
  * Runs `self` (an activity's body) until it ends other than on a storage failure. A failed read or
@@ -38,10 +58,10 @@ export const untilStored = <A>(
   self: Effect.Effect<A, StoreError>,
   health: StorageHealth,
   jobId: string
-): Effect.Effect<A> => {
-  const attempt = (n: number): Effect.Effect<A> =>
+): Effect.Effect<A, UndecodableJob> => {
+  const attempt = (n: number): Effect.Effect<A, UndecodableJob> =>
     Effect.catchTag(self, "StoreError", (error) =>
-      health.failed(ANONYMOUS, error).pipe(
+      isUndecodable(error) ? undecodable(error, jobId) : health.failed(ANONYMOUS, error).pipe(
         Effect.zipRight(Effect.logDebug(`job waits for storage: ${error.message}`).pipe(Effect.annotateLogs({ job: jobId }))),
         Effect.zipRight(
           Effect.interruptible(
@@ -54,6 +74,16 @@ export const untilStored = <A>(
   return attempt(0)
 }
 
+/** Not a storage outage (the probe writes fine, and new jobs are accepted): this job alone ends, failed. */
+const undecodable = (error: StoreError, jobId: string): Effect.Effect<never, UndecodableJob> => {
+  const detail = ParseResult.isParseError(error.cause) ? `${error.message}: ${error.cause.message}` : error.message
+  const message = `job ${jobId} cannot run: a stored row of it no longer decodes (${detail}). Its workflow ends failed; repair or delete the row`
+  return Effect.logError(message).pipe(
+    Effect.annotateLogs({ job: jobId }),
+    Effect.zipRight(new UndecodableJob({ jobId, message }))
+  )
+}
+
 const runItems = (
   runner: JobRunner,
   health: StorageHealth,
@@ -63,6 +93,7 @@ const runItems = (
 ) =>
   Activity.make({
     name: `run-items-${slice.part}`,
+    error: UndecodableJob,
     execute: untilStored(runner.execute(jobId, slice, finalizeAfter), health, jobId).pipe(
       // Paused by shutdown: the activity must not complete, so it runs again after the restart (or on
       // the runner that takes over the shard).
@@ -94,6 +125,7 @@ export const JobWorkflowLive = Layer.mergeAll(
             ),
             Activity.make({
               name: "finalize",
+              error: UndecodableJob,
               execute: untilStored(runner.finalize(jobId, Date.now()), health, jobId)
             })
           )
