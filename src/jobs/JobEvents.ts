@@ -3,15 +3,25 @@
  * events and nothing else. One shared hub that every follower filtered made each event cost one
  * delivery per follower: 150 sync batches of 20 items were ~1M deliveries, ~40 ms of CPU per item,
  * and starved the event loop (`/health` answered in seconds). Publishing to a job nobody follows
- * costs one map lookup.
+ * costs one map lookup. A sync batch only waits for its job's end (`awaitCompleted`): a waiter is not
+ * a subscriber, so the job's two events per item are not built, published and filtered out for it
+ * (measured in `bench:http` H2: see the README's cost ledger).
  */
-import { Effect, PubSub, type Queue, type Scope } from "effect"
+import { Deferred, Effect, PubSub, type Queue, type Scope } from "effect"
 import type { JobEvent } from "./Model.js"
 
 export interface JobEvents {
   readonly publish: (event: JobEvent) => Effect.Effect<void>
   /** The job's events from now on, until the scope closes. */
   readonly subscribe: (jobId: string) => Effect.Effect<Queue.Dequeue<JobEvent>, never, Scope.Scope>
+  /**
+   * Waits, until the scope closes, for the job's `completed` event: the effect returned completes
+   * when it is published (from the moment this is called; a job that has ended already is the
+   * caller's to check, after calling). Counts as following the job meanwhile.
+   */
+  readonly awaitCompleted: (jobId: string) => Effect.Effect<Effect.Effect<void>, never, Scope.Scope>
+  /** Whether the job has a subscriber for its item and progress events (else they need not be built). */
+  readonly isSubscribed: (jobId: string) => boolean
   /** Jobs with at least one follower (for tests and metrics). */
   readonly followed: () => number
   /** Whether `jobId` has a follower in this process now (retention never deletes such a job). */
@@ -25,14 +35,43 @@ interface Topic {
   followers: number
 }
 
+interface Waiting {
+  readonly completed: Deferred.Deferred<void>
+  waiters: number
+}
+
 export const make: Effect.Effect<JobEvents> = Effect.sync(() => {
   const topics = new Map<string, Topic>()
+  const waiting = new Map<string, Waiting>()
 
   const publish = (event: JobEvent) =>
     Effect.suspend(() => {
       const topic = topics.get(event.jobId)
-      return topic === undefined ? Effect.void : PubSub.publish(topic.hub, event)
+      const published = topic === undefined ? Effect.void : PubSub.publish(topic.hub, event)
+      const waited = event.type === "completed" ? waiting.get(event.jobId) : undefined
+      return waited === undefined ? Effect.asVoid(published) : Effect.zipRight(published, Deferred.succeed(waited.completed, undefined))
     })
+
+  const awaitCompleted = (jobId: string) =>
+    Effect.acquireRelease(
+      Effect.suspend(() => {
+        const existing = waiting.get(jobId)
+        if (existing !== undefined) {
+          existing.waiters++
+          return Effect.succeed(existing)
+        }
+        return Effect.map(Deferred.make<void>(), (completed) => {
+          const entry: Waiting = { completed, waiters: 1 }
+          waiting.set(jobId, entry)
+          return entry
+        })
+      }),
+      (entry) =>
+        Effect.sync(() => {
+          entry.waiters--
+          if (entry.waiters === 0 && waiting.get(jobId) === entry) waiting.delete(jobId)
+        })
+    ).pipe(Effect.map((entry) => Deferred.await(entry.completed)))
 
   const acquire = (jobId: string) =>
     Effect.suspend(() => {
@@ -67,11 +106,15 @@ export const make: Effect.Effect<JobEvents> = Effect.sync(() => {
       Effect.flatMap((topic) => PubSub.subscribe(topic.hub))
     )
 
+  const followedJobs = () => Array.from(new Set([...topics.keys(), ...waiting.keys()]))
+
   return {
     publish,
     subscribe,
-    followed: () => topics.size,
-    isFollowed: (jobId: string) => topics.has(jobId),
-    followedJobs: () => Array.from(topics.keys())
+    awaitCompleted,
+    isSubscribed: (jobId: string) => topics.has(jobId),
+    followed: () => followedJobs().length,
+    isFollowed: (jobId: string) => topics.has(jobId) || waiting.has(jobId),
+    followedJobs
   }
 })

@@ -277,14 +277,11 @@ export class Jobs extends Effect.Service<Jobs>()("parallel-processor/Jobs", {
     const awaitEnd = (id: string): Effect.Effect<boolean, JobNotFound | StoreError> =>
       Effect.scoped(
         Effect.gen(function* () {
-          const subscription = yield* runner.events.subscribe(id)
+          // Registered before reading, so an end in between is not missed. Only the end is waited
+          // for: a subscription would take the job's two events per item only to drop them.
+          const local = yield* runner.events.awaitCompleted(id)
           const job = yield* find(id)
           if (isTerminal(job.status)) return true
-          const local = Stream.fromQueue(subscription).pipe(
-            Stream.filter((e) => e.type === "completed"),
-            Stream.runHead,
-            Effect.asVoid
-          )
           // In a cluster the job may end in another instance, which only the database tells.
           const stored = (wakes: Stream.Stream<void>) =>
             wakes.pipe(

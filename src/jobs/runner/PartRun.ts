@@ -111,13 +111,15 @@ export const execute = (
       onStored: (saved) =>
         Effect.gen(function* () {
           yield* topology.announce(jobId, "items")
+          const subscribed = deps.events.isSubscribed(jobId)
           for (const item of saved) {
             results.set(item.index, item.result)
             tally(counts, item.result.status)
             const etaMs = etas.get(item.index)
             etas.delete(item.index)
             const eta = etaMs !== undefined && counts.total - counts.completed > 0 ? { etaMs } : {}
-            for (const event of itemEvents(jobId, item, counts, { inFlight, ...eta })) yield* deps.events.publish(event)
+            // Built only for a subscriber: a sync batch waits for the end alone, and this is per item.
+            if (subscribed) for (const event of itemEvents(jobId, item, counts, { inFlight, ...eta })) yield* deps.events.publish(event)
           }
         }),
       commitInterval: deps.commitInterval,
