@@ -1,9 +1,16 @@
 import { defineConfig } from "vitest/config"
+import SlowFirstSequencer from "./test/support/sequencer.js"
 
 const shared = { testTimeout: 60_000, hookTimeout: 60_000 }
 
 export default defineConfig({
   test: {
+    // Vitest's default is (cores − 1) workers: ONE on a 2-core machine, so the files ran one after
+    // another (820 s in CI). Most slow files wait on child processes, PostgreSQL and timers rather
+    // than on this process's CPU, so three files at a time fit on 2 cores.
+    maxWorkers: 3,
+    minWorkers: 1,
+    sequence: { sequencer: SlowFirstSequencer },
     projects: [
       { test: { ...shared, name: "suite", include: ["test/**/*.test.ts"], exclude: ["test/overload.test.ts"], sequence: { groupOrder: 0 } } },
       // Load tests measure latency and memory of a real process under a burst: they run after the

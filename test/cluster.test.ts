@@ -10,8 +10,8 @@
  * counters; instances' logs are printed when a test fails, never asserted on.
  */
 import { FetchHttpClient } from "@effect/platform"
-import { describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, Layer, Schedule, Schema, Stream } from "effect"
+import { expect, layer } from "@effect/vitest"
+import { Duration, Effect, Layer, Schedule, Schema, Stream, TestServices } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -20,7 +20,7 @@ import * as Client from "../src/http/Client.js"
 import type { JobDetail } from "../src/jobs/Model.js"
 import { eventually, metric, retryOverloaded, waitForJob } from "./support/http.js"
 import * as Sandbox from "../src/sandbox/Sandbox.js"
-import { createDatabase, postgres } from "./support/postgres.js"
+import { createDatabase, Postgres, postgres } from "./support/postgres.js"
 import { freePort } from "../scripts/support/processes.js"
 import * as Service from "./support/service.js"
 
@@ -67,10 +67,14 @@ const holdsShards = (instance: Service.ServiceProcess) =>
 const itemsRun = (instance: Service.ServiceProcess, processor: string) =>
   metric(instance.url, "pp_items_total", { processor })
 
-/** `n` instances (3 by default) on a fresh database of one PostgreSQL server, against the sandbox. */
-const cluster = (database: string, n = 3, extra: Readonly<Record<string, string>> = {}) =>
+/**
+ * `n` instances (3 by default) on a fresh database, against the sandbox. The database is on the
+ * file's shared PostgreSQL server, or with `ownServer` on a server of the test's own: a test that
+ * stops the server (an outage) must not take the other tests' server down with it.
+ */
+const cluster = (database: string, n = 3, extra: Readonly<Record<string, string>> = {}, ownServer = false) =>
   Effect.gen(function* () {
-    const server = yield* postgres
+    const server = ownServer ? yield* postgres : yield* Postgres
     const url = yield* createDatabase(server.url, database)
     const sandbox = yield* Sandbox.Sandbox
     const instances = yield* Effect.forEach(
@@ -118,8 +122,10 @@ const forumOf = (url: string) =>
     return forum ?? (yield* Effect.dieMessage("no forum budget"))
   })
 
-describe("several instances on PostgreSQL", () => {
-  it.live(
+// One server for the file (a bring-up is initdb + start, several seconds on a loaded machine); each
+// test has its own database on it. The outage tests bring up their own.
+layer(Postgres.layer, { timeout: "120 seconds" })("several instances on PostgreSQL", (it) => {
+  it.effect(
     "upstream budgets are cluster-wide: the ceiling holds across instances, a cooldown seen by one pauses all, a PATCH on one applies on all",
     () =>
       Effect.gen(function* () {
@@ -171,11 +177,11 @@ describe("several instances on PostgreSQL", () => {
         expect((yield* sandbox.stats).routes.interactions.calls).toBe(before)
         const job = yield* waitFor(a.url, paused, (j) => j.status === "completed")
         expect(job.succeeded).toBe(30)
-      }).pipe(Effect.provide(env), Effect.scoped),
+      }).pipe(Effect.provide(env), Effect.scoped, TestServices.provideLive),
     180_000
   )
 
-  it.live(
+  it.effect(
     "a 60-item job at maxConcurrent 4: never more than 4 calls in flight in total, items on every instance, any instance answers",
     () =>
       Effect.gen(function* () {
@@ -209,11 +215,11 @@ describe("several instances on PostgreSQL", () => {
         expect(stats.peakInFlight).toBeGreaterThanOrEqual(3)
         // Every instance ran some of the job's items (fresh processes: this job is all they ran).
         for (const instance of instances) expect(yield* itemsRun(instance, "interactions")).toBeGreaterThan(0)
-      }).pipe(Effect.provide(env), Effect.scoped),
+      }).pipe(Effect.provide(env), Effect.scoped, TestServices.provideLive),
     180_000
   )
 
-  it.live(
+  it.effect(
     "a dead upstream seen by one instance opens its breaker on every instance, calls stop everywhere, one probe cluster-wide closes it",
     () =>
       Effect.gen(function* () {
@@ -281,11 +287,11 @@ describe("several instances on PostgreSQL", () => {
             Effect.retry(Schedule.spaced(Duration.millis(1000)).pipe(Schedule.upTo(Duration.seconds(30))))
           )
         )
-      }).pipe(Effect.provide(env), Effect.scoped),
+      }).pipe(Effect.provide(env), Effect.scoped, TestServices.provideLive),
     180_000
   )
 
-  it.live(
+  it.effect(
     "an instance SIGKILLed mid-job: the job completes on the others, finished items are not re-run",
     () =>
       Effect.gen(function* () {
@@ -308,11 +314,11 @@ describe("several instances on PostgreSQL", () => {
         expect(job.succeeded).toBe(60)
         const calls = (yield* sandbox.stats).routes.interactions.byId
         for (const done of partial.results) expect(calls[`kill-a${done.index}`]).toBe(1)
-      }).pipe(Effect.provide(env), Effect.scoped),
+      }).pipe(Effect.provide(env), Effect.scoped, TestServices.provideLive),
     180_000
   )
 
-  it.live(
+  it.effect(
     "an instance SIGTERMed mid-job: it exits 0 after its attempts finish, the others complete the job, nothing runs twice",
     () =>
       Effect.gen(function* () {
@@ -359,11 +365,11 @@ describe("several instances on PostgreSQL", () => {
         expect(twice).toEqual([])
         expect(Object.keys(calls)).toHaveLength(90)
         expect(stats.peakInFlight).toBeLessThanOrEqual(6)
-      }).pipe(Effect.provide(env), Effect.scoped),
+      }).pipe(Effect.provide(env), Effect.scoped, TestServices.provideLive),
     180_000
   )
 
-  it.live(
+  it.effect(
     "an instance joining mid-job takes over shards: the moved parts finish their in-flight calls first, nothing runs twice, the limit holds",
     () =>
       Effect.gen(function* () {
@@ -393,7 +399,7 @@ describe("several instances on PostgreSQL", () => {
         expect(stats.peakInFlight).toBeLessThanOrEqual(4)
         // The newcomer ran some of the job's items.
         expect(yield* itemsRun(c, "interactions")).toBeGreaterThan(0)
-      }).pipe(Effect.provide(env), Effect.scoped),
+      }).pipe(Effect.provide(env), Effect.scoped, TestServices.provideLive),
     180_000
   )
   /**
@@ -404,7 +410,7 @@ describe("several instances on PostgreSQL", () => {
    */
   const outage = (database: string, n: number, items: number, maxConcurrent: number, latencyMs: number) =>
     Effect.gen(function* () {
-      const { sandbox, instances, server } = yield* cluster(database, n)
+      const { sandbox, instances, server } = yield* cluster(database, n, {}, true)
       yield* sandbox.setKnobs("interactions", { latency: { kind: "fixed", ms: latencyMs } })
       const [a] = instances
       const b = instances[1] ?? a
@@ -432,15 +438,15 @@ describe("several instances on PostgreSQL", () => {
         const next = yield* submit(instance.url, posts(3, `${database}-next-${instance.url.slice(-5)}`), 3)
         expect((yield* waitFor(instance.url, next, (j) => j.status === "completed")).succeeded).toBe(3)
       }
-    }).pipe(Effect.provide(env), Effect.scoped)
+    }).pipe(Effect.provide(env), Effect.scoped, TestServices.provideLive)
 
-  it.live(
+  it.effect(
     "the database restarts mid-job (two instances): they take their parts back, the job completes, nothing stored runs again",
     () => outage("cluster_outage", 2, 90, 6, 150),
     180_000
   )
 
-  it.live(
+  it.effect(
     "the database restarts mid-job (one instance): its runner comes back (restarting in-process if its cluster stalled), the job completes",
     () => outage("cluster_outage_one", 1, 200, 4, 200),
     180_000
