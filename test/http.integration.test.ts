@@ -1069,6 +1069,9 @@ describe("operations", () => {
         expect(metrics.body).toContain("pp_attempts_total")
         expect(metrics.body).toMatch(/^# (HELP|TYPE) pp_attempts_total/m)
         expect(attempts(metrics.body) - before).toBe(3)
+        // The job's one part ran here; it may still be cleaning up as the answer arrives (1) or not (0).
+        expect(metrics.body).toMatch(/^# (HELP|TYPE) pp_job_parts_running/m)
+        expect(metrics.body).toMatch(/^pp_job_parts_running(\{[^}]*\})? [01]$/m)
 
         const openapi = yield* raw(`${base}/openapi.json`)
         expect(openapi.status).toBe(200)

@@ -5,8 +5,13 @@
  * remembered until the job ends, so a run that starts later (after a storage outage kept its stored
  * flag from being written) still sees it.
  */
-import { Deferred, Effect, type Scope } from "effect"
+import { Deferred, Effect, Metric, type Scope } from "effect"
 import type * as RunControl from "../../engine/RunControl.js"
+
+/** Registered here, from registration to the end of the run's cleanup (every registry of the process). */
+export const partsRunning = Metric.gauge("pp_job_parts_running", {
+  description: "parts of jobs running in this process (a whole job counts as one part when it is not split)"
+})
 
 /** `paused`: the run stopped before every item had a result (a shutdown, a hand-over); it resumes later. */
 export type RunOutcome = "finished" | "paused"
@@ -53,10 +58,11 @@ export const make: Effect.Effect<RunRegistry> = Effect.sync(() => {
       if (existing !== undefined) return { _tag: "Joined", outcome: Deferred.await(existing.done) } satisfies Registration
       const run: LiveRun = { jobId, control, done: yield* Deferred.make<RunOutcome>() }
       live.set(runKey, run)
+      yield* Metric.increment(partsRunning)
       yield* Effect.addFinalizer(() =>
         Effect.suspend(() => {
           if (live.get(runKey) === run) live.delete(runKey)
-          return Deferred.succeed(run.done, "paused")
+          return Effect.zipRight(Metric.modify(partsRunning, -1), Deferred.succeed(run.done, "paused"))
         })
       )
       return { _tag: "Registered", run } satisfies Registration
