@@ -3,6 +3,9 @@
  * per finished item, keyed by job id + item index so that a re-run after a crash cannot store an
  * item twice. Item rows are numbered in finishing order (`seq`, from a counter on the job's row) so a
  * follower can ask for what was stored after the last one it saw.
+ *
+ * Over 300 lines: the item writer has a path per dialect (`saveItems`), and the argument that its
+ * numbering keeps the followers' reads (`items`) complete belongs next to both.
  */
 import { SqlClient, type SqlError, SqlSchema } from "@effect/sql"
 import { Effect, Schema } from "effect"
@@ -89,10 +92,12 @@ const StatusCount = Schema.Struct({ status: Schema.Literal("succeeded", "failed"
 const Flagged = Schema.Struct({ cancelRequested: column(Flag, "cancel_requested") })
 const NextSeq = Schema.Struct({ nextSeq: column(Int, "next_seq") })
 const Index = Schema.Struct({ index: column(Int, "idx") })
+const Numbered = Schema.Struct({ index: column(Int, "idx"), seq: Int })
 // Decoders for statements built per call (a filtered list, a batch insert): compiled once, here.
 const decodeJobs = Schema.decodeUnknown(Schema.Array(JobRecord))
 const decodeCount = Schema.decodeUnknown(Schema.Tuple(Count))
 const decodeIndexes = Schema.decodeUnknown(Schema.Array(Index))
+const decodeNumbered = Schema.decodeUnknown(Schema.Array(Numbered))
 
 export interface ListFilter {
   readonly kind?: JobKind | undefined
@@ -250,41 +255,106 @@ export const make = (recordEffects: (jobId: string, effects: ReadonlyArray<ItemE
       execute: ({ id, n }) => sql`UPDATE pp_jobs SET next_seq = next_seq + ${n} WHERE id = ${id} RETURNING next_seq`
     })
 
+    /** One batch of finished items to store, each with what it changes besides its own row. */
+    type Batch = ReadonlyArray<{ readonly result: ItemResult<unknown>; readonly effect?: ItemEffect | undefined }>
+
+    const itemRow = (jobId: string, result: ItemResult<unknown>, seq: number, at: number) => ({
+      job_id: jobId,
+      idx: result.index,
+      seq,
+      status: result.status,
+      // Written with JSON.stringify: the results are typed values from the engine, and encoding
+      // them again through the schema would only validate what the type already says.
+      result: JSON.stringify(result),
+      finished_at: at
+    })
+
+    // Effects in one order for every writer (by post), so two writers touching the same posts lock
+    // them in the same order and cannot deadlock. A stable sort: one post's effects keep theirs.
+    const effectsOf = (fresh: Batch) =>
+      fresh.flatMap((b) => (b.effect === undefined ? [] : [b.effect])).sort((a, b) => (a.postId < b.postId ? -1 : a.postId > b.postId ? 1 : 0))
+
     /**
-     * Stores finished items and what they change, in one transaction. A row that already exists (an
-     * item that ran again after a crash) is left as it was, and its side effects are not repeated.
+     * SQLite: one writer at a time (the database's lock), so the numbers are simply taken first.
+     * (A job that is not stored numbers from 0.)
      */
-    const saveItems = (
-      jobId: string,
-      batch: ReadonlyArray<{ readonly result: ItemResult<unknown>; readonly effect?: ItemEffect | undefined }>,
-      at: number
-    ) =>
+    const saveNumberedFirst = (jobId: string, batch: Batch, at: number) =>
       Effect.gen(function* () {
-        if (batch.length === 0) return []
-        // Sequence numbers come from the job's row, so writers on several instances never collide;
-        // the row lock also orders their transactions. (A job that is not stored numbers from 0.)
         const counter = yield* reserveSeq({ id: jobId, n: batch.length }).pipe(
           Effect.catchTag("NoSuchElementException", () => Effect.succeed({ nextSeq: batch.length }))
         )
         const first = counter.nextSeq - batch.length
         const numbered = batch.map((b, i) => ({ ...b, seq: first + i }))
-        // Written with JSON.stringify: the results are typed values from the engine, and encoding
-        // them again through the schema would only validate what the type already says.
         const inserted = yield* sql`INSERT INTO pp_job_items ${sql.insert(
-          numbered.map((b) => ({
-            job_id: jobId,
-            idx: b.result.index,
-            seq: b.seq,
-            status: b.result.status,
-            result: JSON.stringify(b.result),
-            finished_at: at
-          }))
+          numbered.map((b) => itemRow(jobId, b.result, b.seq, at))
         )} ON CONFLICT DO NOTHING RETURNING idx`.pipe(Effect.flatMap(decodeIndexes))
         const stored = new Set(inserted.map((row) => row.index))
         const fresh = numbered.filter((b) => stored.has(b.result.index))
-        yield* recordEffects(jobId, fresh.flatMap((b) => (b.effect === undefined ? [] : [b.effect])), at)
+        yield* recordEffects(jobId, effectsOf(fresh), at)
         return fresh.map((b): StoredItem => ({ index: b.result.index, seq: b.seq, result: b.result }))
-      }).pipe(sql.withTransaction, orStoreError("saving item results"))
+      })
+
+    /**
+     * PostgreSQL: writers on every instance commit at once, so the numbers are taken LAST. The job's
+     * row lock that taking them holds is what orders commits: a transaction numbered after another
+     * waited for that one's COMMIT, so commit order is number order, and a follower reading
+     * `seq > last` (`items`) never sees a number before every smaller one is visible. Taken first,
+     * the lock was held across every statement of the transaction, each a round trip to a busy event
+     * loop, and the writers of a job queued on it; taken last, it is held for one statement and the
+     * COMMIT.
+     *
+     * Until then the rows carry a placeholder, `-(place in the batch + 1)`: negative, so no committed
+     * row has one (a rolled-back transaction leaves none) and a follower's `seq > last` never matches
+     * it; this transaction's fresh rows are exactly its rows with a negative number. The last
+     * statement bumps the counter by the number of fresh rows (the ones `ON CONFLICT DO NOTHING` kept
+     * out are stored already and keep their number) and gives them the next numbers in batch order.
+     * A job that is not stored has no counter: its items are numbered from 0.
+     *
+     * The rows are inserted in index order, whatever the batch's: two writers saving the same index
+     * (a part run again while its first run still flushes; a cancelled job's missing items) then wait
+     * for each other in one order only, where the job's lock used to keep them apart.
+     */
+    const saveNumberedLast = (jobId: string, batch: Batch, at: number) =>
+      Effect.gen(function* () {
+        const rows = batch.map((b, i) => itemRow(jobId, b.result, -(i + 1), at)).sort((a, b) => a.idx - b.idx)
+        const inserted = yield* sql`INSERT INTO pp_job_items ${sql.insert(rows)} ON CONFLICT DO NOTHING RETURNING idx`.pipe(
+          Effect.flatMap(decodeIndexes)
+        )
+        if (inserted.length === 0) return []
+        const stored = new Set(inserted.map((row) => row.index))
+        const fresh = batch.filter((b) => stored.has(b.result.index))
+        yield* recordEffects(jobId, effectsOf(fresh), at)
+        const n = fresh.length
+        const numbered = yield* sql`WITH counter AS (
+            UPDATE pp_jobs SET next_seq = next_seq + ${n} WHERE id = ${jobId} RETURNING next_seq - ${n} AS first
+          ), fresh AS (
+            SELECT idx, row_number() OVER (ORDER BY seq DESC) - 1 AS k FROM pp_job_items WHERE job_id = ${jobId} AND seq < 0
+          )
+          UPDATE pp_job_items AS i SET seq = COALESCE((SELECT first FROM counter), 0) + fresh.k
+          FROM fresh WHERE i.job_id = ${jobId} AND i.idx = fresh.idx
+          RETURNING i.idx, i.seq`.pipe(Effect.flatMap(decodeNumbered))
+        const seqOf = new Map(numbered.map((row) => [row.index, row.seq]))
+        const saved: Array<StoredItem> = []
+        for (const b of fresh) {
+          const seq = seqOf.get(b.result.index)
+          if (seq === undefined) return yield* Effect.dieMessage(`job ${jobId}: item ${b.result.index} was stored but not numbered`)
+          saved.push({ index: b.result.index, seq, result: b.result })
+        }
+        return saved
+      })
+
+    /**
+     * Stores finished items and what they change, in one transaction. A row that already exists (an
+     * item that ran again after a crash) is left as it was, and its side effects are not repeated.
+     */
+    const saveItems = (jobId: string, batch: Batch, at: number) =>
+      (batch.length === 0
+        ? Effect.succeed<ReadonlyArray<StoredItem>>([])
+        : sql.onDialectOrElse({
+            pg: () => saveNumberedLast(jobId, batch, at),
+            orElse: () => saveNumberedFirst(jobId, batch, at)
+          }).pipe(sql.withTransaction)
+      ).pipe(orStoreError("saving item results"))
 
     return {
       getJob,
