@@ -5,7 +5,7 @@
  * (the cluster moved the part away) or a writer that cannot store. This is the body of a part's
  * durable activity: after a crash the workflow runs it again, and it picks up what has no result.
  */
-import { Deferred, Duration, Effect, Exit, Fiber, Schedule, Scope } from "effect"
+import { Deferred, Duration, Effect, ExecutionStrategy, Exit, Fiber, Schedule, Scope } from "effect"
 import * as Budget from "../../engine/Budget.js"
 import type { ItemResult } from "../../engine/ItemResult.js"
 import * as RunControl from "../../engine/RunControl.js"
@@ -156,9 +156,9 @@ export const execute = (
     )
     // Besides the upstream budgets, the topology admits the run's attempts: a storage valve (one
     // process) or the job's cluster-wide share. Held until the run's cleanup.
-    const admissionScope = yield* Scope.make()
-    // Also if the run fails before its cleanup (closing twice does nothing).
-    yield* Effect.addFinalizer(() => Scope.close(admissionScope, Exit.void))
+    // A child of the run's scope, closed once: by the cleanup, which takes it out of the run's scope,
+    // or by the run's scope if the run fails before its cleanup.
+    const admissionScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
     const admission = yield* topology
       .admission({
         jobId,
