@@ -15,8 +15,11 @@ import type { TaskError } from "../Errors.js"
 import { checkDone, maxWaiting, newSlot, newUnit, parkIn, wakeAll, type RunState, type Slot, type Unit } from "./state.js"
 import type { Task } from "./types.js"
 
-/** Yield to other fibers after this many units in a row (an iterable of immediate tasks never suspends). */
-const YIELD_EVERY = 64
+/**
+ * Yield to other fibers after this many units in a row (an iterable of immediate tasks never
+ * suspends). A stream's buffer holds this many results per worker (Engine.ts).
+ */
+export const YIELD_EVERY = 64
 
 type Restore = <X, Y, Z>(effect: Effect.Effect<X, Y, Z>) => Effect.Effect<X, Y, Z>
 
