@@ -297,8 +297,9 @@ export const make = (recordEffects: (jobId: string, effects: ReadonlyArray<ItemE
     /**
      * PostgreSQL: writers on every instance commit at once, so the numbers are taken LAST. The job's
      * row lock that taking them holds is what orders commits: a transaction numbered after another
-     * waited for that one's COMMIT, so commit order is number order, and a follower reading
-     * `seq > last` (`items`) never sees a number before every smaller one is visible. Taken first,
+     * waited for that one's lock, which PostgreSQL releases only once its COMMIT is visible, so commit
+     * order is number order, and a follower reading `seq > last` (`items`) never sees a number before
+     * every smaller one is visible. Taken first,
      * the lock was held across every statement of the transaction, each a round trip to a busy event
      * loop, and the writers of a job queued on it; taken last, it is held for one statement and the
      * COMMIT.
@@ -324,11 +325,12 @@ export const make = (recordEffects: (jobId: string, effects: ReadonlyArray<ItemE
         const stored = new Set(inserted.map((row) => row.index))
         const fresh = batch.filter((b) => stored.has(b.result.index))
         yield* recordEffects(jobId, effectsOf(fresh), at)
-        const n = fresh.length
-        const numbered = yield* sql`WITH counter AS (
-            UPDATE pp_jobs SET next_seq = next_seq + ${n} WHERE id = ${jobId} RETURNING next_seq - ${n} AS first
-          ), fresh AS (
+        // The count of fresh rows is the database's (the rows it renumbers), not the batch's.
+        const numbered = yield* sql`WITH fresh AS (
             SELECT idx, row_number() OVER (ORDER BY seq DESC) - 1 AS k FROM pp_job_items WHERE job_id = ${jobId} AND seq < 0
+          ), counter AS (
+            UPDATE pp_jobs SET next_seq = next_seq + (SELECT count(*) FROM fresh) WHERE id = ${jobId}
+            RETURNING next_seq - (SELECT count(*) FROM fresh) AS first
           )
           UPDATE pp_job_items AS i SET seq = COALESCE((SELECT first FROM counter), 0) + fresh.k
           FROM fresh WHERE i.job_id = ${jobId} AND i.idx = fresh.idx
