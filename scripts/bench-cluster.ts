@@ -19,7 +19,7 @@
  * Options (any of them makes it a partial run, saved to `.scratch/cluster-partial.json` unless
  * `--out` says where): `--instances 1,3`, `--scenarios C1`, `--runs 5`, `--no-peers` (no p-limit, no
  * SQLite), `--dist <dir>` (the compiled service to run, default `dist`: A/B against another build),
- * `--pg-stats` (pg_stat_statements: the statements PostgreSQL ran per item in the timed runs, top 12
+ * `--pg-stats` (pg_stat_statements: the statements PostgreSQL ran per item in the timed runs, the 12 most called and the 4 slowest
  * per setup), `--cpu-prof <dir>` (every instance runs with `--cpu-prof`, its profile in `<dir>/<setup>-<i>/`), `--logs <dir>` (each
  * instance's output to `<dir>/<setup>-<i>.log`).
  */
@@ -193,11 +193,17 @@ interface PgStatement {
 }
 const decodeStatements = Schema.decodeUnknown(Schema.Array(PgStatement))
 
-/** Statements of `database` since the last reset, most called first, per item of `items`. */
+/**
+ * Statements of `database` since the last reset, most called first, per item of `items`: the 12 most
+ * called and the 4 that took longest (a statement waiting on a lock is rarely among the most called).
+ */
 const topStatements = (sql: SqlClient.SqlClient, database: string, items: number) =>
-  sql`SELECT calls::float8 AS calls, total_exec_time AS ms, left(regexp_replace(query, '\\s+', ' ', 'g'), 160) AS query
-      FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = ${database})
-      ORDER BY calls DESC LIMIT 12`.pipe(
+  sql`WITH s AS (
+        SELECT calls, total_exec_time, query FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = ${database})
+      )
+      SELECT calls::float8 AS calls, total_exec_time AS ms, left(regexp_replace(query, '\\s+', ' ', 'g'), 160) AS query
+      FROM ((SELECT * FROM s ORDER BY calls DESC LIMIT 12) UNION (SELECT * FROM s ORDER BY total_exec_time DESC LIMIT 4)) AS top
+      ORDER BY calls DESC`.pipe(
     Effect.flatMap(decodeStatements),
     Effect.map((rows) => rows.map((r) => ({ calls: round1((r.calls / items) * 1000) / 1000, ms: round1(r.ms), query: r.query }))),
     Effect.orDie
