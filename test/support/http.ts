@@ -36,6 +36,11 @@ const baseEnv = (sandboxUrl: string, dataDir: string): Record<string, string> =>
   PORT: "0",
   DATA_DIR: dataDir,
   SHUTDOWN_GRACE_PERIOD: "1 second",
+  // The service runs in the test's process, on the event loop of a vitest worker that also runs the
+  // test, the sandbox and (with other files running at once) shares 2 cores: its delay passed the
+  // default 1 s there and a submission got 503 Overloaded (retention test, three files in parallel).
+  // The guard itself is not what these tests are about; a test about it sets its own value.
+  MAX_EVENT_LOOP_DELAY: "30 seconds",
   FORUM_API_URL: sandboxUrl,
   LLM_BASE_URL: sandboxUrl,
   MARKET_API_URL: sandboxUrl,
