@@ -57,15 +57,6 @@ export interface Processor<I, A> {
     overrides?: Overrides,
     options?: Omit<Engine.RunOptions<I, A>, "onEvent">
   ) => Stream.Stream<ProgressEvent<A>>
-  /**
-   * Results as they finish (`Engine.stream`): no progress event is built per attempt, so it is the
-   * cheap way to take each result as it comes (what a job's run stores).
-   */
-  readonly results: (
-    items: ReadonlyArray<I>,
-    overrides?: Overrides,
-    options?: Omit<Engine.RunOptions<I, A>, "onEvent">
-  ) => Stream.Stream<ItemResult<A>>
 }
 
 export interface ProcessorDefinition<I, A> {
@@ -138,7 +129,6 @@ export const make = <I, A>(definition: ProcessorDefinition<I, A>): Effect.Effect
       policy,
       run: (items, overrides, options = {}) =>
         Engine.runWithSummary(items, definition.task, policy(overrides), withIds(options)),
-      events: (items, overrides, options = {}) => Engine.events(items, definition.task, policy(overrides), withIds(options)),
-      results: (items, overrides, options = {}) => Engine.stream(items, definition.task, policy(overrides), withIds(options))
+      events: (items, overrides, options = {}) => Engine.events(items, definition.task, policy(overrides), withIds(options))
     }
   })

@@ -2,7 +2,7 @@
  * The kinds of job and how each runs: which processor runs its items, and what a finished item
  * changes besides its own result row (an interactions snapshot of a post, a generated post).
  */
-import { Effect, Schema, Stream } from "effect"
+import { Effect, Schema } from "effect"
 import type * as Budget from "../../engine/Budget.js"
 import type { ItemResult } from "../../engine/ItemResult.js"
 import type * as RunControl from "../../engine/RunControl.js"
@@ -42,15 +42,6 @@ export interface JobKindRunner {
   readonly maxConcurrent: Effect.Effect<number>
 }
 
-/**
- * A kind's items through its processor's result stream rather than its progress events: an observer
- * of the engine's events made it build an `ItemStarted` event (with a copy of the run's counts) per
- * attempt and hand each result over through its flusher fiber, +200 CPU µs/item in `bench:ledger`
- * (step d → d2, 2,000 items, load ~15). What the job's progress events need from the engine is
- * taken here instead: the calls in flight are the run's tenant's calls (every call of a run is
- * admitted by the upstream budgets as its tenant), and the time left is the engine's own estimate
- * (time so far per finished item × items left).
- */
 const kindRunner = <I, A>(
   processor: Processor.Processor<I, A>,
   input: Schema.Schema<I, I>,
@@ -62,29 +53,27 @@ const kindRunner = <I, A>(
     Effect.gen(function* () {
       // Inputs were validated when the job was accepted; decoding again guards against a hand-edited row.
       const decoded = yield* Effect.orDie(Schema.decodeUnknown(Schema.Array(input))(inputs))
-      const { admission, tenant } = options
-      const total = decoded.length
-      let unfinished = total
-      const startedAt = Date.now()
-      const overrides = { ...options.overrides, tenant, budget: admission.budget }
-      const finished = (result: ItemResult<A>) => {
-        unfinished--
-        admission.done(1)
-        const done = total - unfinished
-        const item = decoded[result.index]
-        return options.onFinished({
-          result,
-          effect: item === undefined ? undefined : effectOf(item, result, jobId),
-          etaMs: Math.round(((Date.now() - startedAt) / done) * unfinished)
+      const { admission } = options
+      let unfinished = decoded.length
+      const overrides = { ...options.overrides, tenant: options.tenant, budget: admission.budget }
+      yield* processor
+        .run(decoded, overrides, {
+          control: options.control,
+          runId: jobId,
+          onEvent: (event) => {
+            options.onInFlight(event.counts.inFlight)
+            if (event._tag !== "ItemFinished") return Effect.void
+            unfinished--
+            admission.done(1)
+            const item = decoded[event.result.index]
+            return options.onFinished({
+              result: event.result,
+              effect: item === undefined ? undefined : effectOf(item, event.result, jobId),
+              etaMs: event.etaMs
+            })
+          }
         })
-      }
-      yield* processor.results(decoded, overrides, { control: options.control, runId: jobId }).pipe(
-        Stream.runForEachChunk((chunk) => {
-          options.onInFlight(tenant.calling)
-          return Effect.forEach(chunk, finished, { discard: true })
-        }),
-        Effect.ensuring(Effect.sync(() => admission.done(unfinished)))
-      )
+        .pipe(Effect.ensuring(Effect.sync(() => admission.done(unfinished))))
     })
 })
 
