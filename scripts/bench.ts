@@ -23,7 +23,7 @@
  *   npm run bench                     full run
  *   npm run bench -- --quick          smoke run (1 repetition, W1 20k tasks, W5 10k/100k)
  *   npm run bench -- --only W1,W3     selected workloads
- *   npm run bench -- --only W5 --w5-prof   W5 with a CPU profile per child in bench-results/w5-prof/
+ *   npm run bench -- --only W5 --w5-prof   W5 with a CPU profile per child in .scratch/w5-prof/
  *
  * The engine's breaker uses a failure-rate rule (≥ 50% of ≥ 20 calls in 10 s) rather than the
  * default "3 consecutive failures": W4 fails 30% of first attempts on purpose, and the default rule
@@ -70,7 +70,7 @@ interface Settings {
   readonly reps: number
   readonly w1Tasks: number
   readonly w5Sizes: readonly [small: number, large: number]
-  /** W5's children write CPU profiles to bench-results/w5-prof/. */
+  /** W5's children write CPU profiles to .scratch/w5-prof/ (not kept in git). */
   readonly w5Prof: boolean
 }
 
@@ -632,7 +632,7 @@ const gitState = (): { readonly commit: string; readonly dirtySources: ReadonlyA
 
 const spawnW5Child = (contender: W5Contender, n: number, settings: Settings): W5ChildReport => {
   // `--w5-prof`: the child writes a V8 CPU profile (open it in Chrome's DevTools or speedscope).
-  const prof = settings.w5Prof ? ["--cpu-prof", `--cpu-prof-dir=${path.join(projectRoot, "bench-results", "w5-prof")}`] : []
+  const prof = settings.w5Prof ? ["--cpu-prof", `--cpu-prof-dir=${path.join(projectRoot, ".scratch", "w5-prof")}`] : []
   const child = spawnSync(process.execPath, [...prof, thisFile, W5_CHILD_FLAG, contender, String(n)], {
     cwd: projectRoot,
     encoding: "utf8",
