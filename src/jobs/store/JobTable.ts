@@ -8,7 +8,7 @@
  * numbering keeps the followers' reads (`items`) complete belongs next to both.
  */
 import { SqlClient, type SqlError, SqlSchema } from "@effect/sql"
-import { Effect, Schema } from "effect"
+import { Data, Effect, Schema } from "effect"
 import type { ItemResult } from "../../engine/ItemResult.js"
 import { AnyItemResult, emptyTally, JobKind, JobOptions, JobStatus, tally, type Counts } from "../Model.js"
 import type { ItemEffect } from "./PostTable.js"
@@ -98,6 +98,9 @@ const decodeJobs = Schema.decodeUnknown(Schema.Array(JobRecord))
 const decodeCount = Schema.decodeUnknown(Schema.Tuple(Count))
 const decodeIndexes = Schema.decodeUnknown(Schema.Array(Index))
 const decodeNumbered = Schema.decodeUnknown(Schema.Array(Numbered))
+
+/** Another writer stored one of a batch's items while it was being saved (PostgreSQL): try again. */
+class Raced extends Data.TaggedError("Raced")<{}> {}
 
 export interface ListFilter {
   readonly kind?: JobKind | undefined
@@ -299,42 +302,42 @@ export const make = (recordEffects: (jobId: string, effects: ReadonlyArray<ItemE
      * row lock that taking them holds is what orders commits: a transaction numbered after another
      * waited for that one's lock, which PostgreSQL releases only once its COMMIT is visible, so commit
      * order is number order, and a follower reading `seq > last` (`items`) never sees a number before
-     * every smaller one is visible. Taken first,
-     * the lock was held across every statement of the transaction, each a round trip to a busy event
-     * loop, and the writers of a job queued on it; taken last, it is held for one statement and the
-     * COMMIT.
+     * every smaller one is visible. Taken first, the lock was held across every statement of the
+     * transaction, each a round trip to a busy event loop, and the writers of a job queued on it
+     * (`bench:cluster --pg-stats`, C1: 229 s of waits over three runs on one instance); taken last,
+     * it is held for one statement and the COMMIT.
      *
-     * Until then the rows carry a placeholder, `-(place in the batch + 1)`: negative, so no committed
-     * row has one (a rolled-back transaction leaves none) and a follower's `seq > last` never matches
-     * it; this transaction's fresh rows are exactly its rows with a negative number. The last
-     * statement bumps the counter by the number of fresh rows (the ones `ON CONFLICT DO NOTHING` kept
-     * out are stored already and keep their number) and gives them the next numbers in batch order.
+     * So the rows are written by that last statement, numbered as they go in (each row written once:
+     * inserting them first with a placeholder and renumbering them at the end doubled PostgreSQL's
+     * CPU per item). Which of the batch are new is read first, without the lock, and their effects
+     * recorded; should another writer store one of them in between (a part run again while its first
+     * run still flushes), the insert stores fewer rows than it numbered, and the whole transaction is
+     * rolled back and tried again (`Raced`), effects and counter with it. The rows go in in index
+     * order and the effects in post order, so two writers wait for each other in one order only.
      * A job that is not stored has no counter: its items are numbered from 0.
-     *
-     * The rows are inserted in index order, whatever the batch's: two writers saving the same index
-     * (a part run again while its first run still flushes; a cancelled job's missing items) then wait
-     * for each other in one order only, where the job's lock used to keep them apart.
      */
     const saveNumberedLast = (jobId: string, batch: Batch, at: number) =>
       Effect.gen(function* () {
-        const rows = batch.map((b, i) => itemRow(jobId, b.result, -(i + 1), at)).sort((a, b) => a.idx - b.idx)
-        const inserted = yield* sql`INSERT INTO pp_job_items ${sql.insert(rows)} ON CONFLICT DO NOTHING RETURNING idx`.pipe(
+        const known = yield* sql`SELECT idx FROM pp_job_items WHERE job_id = ${jobId} AND idx IN ${sql.in(batch.map((b) => b.result.index))}`.pipe(
           Effect.flatMap(decodeIndexes)
         )
-        if (inserted.length === 0) return []
-        const stored = new Set(inserted.map((row) => row.index))
-        const fresh = batch.filter((b) => stored.has(b.result.index))
+        const stored = new Set(known.map((row) => row.index))
+        const fresh = batch.filter((b) => !stored.has(b.result.index))
+        if (fresh.length === 0) return []
         yield* recordEffects(jobId, effectsOf(fresh), at)
-        // The count of fresh rows is the database's (the rows it renumbers), not the batch's.
-        const numbered = yield* sql`WITH fresh AS (
-            SELECT idx, row_number() OVER (ORDER BY seq DESC) - 1 AS k FROM pp_job_items WHERE job_id = ${jobId} AND seq < 0
-          ), counter AS (
-            UPDATE pp_jobs SET next_seq = next_seq + (SELECT count(*) FROM fresh) WHERE id = ${jobId}
-            RETURNING next_seq - (SELECT count(*) FROM fresh) AS first
+        const n = fresh.length
+        const values = sql.join(", ", false)(
+          fresh.map((b, k) => sql`(${k}::integer, ${b.result.index}::integer, ${b.result.status}::text, ${JSON.stringify(b.result)}::text)`)
+        )
+        const numbered = yield* sql`WITH counter AS (
+            UPDATE pp_jobs SET next_seq = next_seq + ${n} WHERE id = ${jobId} RETURNING next_seq - ${n} AS first
           )
-          UPDATE pp_job_items AS i SET seq = COALESCE((SELECT first FROM counter), 0) + fresh.k
-          FROM fresh WHERE i.job_id = ${jobId} AND i.idx = fresh.idx
-          RETURNING i.idx, i.seq`.pipe(Effect.flatMap(decodeNumbered))
+          INSERT INTO pp_job_items (job_id, idx, seq, status, result, finished_at)
+          SELECT ${jobId}::text, v.idx, COALESCE((SELECT first FROM counter), 0) + v.k, v.status, v.result, ${at}::bigint
+          FROM (VALUES ${values}) AS v (k, idx, status, result)
+          ORDER BY v.idx
+          ON CONFLICT DO NOTHING RETURNING idx, seq`.pipe(Effect.flatMap(decodeNumbered))
+        if (numbered.length !== n) return yield* new Raced()
         const seqOf = new Map(numbered.map((row) => [row.index, row.seq]))
         const saved: Array<StoredItem> = []
         for (const b of fresh) {
@@ -355,7 +358,13 @@ export const make = (recordEffects: (jobId: string, effects: ReadonlyArray<ItemE
         : sql.onDialectOrElse({
             pg: () => saveNumberedLast(jobId, batch, at),
             orElse: () => saveNumberedFirst(jobId, batch, at)
-          }).pipe(sql.withTransaction)
+          }).pipe(
+            sql.withTransaction,
+            // Rolled back because another writer stored one of these items meanwhile: the next try
+            // reads it as stored. Each try can only lose to a writer that stored something new.
+            Effect.retry({ while: (error) => error._tag === "Raced", times: 10 }),
+            Effect.catchTag("Raced", () => Effect.fail(new StoreError({ message: "database: saving item results kept racing another writer", cause: undefined })))
+          )
       ).pipe(orStoreError("saving item results"))
 
     return {
