@@ -28,7 +28,9 @@ const watchdog = <I, A, E>(run: RunState<I, A, E>): Effect.Effect<void> => {
       if (slot.fiber !== undefined) slot.fiber.unsafeInterruptAsFork(slot.fiber.id())
     }
     if (earliest === Number.POSITIVE_INFINITY) return Effect.zipRight(sleep, loop)
-    return Effect.zipRight(Effect.sleep(Duration.millis(earliest - t)), loop)
+    // Whole milliseconds, at least one: a gap of a fraction of a nanosecond (clock readings are
+    // fractional) became a zero sleep, and the watchdog spun without the clock moving.
+    return Effect.zipRight(Effect.sleep(Duration.millis(Math.max(1, Math.ceil(earliest - t)))), loop)
   })
   return loop
 }
