@@ -270,8 +270,10 @@ export class Retention extends Effect.Service<Retention>()("parallel-processor/R
         const followed = followers.followedJobs()
         const due = now - stampedAt >= Duration.toMillis(FOLLOW_REFRESH)
         const fresh = due ? followed : followed.filter((id) => !stamped.has(id))
-        if (fresh.length === 0) return
-        yield* table.touchFollowed(fresh, now)
+        if (fresh.length > 0) yield* table.touchFollowed(fresh, now)
+        // Every tick, not only after a write: a job that stopped being followed (a sync request that
+        // waited for it while it ran, when there was nothing to stamp yet) and is followed again later
+        // is new again and stamped at once, not at the next refresh.
         stamped = new Set(followed)
         if (due) stampedAt = now
       }).pipe(Effect.catchAll((error) => Effect.logDebug(`retention: could not stamp followed jobs: ${error.message}`)))
