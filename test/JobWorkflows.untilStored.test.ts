@@ -4,32 +4,17 @@
  * logged reason, instead of being retried forever (and without being taken for a storage outage).
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, Exit, Fiber, Option, ParseResult, Schema, Stream, TestClock } from "effect"
+import { Duration, Effect, Exit, Fiber, Option, ParseResult, Schema, TestClock } from "effect"
 import { untilStored } from "../src/jobs/JobWorkflows.js"
 import { StoreError } from "../src/jobs/JobStore.js"
-import { StorageHealth } from "../src/jobs/StorageHealth.js"
-
-/** A StorageHealth that only counts the failures reported to it; storage always "works" again at once. */
-const countingHealth = () => {
-  const reported: Array<unknown> = []
-  const health = StorageHealth.make({
-    failed: (_source, error) => Effect.sync(() => void reported.push(error)),
-    succeeded: () => Effect.void,
-    release: () => Effect.void,
-    outage: Effect.succeed(Option.none()),
-    awaitWorking: Effect.void,
-    changes: Stream.make(true),
-    refuseWhileFailing: Effect.void
-  })
-  return { health, reported }
-}
+import { workingStorage } from "./support/storageHealth.js"
 
 const parseError = Schema.decodeUnknownEither(Schema.Struct({ total: Schema.Number }))({ total: "many" })
 
 describe("untilStored", () => {
   it.effect("a row that no longer decodes ends the body failed at once, not retried, not an outage", () =>
     Effect.gen(function* () {
-      const { health, reported } = countingHealth()
+      const { health, reported } = workingStorage()
       if (parseError._tag !== "Left") return expect.unreachable()
       const cause: ParseResult.ParseError = parseError.left
       let attempts = 0
@@ -53,7 +38,7 @@ describe("untilStored", () => {
 
   it.effect("an item row that does not decode (the store's own check) ends it too", () =>
     Effect.gen(function* () {
-      const { health } = countingHealth()
+      const { health } = workingStorage()
       const read = Effect.fail(new StoreError({ message: "database: an item result row does not decode", cause: { idx: "x" } }))
       const fiber = yield* Effect.fork(untilStored(read, health, "job-2"))
       yield* TestClock.adjust(Duration.minutes(5))
@@ -64,7 +49,7 @@ describe("untilStored", () => {
 
   it.effect("a storage failure is reported and waited out, then the body runs again", () =>
     Effect.gen(function* () {
-      const { health, reported } = countingHealth()
+      const { health, reported } = workingStorage()
       let attempts = 0
       const write = Effect.suspend(() => {
         attempts++

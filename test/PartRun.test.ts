@@ -6,7 +6,7 @@
  */
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import { describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, Exit, Layer, Option, Schedule, Scope, Stream } from "effect"
+import { Duration, Effect, Exit, Layer, Schedule, Scope } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -17,18 +17,10 @@ import type { JobKindRunner } from "../src/jobs/runner/JobKinds.js"
 import * as PartRun from "../src/jobs/runner/PartRun.js"
 import * as RunRegistry from "../src/jobs/runner/RunRegistry.js"
 import * as Shutdown from "../src/jobs/runner/Shutdown.js"
-import { StorageHealth } from "../src/jobs/StorageHealth.js"
+import { workingStorage } from "./support/storageHealth.js"
 import * as SingleProcess from "../src/jobs/topology/SingleProcess.js"
 
-const health = StorageHealth.make({
-  failed: () => Effect.void,
-  succeeded: () => Effect.void,
-  release: () => Effect.void,
-  outage: Effect.succeed(Option.none()),
-  awaitWorking: Effect.void,
-  changes: Stream.make(true),
-  refuseWhileFailing: Effect.void
-})
+const { health } = workingStorage()
 
 /** Every item succeeds at once with its index as its value. */
 const instant: JobKindRunner = {
