@@ -7,6 +7,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Duration, Effect, Exit, Fiber, Option, ParseResult, Schema, TestClock } from "effect"
 import { untilStored } from "../src/jobs/JobWorkflows.js"
 import { StoreError } from "../src/jobs/JobStore.js"
+import { undecodableItemRow } from "../src/jobs/store/JobTable.js"
 import { workingStorage } from "./support/storageHealth.js"
 
 const parseError = Schema.decodeUnknownEither(Schema.Struct({ total: Schema.Number }))({ total: "many" })
@@ -39,7 +40,7 @@ describe("untilStored", () => {
   it.effect("an item row that does not decode (the store's own check) ends it too", () =>
     Effect.gen(function* () {
       const { health } = workingStorage()
-      const read = Effect.fail(new StoreError({ message: "database: an item result row does not decode", cause: { idx: "x" } }))
+      const read = Effect.fail(undecodableItemRow({ idx: "x" }, "not an item result row"))
       const fiber = yield* Effect.fork(untilStored(read, health, "job-2"))
       yield* TestClock.adjust(Duration.minutes(5))
       const exit = yield* Fiber.poll(fiber)

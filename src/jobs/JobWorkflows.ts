@@ -40,11 +40,10 @@ export const JobPartWorkflow = Workflow.make({
 })
 
 /**
- * A row that does not decode, as the store reports it: a schema's `ParseError` (the job's row, its
- * inputs), or the item rows' own check (`store/JobTable.ts`, `decodeItems`), which names it so.
+ * A row that does not decode, as the store reports it: caused by a `ParseError` — a row schema's (the
+ * job's row, its inputs) or the item rows' own check's (`store/JobTable.ts`, `undecodableItemRow`).
  */
-const isUndecodable = (error: StoreError): boolean =>
-  ParseResult.isParseError(error.cause) || error.message.endsWith("does not decode")
+const isUndecodable = (error: StoreError): boolean => ParseResult.isParseError(error.cause)
 
 /**
  * Runs `self` (an activity's body) until it ends other than on a storage failure. A failed read or

@@ -8,7 +8,7 @@
  * numbering keeps the followers' reads (`items`) complete belongs next to both.
  */
 import { SqlClient, type SqlError, SqlSchema } from "@effect/sql"
-import { Data, Effect, Schema } from "effect"
+import { Data, Effect, ParseResult, Schema } from "effect"
 import type { ItemResult } from "../../engine/ItemResult.js"
 import { AnyItemResult, emptyTally, JobKind, JobOptions, JobStatus, tally, type Counts } from "../Model.js"
 import type { ItemEffect } from "./PostTable.js"
@@ -55,6 +55,20 @@ const int = (u: unknown): number => (typeof u === "number" ? u : typeof u === "s
  * in a row struct alone is 2× the hand decode. So these rows are checked, not transformed: JSON.parse,
  * then the same schema as a type guard — no cast, nothing unchecked, about half the schema's cost.
  */
+/** What an item row should be: only the shape a failed check names, not used to decode (see above). */
+const ItemRow = Schema.Struct({ idx: Int, seq: Int, result: Schema.parseJson(AnyItemResult) })
+
+/**
+ * An item row that fails the check: a `StoreError` whose cause is a `ParseError`, as a row schema's
+ * failure is, so that whoever reads it (a job's workflow ends failed rather than wait for storage)
+ * tells it from an outage by its cause alone.
+ */
+export const undecodableItemRow = (row: unknown, reason: string) =>
+  new StoreError({
+    message: "database: an item result row does not decode",
+    cause: ParseResult.parseError(new ParseResult.Type(ItemRow.ast, row, reason))
+  })
+
 const decodeItems = (rows: ReadonlyArray<Readonly<Record<string, unknown>>>) =>
   Effect.suspend(() => {
     const items: Array<StoredItem> = []
@@ -63,14 +77,14 @@ const decodeItems = (rows: ReadonlyArray<Readonly<Record<string, unknown>>>) =>
       const seq = int(row.seq)
       const result: unknown = typeof row.result === "string" ? JSON.parse(row.result) : undefined
       if (!Number.isSafeInteger(index) || !Number.isSafeInteger(seq) || !isItemResult(result)) {
-        return Effect.fail(new StoreError({ message: "database: an item result row does not decode", cause: row }))
+        return Effect.fail(undecodableItemRow(row, "not an item result row"))
       }
       items.push({ index, seq, result })
     }
     return Effect.succeed(items)
   }).pipe(
     // JSON.parse throws on text that is not JSON.
-    Effect.catchAllDefect((cause) => Effect.fail(new StoreError({ message: "database: an item result row does not decode", cause })))
+    Effect.catchAllDefect((defect) => Effect.fail(undecodableItemRow(defect, `its result is not JSON: ${String(defect)}`)))
   )
 
 /** A job to store: the row `createJob` inserts (status pending, no item stored yet). */
