@@ -14,8 +14,9 @@ export default defineConfig({
     sequence: { sequencer: SlowFirstSequencer },
     projects: [
       { test: { ...shared, name: "suite", include: ["test/**/*.test.ts"], exclude: ["test/overload.test.ts"], sequence: { groupOrder: 0 } } },
-      // Load tests measure latency and memory of a real process under a burst: they run after the
-      // rest, alone, so neither they nor the other files' timing assertions see the other's CPU.
+      // The burst measures a real process's latency: it runs after the rest, alone, so neither it nor
+      // the other files' timing assertions see the other's CPU. Admission and memory count rather than
+      // time (overload.admission/overload.memory), so they run in "suite", beside the other files.
       { test: { ...shared, name: "load", include: ["test/overload.test.ts"], sequence: { groupOrder: 1 } } }
     ]
   }
