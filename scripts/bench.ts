@@ -24,6 +24,9 @@
  *   npm run bench -- --quick          smoke run (1 repetition, W1 20k tasks, W5 10k/100k)
  *   npm run bench -- --only W1,W3     selected workloads
  *   npm run bench -- --only W5 --w5-prof   W5 with a CPU profile per child in .scratch/w5-prof/
+ *   npm run bench -- --w5-ledger      W5's mini-ledger alone (steps from Effect workers to the full
+ *                                     engine, allocation per item), saved in bench-results/w5-ledger.json
+ *   ... --out FILE                    the JSON elsewhere
  *
  * The engine's breaker uses a failure-rate rule (≥ 50% of ≥ 20 calls in 10 s) rather than the
  * default "3 consecutive failures": W4 fails 30% of first attempts on purpose, and the default rule
@@ -34,6 +37,7 @@ import { existsSync, mkdirSync, writeFileSync } from "node:fs"
 import os from "node:os"
 import path from "node:path"
 import { performance } from "node:perf_hooks"
+import v8 from "node:v8"
 import { fileURLToPath } from "node:url"
 import {
   bulkhead,
@@ -45,7 +49,7 @@ import {
   wrap,
   type IPolicy
 } from "cockatiel"
-import { Duration, Effect, Schedule, Schema, Stream } from "effect"
+import { Duration, Effect, Mailbox, Schedule, Schema, Stream } from "effect"
 import pLimit from "p-limit"
 import PQueue from "p-queue"
 import { CircuitBreaker, Engine, RetryPolicy, Transient, type Policy } from "../src/index.js"
@@ -72,6 +76,10 @@ interface Settings {
   readonly w5Sizes: readonly [small: number, large: number]
   /** W5's children write CPU profiles to .scratch/w5-prof/ (not kept in git). */
   readonly w5Prof: boolean
+  /** Run the W5 mini-ledger (see `W5_LEDGER_STEPS`); alone unless `--only` is given too. */
+  readonly w5Ledger: boolean
+  /** Where the JSON goes (default bench-results/latest.json, or w5-ledger.json for the ledger alone). */
+  readonly out: string | undefined
 }
 
 const isWorkloadId = (s: string): s is WorkloadId => workloadIds.some((w) => w === s)
@@ -80,7 +88,9 @@ const parseSettings = (argv: ReadonlyArray<string>): Settings => {
   const quick = argv.includes("--quick")
   const onlyAt = argv.findIndex((a) => a === "--only" || a.startsWith("--only="))
   const onlyArg = onlyAt < 0 ? undefined : argv[onlyAt]?.startsWith("--only=") ? argv[onlyAt]?.slice(7) : argv[onlyAt + 1]
-  const requested = (onlyArg ?? workloadIds.join(",")).split(",").map((s) => s.trim().toUpperCase())
+  const w5Ledger = argv.includes("--w5-ledger")
+  const outAt = argv.indexOf("--out")
+  const requested = (onlyArg ?? (w5Ledger ? "" : workloadIds.join(","))).split(",").map((s) => s.trim().toUpperCase()).filter((s) => s !== "")
   const unknown = requested.filter((s) => !isWorkloadId(s))
   if (unknown.length > 0) throw new Error(`--only: unknown workload(s) ${unknown.join(", ")}; use ${workloadIds.join(",")}`)
   return {
@@ -90,7 +100,9 @@ const parseSettings = (argv: ReadonlyArray<string>): Settings => {
     reps: quick ? 1 : 3,
     w1Tasks: quick ? 20_000 : 100_000,
     w5Sizes: quick ? [10_000, 100_000] : [100_000, 1_000_000],
-    w5Prof: argv.includes("--w5-prof")
+    w5Prof: argv.includes("--w5-prof"),
+    w5Ledger,
+    out: outAt < 0 ? undefined : argv[outAt + 1]
   }
 }
 
@@ -511,6 +523,7 @@ const runWorkload = async (workload: Workload, settings: Settings): Promise<Work
 // ---------------------------------------------------------------------------------------------
 
 const W5_CHILD_FLAG = "--w5-child"
+const W5_ALLOC_FLAG = "--w5-alloc"
 const W5_CONCURRENCY = 100
 
 const W5ChildReport = Schema.Struct({
@@ -519,7 +532,11 @@ const W5ChildReport = Schema.Struct({
   wallMs: Schema.Number,
   cpuMs: Schema.Number,
   startRssMb: Schema.Number,
-  peakRssMb: Schema.Number
+  peakRssMb: Schema.Number,
+  /** Ledger children only (`--w5-ledger`): bytes allocated on the V8 heap per item, and GC time. */
+  allocatedBytesPerItem: Schema.optional(Schema.Number),
+  gcMs: Schema.optional(Schema.Number),
+  gcCount: Schema.optional(Schema.Number)
 })
 type W5ChildReport = typeof W5ChildReport.Type
 const decodeChildReport = Schema.decodeUnknownSync(Schema.parseJson(W5ChildReport))
@@ -537,26 +554,68 @@ const mb = (bytes: number): number => bytes / (1024 * 1024)
  */
 const W5_CONTENDERS = ["engine", "Effect workers", "plain pool"] as const
 type W5Contender = (typeof W5_CONTENDERS)[number]
-const isW5Contender = (s: string): s is W5Contender => W5_CONTENDERS.some((c) => c === s)
 
-const w5Count = (contender: W5Contender, items: Iterable<number>): Promise<number> => {
-  switch (contender) {
+/**
+ * The W5 mini-ledger (`--w5-ledger`): the same 1M generator through a ladder of steps, each in a
+ * fresh child, so the engine's per-item cost splits into what each part adds:
+ *
+ *   Effect workers            100 fibers pulling from the iterator (Effect's floor; W5's peer)
+ *   + stream                  the same, each value handed to a bounded `Mailbox` (the engine's
+ *                             size: 64 per worker), workers yielding every 64 items as the
+ *                             engine's do, counted by `Stream.runCount(Mailbox.toStream(...))`:
+ *                             the cost of streaming results out, which the peer does not pay
+ *   engine: bare              `Engine.stream` without breaker, without retries, no attempt timeout
+ *   engine: + timeout         + the 30 s attempt timeout
+ *   engine: + retry           + `RetryPolicy.defaults`
+ *   engine: + breaker         + the failure-rate breaker = W5's engine
+ */
+const W5_LEDGER_STEPS = [
+  "Effect workers",
+  "Effect workers + stream",
+  "engine: bare",
+  "engine: + timeout",
+  "engine: + retry",
+  "engine: + breaker"
+] as const
+type W5LedgerStep = (typeof W5_LEDGER_STEPS)[number]
+type W5ChildKind = W5Contender | W5LedgerStep
+const isW5ChildKind = (s: string): s is W5ChildKind => W5_CONTENDERS.some((c) => c === s) || W5_LEDGER_STEPS.some((c) => c === s)
+
+interface W5EngineSetup {
+  readonly timeout: boolean
+  readonly retry: boolean
+  readonly breaker: boolean
+}
+
+const w5Engine = (items: Iterable<number>, setup: W5EngineSetup): Promise<number> =>
+  Effect.runPromise(
+    Effect.gen(function* () {
+      const policy: Partial<Policy.Policy> = {
+        name: "bench-W5",
+        maxConcurrent: W5_CONCURRENCY,
+        attemptTimeout: setup.timeout ? "30 seconds" : Duration.infinity,
+        retry: setup.retry ? RetryPolicy.defaults : RetryPolicy.make({ maxRetries: 0 }),
+        ...(setup.breaker ? { breaker: yield* CircuitBreaker.make("bench-W5", benchBreaker) } : {})
+      }
+      return yield* Stream.runCount(Engine.stream(items, (i: number) => Effect.succeed(i), policy))
+    })
+  )
+
+const w5Count = (kind: W5ChildKind, items: Iterable<number>): Promise<number> => {
+  switch (kind) {
     case "engine":
-      return Effect.runPromise(
-        Effect.gen(function* () {
-          const breaker = yield* CircuitBreaker.make("bench-W5", benchBreaker)
-          const policy: Partial<Policy.Policy> = {
-            name: "bench-W5",
-            maxConcurrent: W5_CONCURRENCY,
-            attemptTimeout: "30 seconds",
-            retry: RetryPolicy.defaults,
-            breaker
-          }
-          return yield* Stream.runCount(Engine.stream(items, (i: number) => Effect.succeed(i), policy))
-        })
-      )
+    case "engine: + breaker":
+      return w5Engine(items, { timeout: true, retry: true, breaker: true })
+    case "engine: + retry":
+      return w5Engine(items, { timeout: true, retry: true, breaker: false })
+    case "engine: + timeout":
+      return w5Engine(items, { timeout: true, retry: false, breaker: false })
+    case "engine: bare":
+      return w5Engine(items, { timeout: false, retry: false, breaker: false })
     case "Effect workers":
       return Effect.runPromise(effectWorkers(items))
+    case "Effect workers + stream":
+      return Effect.runPromise(Stream.runCount(effectWorkersStreamed(items)))
     case "plain pool":
       return plainPool(items)
   }
@@ -578,6 +637,39 @@ const effectWorkers = (items: Iterable<number>): Effect.Effect<number> => {
   return Effect.map(Effect.forEach(range(W5_CONCURRENCY), () => loop, { concurrency: "unbounded", discard: true }), () => count)
 }
 
+/**
+ * The Effect workers, each value handed on through a bounded mailbox as `Engine.stream` hands its
+ * results (at once while there is room, else waiting for it; a yield every 64 items).
+ */
+const effectWorkersStreamed = (items: Iterable<number>): Stream.Stream<number> =>
+  Stream.unwrapScoped(
+    Effect.gen(function* () {
+      const mailbox = yield* Mailbox.make<number>(64 * W5_CONCURRENCY)
+      const iterator = items[Symbol.iterator]()
+      const call = (i: number) => Effect.succeed(i)
+      const worker = Effect.suspend(() => {
+        let sinceYield = 0
+        const offered = (i: number): Effect.Effect<void> => {
+          if (!mailbox.unsafeOffer(i)) return Effect.zipRight(mailbox.offer(i), loop)
+          if (++sinceYield < 64) return loop
+          sinceYield = 0
+          return Effect.zipRight(Effect.yieldNow(), loop)
+        }
+        const loop: Effect.Effect<void> = Effect.suspend(() => {
+          const next = iterator.next()
+          return next.done === true ? Effect.void : Effect.flatMap(call(next.value), offered)
+        })
+        return loop
+      })
+      yield* Effect.forEach(range(W5_CONCURRENCY), () => worker, { concurrency: "unbounded", discard: true }).pipe(
+        Effect.exit,
+        Effect.flatMap((exit) => mailbox.done(exit)),
+        Effect.forkScoped
+      )
+      return Mailbox.toStream(mailbox)
+    })
+  )
+
 /** 100 async workers taking the next item from one iterator; each item is an immediate async call. */
 const plainPool = async (items: Iterable<number>): Promise<number> => {
   const iterator = items[Symbol.iterator]()
@@ -593,8 +685,25 @@ const plainPool = async (items: Iterable<number>): Promise<number> => {
   return count
 }
 
-/** In the child: stream `n` items from a generator through `contender`, sampling RSS every 2 ms. */
-const w5Child = async (contender: W5Contender, n: number): Promise<void> => {
+/**
+ * Bytes allocated on the V8 heap between `start` and `end`, from a `GCProfiler` record: what each
+ * collection found in use minus what the one before left, plus what was added after the last.
+ */
+const allocatedBetween = (usedAtStart: number, gcs: v8.GCProfilerResult["statistics"], usedAtEnd: number): number => {
+  let allocated = 0
+  let after = usedAtStart
+  for (const gc of gcs) {
+    allocated += Math.max(0, gc.beforeGC.heapStatistics.usedHeapSize - after)
+    after = gc.afterGC.heapStatistics.usedHeapSize
+  }
+  return allocated + Math.max(0, usedAtEnd - after)
+}
+
+/**
+ * In the child: stream `n` items from a generator through `kind`, sampling RSS every 2 ms; with
+ * `alloc`, also the bytes allocated and the GC time (a `GCProfiler`, which costs a little per GC).
+ */
+const w5Child = async (kind: W5ChildKind, n: number, alloc: boolean): Promise<void> => {
   const startRss = process.memoryUsage.rss()
   let peakRss = startRss
   const sample = () => {
@@ -604,14 +713,28 @@ const w5Child = async (contender: W5Contender, n: number): Promise<void> => {
   const generate = function* () {
     for (let i = 0; i < n; i++) yield i
   }
+  const profiler = alloc ? new v8.GCProfiler() : undefined
+  const usedAtStart = v8.getHeapStatistics().used_heap_size
+  profiler?.start()
   const cpuStart = process.cpuUsage()
   const start = performance.now()
-  const count = await w5Count(contender, generate())
+  const count = await w5Count(kind, generate())
   const wallMs = performance.now() - start
   const cpuMs = cpuMsSince(cpuStart)
+  const gcs = profiler?.stop().statistics
+  const usedAtEnd = v8.getHeapStatistics().used_heap_size
   clearInterval(sampler)
   sample()
-  const report: W5ChildReport = { n, count, wallMs, cpuMs, startRssMb: mb(startRss), peakRssMb: mb(peakRss) }
+  const base: W5ChildReport = { n, count, wallMs, cpuMs, startRssMb: mb(startRss), peakRssMb: mb(peakRss) }
+  const report: W5ChildReport =
+    gcs === undefined
+      ? base
+      : {
+          ...base,
+          allocatedBytesPerItem: allocatedBetween(usedAtStart, gcs, usedAtEnd) / n,
+          gcMs: sum(gcs.map((gc) => gc.cost)) / 1000,
+          gcCount: gcs.length
+        }
   console.log(JSON.stringify(report))
 }
 
@@ -630,10 +753,11 @@ const gitState = (): { readonly commit: string; readonly dirtySources: ReadonlyA
   return { commit: git("rev-parse", "HEAD"), dirtySources: dirty === "" ? [] : dirty.split("\n") }
 }
 
-const spawnW5Child = (contender: W5Contender, n: number, settings: Settings): W5ChildReport => {
+const spawnW5Child = (contender: W5ChildKind, n: number, settings: Settings, alloc = false): W5ChildReport => {
   // `--w5-prof`: the child writes a V8 CPU profile (open it in Chrome's DevTools or speedscope).
   const prof = settings.w5Prof ? ["--cpu-prof", `--cpu-prof-dir=${path.join(projectRoot, ".scratch", "w5-prof")}`] : []
-  const child = spawnSync(process.execPath, [...prof, thisFile, W5_CHILD_FLAG, contender, String(n)], {
+  const allocFlag = alloc ? [W5_ALLOC_FLAG] : []
+  const child = spawnSync(process.execPath, [...prof, thisFile, W5_CHILD_FLAG, contender, String(n), ...allocFlag], {
     cwd: projectRoot,
     encoding: "utf8",
     maxBuffer: 16 * 1024 * 1024
@@ -695,6 +819,51 @@ const runW5 = (settings: Settings): W5Result => {
     // the plain pool in the same run say how far the engine is from the fastest way to do the job.
     targets: { peakRssMb: 110, wallMs: 2_000, rssRatio: 1.1 }
   }
+}
+
+interface W5LedgerResult {
+  readonly n: number
+  readonly steps: ReadonlyArray<{ readonly step: W5LedgerStep; readonly median: W5ChildReport; readonly runs: ReadonlyArray<W5ChildReport> }>
+}
+
+/** Every step of the mini-ledger at W5's large size, `reps` runs each, interleaved (a fresh child per run). */
+const runW5Ledger = (settings: Settings): W5LedgerResult => {
+  const n = settings.w5Sizes[1]
+  console.error(`W5 ledger: n = ${n}, ${settings.reps} runs per step, interleaved, allocation measured`)
+  const runs = new Map<W5LedgerStep, Array<W5ChildReport>>(W5_LEDGER_STEPS.map((step) => [step, []]))
+  for (let rep = 0; rep < settings.reps; rep++) {
+    for (const step of W5_LEDGER_STEPS) {
+      const report = spawnW5Child(step, n, settings, true)
+      runs.get(step)?.push(report)
+      console.error(`  ${step.padEnd(24)} ${describe(report)}, ${(report.allocatedBytesPerItem ?? 0).toFixed(0)} B/item`)
+    }
+  }
+  return { n, steps: W5_LEDGER_STEPS.map((step) => ({ step, median: medianRun(runs.get(step) ?? []), runs: runs.get(step) ?? [] })) }
+}
+
+/** The ledger's table: each step's median run (by CPU) and what it adds over the step before. */
+const w5LedgerTable = (r: W5LedgerResult): string => {
+  const header = ["W5 ledger step", "wall ms", "CPU ms", "CPU µs/item", "+ CPU µs/item", "alloc B/item", "+ B/item", "GC ms (count)", "peak RSS MB"]
+  const perItem = (x: W5ChildReport) => (x.cpuMs * 1000) / x.n
+  const cells = r.steps.map(({ step, median: x }, k) => {
+    const before = k === 0 ? undefined : r.steps[k - 1]?.median
+    const alloc = x.allocatedBytesPerItem ?? 0
+    return [
+      step,
+      x.wallMs.toFixed(0),
+      x.cpuMs.toFixed(0),
+      perItem(x).toFixed(2),
+      before === undefined ? "" : (perItem(x) - perItem(before)).toFixed(2),
+      alloc.toFixed(0),
+      before === undefined ? "" : (alloc - (before.allocatedBytesPerItem ?? 0)).toFixed(0),
+      `${(x.gcMs ?? 0).toFixed(0)} (${x.gcCount ?? 0})`,
+      x.peakRssMb.toFixed(1)
+    ]
+  })
+  const all = [header, ...cells]
+  const widths = header.map((_, c) => Math.max(...all.map((line) => (line[c] ?? "").length)))
+  const line = (cols: ReadonlyArray<string>) => `| ${cols.map((s, c) => s.padEnd(widths[c] ?? 0)).join(" | ")} |`
+  return [line(header), `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`, ...cells.map(line)].join("\n")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -835,9 +1004,9 @@ const main = async (): Promise<void> => {
   const argv = process.argv.slice(2)
   const childAt = argv.indexOf(W5_CHILD_FLAG)
   if (childAt >= 0) {
-    const contender = argv[childAt + 1] ?? ""
-    if (!isW5Contender(contender)) throw new Error(`W5 child: unknown contender ${contender}`)
-    return w5Child(contender, Number(argv[childAt + 2]))
+    const kind = argv[childAt + 1] ?? ""
+    if (!isW5ChildKind(kind)) throw new Error(`W5 child: unknown contender ${kind}`)
+    return w5Child(kind, Number(argv[childAt + 2]), argv.includes(W5_ALLOC_FLAG))
   }
 
   const settings = parseSettings(argv)
@@ -847,13 +1016,15 @@ const main = async (): Promise<void> => {
     if (id !== "W5") results.push(await runWorkload(workloadFor(id, settings), settings))
   }
   const w5 = settings.only.includes("W5") ? runW5(settings) : undefined
+  const w5Ledger = settings.w5Ledger ? runW5Ledger(settings) : undefined
 
   const rows = [...results.flatMap(rowsOfWorkload), ...(w5 === undefined ? [] : rowsOfW5(w5))]
   const checks = results.flatMap(correctnessRows)
   const mode = settings.quick ? "quick" : "full"
   console.log(`\nparallel-processor bench (${mode}: median of ${settings.reps} after ${settings.warmups} warm-up; lower is better)\n`)
-  console.log(renderTable(rows, "engine beat every peer"))
+  if (rows.length > 0) console.log(renderTable(rows, "engine beat every peer"))
   if (w5 !== undefined) console.log(`\n${w5Table(w5)}`)
+  if (w5Ledger !== undefined) console.log(`\nW5 mini-ledger (n = ${w5Ledger.n}, median run by CPU)\n\n${w5LedgerTable(w5Ledger)}`)
   if (checks.length > 0) {
     console.log("\nCorrectness: items that succeeded ((!) = differs from the expected count)\n")
     console.log(renderTable(checks, ""))
@@ -861,7 +1032,8 @@ const main = async (): Promise<void> => {
 
   const outDir = path.join(projectRoot, "bench-results")
   mkdirSync(outDir, { recursive: true })
-  const outFile = path.join(outDir, "latest.json")
+  const ledgerOnly = settings.w5Ledger && settings.only.length === 0
+  const outFile = settings.out === undefined ? path.join(outDir, ledgerOnly ? "w5-ledger.json" : "latest.json") : path.resolve(settings.out)
   const json = {
     date: startedAt.toISOString(),
     node: process.version,
@@ -872,6 +1044,7 @@ const main = async (): Promise<void> => {
     settings,
     workloads: results,
     w5,
+    w5Ledger,
     table: rows,
     correctness: checks
   }
