@@ -126,6 +126,8 @@ const collector = (): (() => void) | undefined => {
   }
 }
 
+const RESOLUTION_MS = 50
+
 /** Seconds of a quiet loop (utilisation under 5 %) after busy ones before the idle collection. */
 const QUIET_SECONDS = 5
 
@@ -134,30 +136,57 @@ export interface EventLoopMonitor {
   readonly p99Ms: () => number
 }
 
-/** Samples the event loop's delay (and the process's memory, for `/metrics`) every second for as long as the scope lives. */
-export const monitor: Effect.Effect<EventLoopMonitor, never, Scope.Scope> = Effect.gen(function* () {
-  const histogram = monitorEventLoopDelay({ resolution: 10 })
-  let last = 0
-  const gc = collector()
-  let elu = performance.eventLoopUtilization()
+/**
+ * When to collect: after a second of work (utilisation over 20 %) followed by `quietSeconds` quiet
+ * ones (under 5 %), once. `sample` takes the last second's utilisation and says whether to collect now.
+ */
+export const idleCollection = (quietSeconds: number) => {
   let busy = false
   let quiet = 0
+  return (utilization: number): boolean => {
+    if (utilization > 0.2) {
+      busy = true
+      quiet = 0
+    } else if (busy && utilization < 0.05 && ++quiet >= quietSeconds) {
+      busy = false
+      return true
+    }
+    return false
+  }
+}
+
+/**
+ * Samples the event loop's delay (and the process's memory, for `/metrics`) every second for as long
+ * as the scope lives. `options` are for tests: the collector (default: V8's, see `collector`) and the
+ * quiet seconds before it runs.
+ */
+export const monitorWith = (options: {
+  readonly collect: (() => void) | undefined
+  readonly quietSeconds: number
+}): Effect.Effect<EventLoopMonitor, never, Scope.Scope> => Effect.gen(function* () {
+  // Sampled every 50 ms: 20 samples a second are plenty for a p99 compared against
+  // MAX_EVENT_LOOP_DELAY (1 s), and every sample is a wake-up of the event loop — at 10 ms they cost
+  // ~5 CPU ms/s of an idle process.
+  const histogram = monitorEventLoopDelay({ resolution: RESOLUTION_MS })
+  let last = 0
+  const gc = options.collect
+  const shouldCollect = idleCollection(options.quietSeconds)
+  let elu = performance.eventLoopUtilization()
   yield* Effect.acquireRelease(Effect.sync(() => histogram.enable()), () => Effect.sync(() => histogram.disable()))
   const idleCollect = Effect.suspend(() => {
     const now = performance.eventLoopUtilization()
     const utilization = performance.eventLoopUtilization(now, elu).utilization
     elu = now
-    if (utilization > 0.2) {
-      busy = true
-      quiet = 0
-    } else if (busy && utilization < 0.05 && ++quiet >= QUIET_SECONDS && gc !== undefined) {
-      busy = false
-      const before = process.memoryUsage().heapUsed
-      gc()
-      const after = process.memoryUsage().heapUsed
-      return Effect.logDebug(`idle: collected garbage, heap in use ${Math.round(before / 1e6)} → ${Math.round(after / 1e6)} MB`)
-    }
-    return Effect.void
+    if (!shouldCollect(utilization) || gc === undefined) return Effect.void
+    const before = process.memoryUsage().heapUsed
+    gc()
+    const after = process.memoryUsage().heapUsed
+    // The collection itself (a full one takes 150-400 ms of a 65 MB heap) is not work: counted in
+    // the next second's utilisation it made that second "busy", and every idle process collected
+    // again 5 s later, and again, forever — two full collections every ~6.5 s, the largest part of
+    // an idle instance's CPU (bench-results/idle-cost/).
+    elu = performance.eventLoopUtilization()
+    return Effect.logDebug(`idle: collected garbage, heap in use ${Math.round(before / 1e6)} → ${Math.round(after / 1e6)} MB`)
   })
   yield* Effect.sync(() => {
     last = histogram.percentile(99) / 1e6
@@ -172,3 +201,8 @@ export const monitor: Effect.Effect<EventLoopMonitor, never, Scope.Scope> = Effe
   )
   return { p99Ms: () => last }
 })
+
+/** The service's monitor: V8's collector when falling idle after work (see `monitorWith`). */
+export const monitor: Effect.Effect<EventLoopMonitor, never, Scope.Scope> = Effect.suspend(() =>
+  monitorWith({ collect: collector(), quietSeconds: QUIET_SECONDS })
+)

@@ -1,0 +1,50 @@
+/**
+ * The event-loop monitor's idle collection runs once when the process falls quiet after work, and
+ * its own pause does not count as work: before, the collection's 150-400 ms made the next second
+ * "busy", so an idle service collected again every ~6.5 s, forever (two full collections each time,
+ * most of an idle instance's CPU; scripts/idle-cost.ts).
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { idleCollection, monitorWith } from "../src/http/EventLoop.js"
+
+/** Keeps the event loop busy for `ms` (what a collection or a burst of work does to it). */
+const block = (ms: number) => {
+  const until = performance.now() + ms
+  while (performance.now() < until) {
+    // spin
+  }
+}
+
+describe("EventLoop idle collection", () => {
+  it("collects once after busy then quiet seconds, and not again while quiet", () => {
+    const sample = idleCollection(2)
+    expect([0.01, 0.01, 0.5, 0.01, 0.01, 0.01, 0.01].map(sample)).toEqual([false, false, false, false, true, false, false])
+    // Work again: one more collection after it.
+    expect([0.9, 0.02, 0.02].map(sample)).toEqual([false, false, true])
+  })
+
+  it.live(
+    "a collection that takes a while is not taken for work (no second collection while idle)",
+    () =>
+      Effect.gen(function* () {
+        let collections = 0
+        yield* monitorWith({
+          collect: () => {
+            collections++
+            block(400)
+          },
+          quietSeconds: 1
+        })
+        // The test's own start-up may count as work: let its collection pass first.
+        yield* Effect.sleep("3 seconds")
+        collections = 0
+        // A second of work.
+        block(1100)
+        // Quiet for long enough for three collections had each one counted as work.
+        yield* Effect.sleep("7 seconds")
+        expect(collections).toBe(1)
+      }).pipe(Effect.scoped),
+    20_000
+  )
+})
