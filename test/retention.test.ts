@@ -34,10 +34,16 @@ import * as Sandbox from "../src/sandbox/Sandbox.js"
 import { eventually, json, raw, rawJson, Service, serviceLayer, waitForJob } from "./support/http.js"
 import { createDatabase, Postgres } from "./support/postgres.js"
 
-// Long enough that the recent job is still recent at the sweep, and the job that was running at it
-// still kept when it is checked last, on a loaded machine: at 8 s, with other test files running at
-// once (load ~15), the PostgreSQL scenario lost the running job to the second sweep (404 at the end).
-const RETENTION = "20 seconds"
+// What must hold at the sweeps: the old jobs are past it, the recent job (finished just before the
+// first sweep) is not yet past it at the last one, nor is the running job once it has finished. The
+// follow (and, on PostgreSQL, its stamp) is in place before the recent job, so the span from the
+// recent job to the last sweep is a few statements; 10 s leaves room for a loaded machine. (It was
+// 20 s, with the stamp — up to 20 s under load — waited for between the recent job and the sweep;
+// at 8 s then, the PostgreSQL scenario lost the running job to the second sweep.)
+const RETENTION = "10 seconds"
+// The running job's one call: long enough that it is still running at the first sweep (it starts
+// just before the recent job, which is followed at once by the sweep).
+const RUNNING_CALL_MS = 8_000
 const HISTORY_LIMIT = 2
 
 const CountRow = Schema.Struct({ n: Int })
@@ -90,24 +96,12 @@ const scenario = (cluster: boolean) =>
     yield* finished(followedJob)
     expect(yield* count(`SELECT COUNT(*) AS n FROM pp_post_interactions WHERE post_id = 'ret-p0'`)).toBe(3)
 
-    yield* Effect.sleep(Duration.sum(Duration.decode(RETENTION), Duration.millis(500)))
-    // A job still running at the sweep (its call takes 12 s), and one that has just finished.
-    yield* sandbox.setKnobs("interactions", { latency: { kind: "fixed", ms: 12_000 } })
-    const running = (yield* submit({ posts: [{ postId: "ret-r", articleId: "ret-ar", kolSerial: "101" }] }, { prefer: "respond-async" })).id
-    yield* Effect.flatMap(Service, (s) => waitForJob(s.url, running, (j: JobDetail) => j.status === "running", "60 seconds"))
-    yield* Effect.sleep("300 millis")
-    yield* sandbox.setKnobs("interactions", { latency: { kind: "fixed", ms: 1 } })
-    const recent = (yield* submit({ posts: [{ postId: "ret-n", articleId: "ret-an", kolSerial: "102" }] })).id
-    yield* finished(recent)
-
-    const messagesBefore = yield* count(`SELECT COUNT(*) AS n FROM cluster_messages`)
-    const repliesBefore = yield* count(`SELECT COUNT(*) AS n FROM cluster_replies`)
+    const oldEnough = Effect.sleep(Duration.sum(Duration.decode(RETENTION), Duration.millis(500)))
 
     // A follower of the old job, as `Jobs.events`/`awaitEnd` are: subscribed to its live events.
-    const reports = yield* Effect.scoped(
+    const { messagesBefore, repliesBefore, reports, recent, running } = yield* Effect.scoped(
       Effect.gen(function* () {
         yield* runner.events.subscribe(followedJob)
-        const first: Array<Retention.SweepReport> = []
         if (cluster) {
           // Stamped in the database (within a second when the machine is not loaded), for the sweeps
           // of other instances. A fixed 1.5 s wait failed with other test files running at once.
@@ -117,12 +111,27 @@ const scenario = (cluster: boolean) =>
             ),
             "20 seconds"
           )
+        }
+        yield* oldEnough
+        // A job still running at the sweep (its one call is slow), and one that has just finished.
+        yield* sandbox.setKnobs("interactions", { latency: { kind: "fixed", ms: RUNNING_CALL_MS } })
+        const running = (yield* submit({ posts: [{ postId: "ret-r", articleId: "ret-ar", kolSerial: "101" }] }, { prefer: "respond-async" })).id
+        yield* Effect.flatMap(Service, (s) => waitForJob(s.url, running, (j: JobDetail) => j.status === "running", "60 seconds"))
+        yield* Effect.sleep("300 millis")
+        yield* sandbox.setKnobs("interactions", { latency: { kind: "fixed", ms: 1 } })
+        const recent = (yield* submit({ posts: [{ postId: "ret-n", articleId: "ret-an", kolSerial: "102" }] })).id
+        yield* finished(recent)
+
+        const messagesBefore = yield* count(`SELECT COUNT(*) AS n FROM cluster_messages`)
+        const repliesBefore = yield* count(`SELECT COUNT(*) AS n FROM cluster_replies`)
+        const reports: Array<Retention.SweepReport> = []
+        if (cluster) {
           // Another instance's sweep (it does not know this process's followers) keeps it too.
           const elsewhere = yield* Retention.makeSweep({ settings: retention.settings, isFollowed: () => false })
-          first.push(yield* elsewhere)
+          reports.push(yield* elsewhere)
         }
-        first.push(yield* retention.sweep)
-        return first
+        reports.push(yield* retention.sweep)
+        return { messagesBefore, repliesBefore, reports, recent, running }
       })
     )
     const report = {

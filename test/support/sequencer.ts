@@ -3,26 +3,33 @@
  * workers the run is not left waiting on one long file that happened to start last.
  *
  * Vitest's own order uses durations cached from the previous run; a clean clone (CI) has no cache
- * and falls back to file size, which put cluster.test.ts (the longest, ~3.5 min) twelfth. The list
+ * and falls back to file size, which once put the cluster tests (then one file, ~3.5 min) twelfth. The list
  * below is from a clean-clone run's per-file times; files not in it keep vitest's order after them.
  */
 import { BaseSequencer, type TestSpecification } from "vitest/node"
 
 /**
- * Slowest first (seconds in a clean-clone CI on 2 cores, two workers: cluster 261, retention 91,
- * production.start 68, dashboard 50, …). Engine.properties left the list once the watchdog stopped
- * spinning under TestClock (77 s → 10 s).
+ * Slowest first (seconds in a clean-clone CI on 2 cores, two workers), with the three cluster files
+ * (~90 s each, three service processes apiece) spaced so that, at these times, one worker runs them
+ * one after another while the other runs the rest: two cluster files at once would be six instances
+ * renewing shard locks on 2 cores. Times: cluster.failover ~90, retention ~65, production.start ~67,
+ * cluster.limits ~90, dashboard ~54, overload.memory ~55, cluster.outage ~95, storage.faults ~47, …
+ * Engine.properties left the list once the watchdog stopped spinning under TestClock (77 s → 10 s).
  */
 const SLOW_FIRST: ReadonlyArray<string> = [
-  "test/cluster.test.ts",
+  "test/cluster.failover.test.ts",
   "test/retention.test.ts",
   "test/production.start.test.ts",
+  "test/cluster.limits.test.ts",
   "test/dashboard.test.ts",
+  "test/overload.memory.test.ts",
+  "test/cluster.outage.test.ts",
   "test/storage.faults.test.ts",
   "test/http.integration.test.ts",
   "test/service.restart.test.ts",
   "test/budgets.integration.test.ts",
   "test/http.hardening.test.ts",
+  "test/overload.admission.test.ts",
   "test/Budget.test.ts"
 ]
 
