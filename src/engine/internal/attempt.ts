@@ -4,7 +4,7 @@
  * budget, the breaker, the rate limiter, then the task; `AttemptContext.guard` for the calls inside
  * the task; and the bookkeeping after it — the result, the breaker's permit, a retry.
  *
- * The worker runs it (worker.ts): `begin` starts the attempt and returns what to run interruptibly,
+ * The worker runs it (worker.ts): `begin` starts the attempt and returns the effect to run,
  * `onSuccess`/`onFailure` account for it and return what is left to run — `Effect.void` itself in
  * the common case, which then costs the worker no effect at all. With nothing to wait for before the
  * call (no budget, no rate limiter, no observer, a closed breaker) `begin` returns the task's own
@@ -70,6 +70,15 @@ const guardFor = <I, A, E>(run: RunState<I, A, E>, slot: Slot<I>) => (upstream: 
   }
 }
 
+/** The attempt's call starts at `at`: it is in flight, and its timeout runs. */
+const startClock = <I, A, E>(run: RunState<I, A, E>, slot: Slot<I>, at: number): void => {
+  startCalling(run, slot)
+  slot.attemptDeadline = at + run.timeoutMs
+  // Without a timeout (`Duration.infinity`) the watchdog has nothing to wait for: woken for every
+  // attempt, it scanned every slot per item (W5 ledger: more than the timeout's whole cost).
+  if (slot.attemptDeadline !== Number.POSITIVE_INFINITY) wakeWatchdog(run)
+}
+
 /**
  * The call for the unit `slot` holds, through the run's budget, breaker and rate limiter: called as
  * the attempt begins, it returns the effect to run (the task's own when nothing stands before it).
@@ -100,11 +109,7 @@ const makeCall = <I, A, E, R>(
     }
     unit.attempts++
     // The timeout covers the call itself, not the wait for admission, the breaker or the rate limiter.
-    if (!slot.calling) {
-      startCalling(run, slot)
-      slot.attemptDeadline = (at ?? run.now()) + run.timeoutMs
-      wakeWatchdog(run)
-    }
+    if (!slot.calling) startClock(run, slot, at ?? run.now())
     try {
       return task(unit.item, { index: unit.index, id: unit.id, attempt: unit.attempts, timedOut, guard })
     } catch (defect) {
@@ -211,7 +216,7 @@ const afterFailure = <I, A, E>(run: RunState<I, A, E>, slot: Slot<I>, cause: Cau
 
 /** One attempt of whatever unit its worker holds, in three steps (see the header). */
 export interface Attempt<A, R> {
-  /** Starts the attempt of the unit the slot holds; returns what the worker runs interruptibly. */
+  /** Starts the attempt of the unit the slot holds; returns the effect the worker runs for it. */
   readonly begin: () => Effect.Effect<A, TaskError, R>
   /** Accounts for the attempt; returns what is left to run (`Effect.void` when nothing). */
   readonly onSuccess: (value: A) => Effect.Effect<void>
@@ -242,9 +247,7 @@ export const makeAttempt = <I, A, E, R>(run: RunState<I, A, E>, task: Task<I, A,
     slot.timedOut = false
     slot.budget = undefined
     if (run.direct) {
-      slot.attemptDeadline = start + run.timeoutMs
-      startCalling(run, slot)
-      wakeWatchdog(run)
+      startClock(run, slot, start)
     } else {
       // The clock starts once admitted (see makeCall).
       slot.attemptDeadline = Number.POSITIVE_INFINITY

@@ -2,7 +2,7 @@
  * What the pool tracks per item (`Unit`, from the moment the item is taken until its result) and per
  * worker (`Slot`: its fiber and the attempt it runs), and how each starts out.
  */
-import type { Fiber } from "effect"
+import type { Effect, Fiber } from "effect"
 import type * as Budget from "../Budget.js"
 import type { Permit } from "../CircuitBreaker.js"
 import type { TaskError } from "../Errors.js"
@@ -47,6 +47,8 @@ export interface Slot<I> {
   pausedLeft: number
   /** The attempt was turned back by a drain before its call: its item is left over, not failed. */
   turnedBack: boolean
+  /** What the last attempt's handler left to run (see worker.ts), until it has run. */
+  rest: Effect.Effect<void> | undefined
 }
 
 /** Takes the next input item into the run. */
@@ -80,5 +82,6 @@ export const newSlot = <I>(): Slot<I> => ({
   calling: false,
   budget: undefined,
   pausedLeft: -1,
-  turnedBack: false
+  turnedBack: false,
+  rest: undefined
 })

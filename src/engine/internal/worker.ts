@@ -6,8 +6,8 @@
  * waiting), retires when the limit drops below the workers running or the run stops or drains, and
  * is replaced when the watchdog cut its attempt.
  */
-import { Cause, Deferred, Effect, Exit, Option } from "effect"
-import { makeAttempt } from "./attempt.js"
+import { Cause, Deferred, Effect, Exit, FiberId, Option } from "effect"
+import { makeAttempt, type Attempt } from "./attempt.js"
 import { outboxFull } from "./outbox.js"
 import type { Source } from "./source.js"
 import * as Spans from "./spans.js"
@@ -21,31 +21,30 @@ import type { Task } from "./types.js"
  */
 export const YIELD_EVERY = 64
 
-type Restore = <X, Y, Z>(effect: Effect.Effect<X, Y, Z>) => Effect.Effect<X, Y, Z>
-
 /**
- * A worker's loop. It runs uninterruptibly, and only the attempt's call and the worker's waits are
- * interruptible (`restore`): an item then costs one change of interruptibility instead of the two of
- * a masked attempt inside an interruptible loop. A worker that was interrupted outside those (a
- * timeout landing as its attempt ended) notices at the next interruption point: after an attempt
- * that timed out or was interrupted, and every `YIELD_EVERY` units.
+ * A worker's loop. It runs interruptibly and changes nothing about interruptibility per item: an
+ * item is the task's own effect under one `matchCauseEffect`, so an immediate item costs the run
+ * loop what it costs 100 plain fibers (W5's "Effect workers") plus the bookkeeping. Masking each
+ * call (an uninterruptible loop that restores interruptibility around the call) cost three more
+ * steps of the run loop and three allocations per item.
+ *
+ * Nothing is lost to an interruption on the way: the bookkeeping after a call runs synchronously in
+ * the handler the call returns to, and an interrupted fiber skips that handler and ends — then its
+ * exit (`spawnWorker`) accounts for what it held: the attempt it was in (as the handler would have
+ * for an interruption: a timeout, a stop, a drain), a unit it had taken but not begun (given back),
+ * and what the handler had left to run (`slot.rest`: a retry to schedule, a breaker change to
+ * announce), which runs uninterruptibly either way.
  */
 const workerLoop = <I, A, E, R, RS>(
   run: RunState<I, A, E>,
   source: Source<I, E, RS>,
-  task: Task<I, A, R>,
   slot: Slot<I>,
-  restore: Restore,
-  spans: Spans.RunSpans | undefined
+  attempt: Attempt<A, R>
 ): Effect.Effect<void, E, R | RS> => {
   let sinceYield = 0
-  // Spans only in a run that traces (spans.ts): otherwise the attempt runs as it is.
-  const plain = makeAttempt(run, task, slot)
-  const attempt = spans === undefined ? plain : Spans.traced(plain, spans, slot)
-  const idleWait = restore(parkIn(run.idle))
-  const fullWait = restore(outboxFull(run))
-  const yieldNow = restore(Effect.yieldNow())
-  const interruptionPoint = restore(Effect.void)
+  const idleWait = parkIn(run.idle)
+  const fullWait = outboxFull(run)
+  const yieldNow = Effect.yieldNow()
   const afterUnit = (): Effect.Effect<void, E, R | RS> => {
     // Results waiting for a stream's consumer: let it (one fiber among the workers) run before the
     // outbox fills and parks every worker.
@@ -54,40 +53,49 @@ const workerLoop = <I, A, E, R, RS>(
       return Effect.zipRight(yieldNow, step)
     }
     // The next unit's effect straight from the handler that ran this one: going through `step`
-    // (a suspend) cost one more effect per item of the 5 it takes.
+    // (a suspend) cost one more effect per item.
     return decide()
   }
-  const afterUnitLater = Effect.suspend(afterUnit)
-  const then = (rest: Effect.Effect<void>, interrupted: boolean): Effect.Effect<void, E, R | RS> => {
-    // A timed-out worker was interrupted by the watchdog: it ends here (and is replaced).
-    if (interrupted || slot.timedOut) return Effect.zipRight(rest, Effect.zipRight(interruptionPoint, step))
-    return rest === Effect.void ? afterUnit() : Effect.zipRight(rest, afterUnitLater)
+  const restThenNext = Effect.zipRight(runRest(slot), Effect.suspend(afterUnit))
+  // The watchdog cut this attempt (its interruption lands, or landed, as the attempt ended): the
+  // worker ends here and is replaced (spawnWorker).
+  const cut = Effect.zipRight(runRest(slot), Effect.interrupt)
+  const then = (rest: Effect.Effect<void>): Effect.Effect<void, E, R | RS> => {
+    if (rest !== Effect.void) slot.rest = rest
+    if (slot.timedOut) return cut
+    return rest === Effect.void ? afterUnit() : restThenNext
   }
   const handlers = {
-    onSuccess: (value: A) => then(attempt.onSuccess(value), false),
-    onFailure: (cause: Cause.Cause<TaskError>) => then(attempt.onFailure(cause), Cause.isInterruptedOnly(cause))
+    onSuccess: (value: A) => then(attempt.onSuccess(value)),
+    onFailure: (cause: Cause.Cause<TaskError>) => then(attempt.onFailure(cause))
   }
   const runUnit = (unit: Unit<I>): Effect.Effect<void, E, R | RS> => {
     slot.unit = unit
-    return Effect.matchCauseEffect(restore(attempt.begin()), handlers)
+    return Effect.matchCauseEffect(attempt.begin(), handlers)
   }
-  const pullAsync = Effect.flatMap(
-    restore(Effect.onInterrupt(source.pull, () => Effect.sync(() => run.pulling--))),
-    (next) => {
-      run.pulling--
-      if (Option.isNone(next)) {
-        run.exhausted = true
-        checkDone(run)
-        return step
-      }
-      const unit = newUnit(run, next.value)
-      if (run.draining) {
+  // A pulled item must not be lost to an interruption between the pull and the worker holding it.
+  const pulled = Effect.uninterruptibleMask((restore) =>
+    Effect.flatMap(restore(Effect.onInterrupt(source.pull, () => Effect.sync(() => run.pulling--))), (next) =>
+      Effect.sync(() => {
+        run.pulling--
+        if (Option.isNone(next)) {
+          run.exhausted = true
+          checkDone(run)
+          return
+        }
+        const unit = newUnit(run, next.value)
         // Pulled as the drain began: left over with the rest.
-        run.ready.push(unit)
-        return step
-      }
-      return runUnit(unit)
-    }
+        if (run.draining) run.ready.push(unit)
+        else slot.unit = unit
+      })
+    )
+  )
+  const pullAsync = Effect.zipRight(
+    pulled,
+    Effect.suspend(() => {
+      const unit = slot.unit
+      return unit === undefined ? decide() : runUnit(unit)
+    })
   )
   /** What the worker does next, decided now. */
   const decide = (): Effect.Effect<void, E, R | RS> => {
@@ -118,6 +126,38 @@ const workerLoop = <I, A, E, R, RS>(
   return step
 }
 
+/** What an attempt's handler left to run, run whole; once (the worker's exit runs it if the worker could not). */
+const runRest = <I>(slot: Slot<I>): Effect.Effect<void> =>
+  Effect.uninterruptible(
+    Effect.suspend(() => {
+      const rest = slot.rest
+      slot.rest = undefined
+      return rest ?? Effect.void
+    })
+  )
+
+/**
+ * What a worker that ended leaves behind, accounted for: what its last handler left to run, the
+ * attempt it was in when interrupted (its handler was skipped), a unit it held but had not begun.
+ */
+const settleWorker = <I, A, E, R>(
+  run: RunState<I, A, E>,
+  slot: Slot<I>,
+  attempt: Attempt<A, R>,
+  cause: Cause.Cause<unknown>
+): Effect.Effect<void> => {
+  const held = slot.unit
+  let cutShort: Effect.Effect<void> = Effect.void
+  if (held !== undefined && slot.inAttempt) {
+    cutShort = attempt.onFailure(Cause.isInterruptedOnly(cause) ? Cause.interrupt(FiberId.none) : Cause.die(Cause.squash(cause)))
+  } else if (held !== undefined) {
+    slot.unit = undefined
+    // Died between taking a unit and starting it: give it back.
+    if (!held.finalized) run.ready.unshift(held)
+  }
+  return Effect.zipRight(runRest(slot), cutShort)
+}
+
 /** Starts one more worker in the run's scope. */
 const spawnWorker = <I, A, E, R, RS>(
   run: RunState<I, A, E>,
@@ -128,31 +168,32 @@ const spawnWorker = <I, A, E, R, RS>(
     const slot = newSlot<I>()
     run.active++
     run.slots.add(slot)
-    // `interruptible` first: a replacement worker is started from a finalizer and would inherit its
-    // uninterruptibility, which `restore` would then bring back around the calls.
-    const worker = Effect.interruptible(
-      Effect.uninterruptibleMask((restore) => workerLoop(run, source, task, slot, restore, spans))
-    ).pipe(
+    // Spans only in a run that traces (spans.ts): otherwise the attempt runs as it is.
+    const plain = makeAttempt(run, task, slot)
+    const attempt = spans === undefined ? plain : Spans.traced(plain, spans, slot)
+    // `interruptible`: a replacement worker is started from a finalizer and would inherit its
+    // uninterruptibility.
+    const worker = Effect.interruptible(workerLoop(run, source, slot, attempt)).pipe(
       Effect.onExit((exit) =>
         Effect.suspend(() => {
           run.active--
           run.slots.delete(slot)
-          const held = slot.unit
-          if (held !== undefined && !held.finalized) {
-            // Died between taking a unit and starting it: give it back.
-            slot.unit = undefined
-            run.ready.unshift(held)
-          }
-          if (Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause)) {
-            const err = Cause.failureOption(exit.cause)
-            if (Option.isSome(err)) Deferred.unsafeDone(run.stopped, Exit.fail(err.value))
-            else Deferred.unsafeDone(run.stopped, Exit.failCause(Cause.die(Cause.squash(exit.cause))))
-            return Effect.void
-          }
-          if (run.stopReason === undefined && run.active < run.limit && slot.timedOut) {
-            return spawnWorker(run, source, task)
-          }
-          return Effect.void
+          const settled = Exit.isFailure(exit) ? settleWorker(run, slot, attempt, exit.cause) : runRest(slot)
+          return Effect.zipRight(
+            settled,
+            Effect.suspend(() => {
+              if (Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause)) {
+                const err = Cause.failureOption(exit.cause)
+                if (Option.isSome(err)) Deferred.unsafeDone(run.stopped, Exit.fail(err.value))
+                else Deferred.unsafeDone(run.stopped, Exit.failCause(Cause.die(Cause.squash(exit.cause))))
+                return Effect.void
+              }
+              if (run.stopReason === undefined && run.active < run.limit && slot.timedOut) {
+                return spawnWorker(run, source, task)
+              }
+              return Effect.void
+            })
+          )
         })
       )
     )
