@@ -19,7 +19,8 @@
  *   c3  + ForumClient: the token cache, request build, the per-call span
  *   d   + the processor's policy: budget admission + breaker per call, its retry policy (bench:http's "engine in-process")
  *   d2  + an observer of the run's events that does nothing (the engine's event path alone)
- *   e   + the result writer (group commit every 5 ms) storing JSON-serialised results, no database
+ *   e1  + the result writer (group commit every 5 ms) storing nothing (its hand-over and batching alone)
+ *   e   + the result writer storing JSON-serialised results, no database
  *   f   + the real store: group commit to SQLite (JobStore.saveItems, a fresh file)
  *   g   the same on PostgreSQL (a throw-away server, test/support/postgres.ts), next to f
  *   h   f + event fan-out: the job's item/progress events published to one stream subscriber (JobEvents)
@@ -31,6 +32,12 @@
  * service started with --cpu-prof), summarised to `bench-results/ledger-profiles/<step>.txt`; raw
  * profiles stay under `.scratch/`. Saves `bench-results/ledger-latest.json` (a partial run, `--only a,d,f`,
  * saves `.scratch/ledger-partial.json` instead); `--no-prof` skips the profiles.
+ *
+ * Each step also reports its process's CPU by thread (main, helpers: GC and compiler threads, which a
+ * profile does not sample) and, in-process, the bytes it allocated and its GC pauses per item.
+ * `--isolate` runs each step in a fresh process of its own (steps run one after another in one
+ * process inherit each other's heap, JIT and GC state); `--commit-interval <ms>` sets the writer's
+ * group-commit interval for e1–h and the service of i (default 5, the service's).
  */
 import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { NodeHttpClient } from "@effect/platform-node"
@@ -39,9 +46,10 @@ import { Session } from "node:inspector/promises"
 import os from "node:os"
 import path from "node:path"
 import { performance } from "node:perf_hooks"
-import { setFlagsFromString } from "node:v8"
+import { GCProfiler, getHeapStatistics, setFlagsFromString } from "node:v8"
 import { runInNewContext } from "node:vm"
-import { ConfigProvider, Context, Effect, Either, Exit, Layer, Queue, Redacted, Scope } from "effect"
+import { spawn } from "node:child_process"
+import { ConfigProvider, Context, Effect, Either, Exit, Layer, Queue, Redacted, Schema, Scope } from "effect"
 import { request } from "undici"
 import { Interactions, type TrackedPost } from "../src/domain/Kinds.js"
 import * as CircuitBreakerRegistry from "../src/engine/CircuitBreakerRegistry.js"
@@ -63,7 +71,7 @@ import * as UndiciHttpClient from "../src/upstream/UndiciHttpClient.js"
 import { UpstreamConfig } from "../src/upstream/UpstreamConfig.js"
 import { createDatabase, postgres } from "../test/support/postgres.js"
 import { login, pLimitUndici, pLimitUndiciTimeout } from "./support/peers.js"
-import { procCpuUs } from "./support/procCpu.js"
+import { procCpuUs, threadCpuUs } from "./support/procCpu.js"
 import { root, startProcess, stop, unboundedBudgets, upstreamEnv } from "./support/processes.js"
 import { decodeProfile, render, summarise, type Summary } from "./support/profileSummary.js"
 
@@ -84,8 +92,14 @@ const REPS = arg("reps", 3)
 const onlyIndex = argv.indexOf("--only")
 const ONLY = onlyIndex >= 0 ? new Set((argv[onlyIndex + 1] ?? "").split(",")) : undefined
 const PROFILE = !argv.includes("--no-prof")
+/** Each step in a fresh process of its own (this script again with `--only <step>`): no heap, JIT or GC state carried from one step to the next. */
+const ISOLATE = argv.includes("--isolate")
+const rowsToIndex = argv.indexOf("--rows-to")
+/** Where a child run (`--isolate`) leaves its rows for the parent. */
+const ROWS_TO = rowsToIndex >= 0 ? argv[rowsToIndex + 1] : undefined
 const IDEAL_MS = Math.ceil(ITEMS / CONCURRENCY) * LATENCY_MS
-const COMMIT_INTERVAL = "5 millis" // the service's JOB_COMMIT_INTERVAL default
+/** The writer's group-commit interval, ms (`--commit-interval`; default the service's JOB_COMMIT_INTERVAL default, 5). */
+const COMMIT_INTERVAL = `${arg("commit-interval", 5)} millis` as const
 const KOL = "101"
 
 // A collection between runs, so one step's garbage is not collected on the next step's time.
@@ -115,6 +129,10 @@ interface Measured {
   readonly clientCpuUs?: number
   readonly stubCpuUs: number | undefined
   readonly wallMs: number
+  /** The working process's CPU by thread group (main thread, helper threads), µs. */
+  readonly threads: Record<string, number> | undefined
+  /** In-process steps: bytes allocated on the JS heap and the GC pauses' time (main thread), µs. */
+  readonly gc: { readonly allocatedBytes: number; readonly pauseUs: number; readonly count: number } | undefined
 }
 
 interface Step {
@@ -220,6 +238,9 @@ const serialiseOnly: Save = (_jobId, batch) =>
     })
   )
 
+/** Step e1's "store": the writer's hand-over and group commit alone, nothing serialised. */
+const storeNothing: Save = (_jobId, batch) => Effect.succeed(batch.map((w, i) => ({ index: w.result.index, seq: i, result: w.result })))
+
 const storeSave =
   (store: JobStore): Save =>
   (jobId, batch) =>
@@ -246,17 +267,40 @@ const measureOnce = (step: Step, tag: string): Effect.Effect<Measured> =>
     const worker = step.workerPid?.()
     const stub0 = procCpuUs(upstream().pid)
     const worker0 = procCpuUs(worker)
+    const threads0 = threadCpuUs(worker ?? process.pid)
+    const gcProfiler = worker === undefined ? new GCProfiler() : undefined
+    const heap0 = getHeapStatistics().used_heap_size
+    gcProfiler?.start()
     const self0 = process.cpuUsage()
     const t0 = performance.now()
     yield* step.run(tag)
     const wallMs = performance.now() - t0
     const self = process.cpuUsage(self0)
+    const gcStats = gcProfiler?.stop()
+    const heap1 = getHeapStatistics().used_heap_size
     const stub1 = procCpuUs(upstream().pid)
     const worker1 = procCpuUs(worker)
+    const threads1 = threadCpuUs(worker ?? process.pid)
     const selfUs = self.user + self.system
     const stubCpuUs = stub0 === undefined || stub1 === undefined ? undefined : stub1 - stub0
-    if (worker === undefined) return { cpuUs: selfUs, stubCpuUs, wallMs }
-    return { cpuUs: (worker1 ?? 0) - (worker0 ?? 0), clientCpuUs: selfUs, stubCpuUs, wallMs }
+    const threads =
+      threads0 === undefined || threads1 === undefined
+        ? undefined
+        : Object.fromEntries(Object.entries(threads1).map(([k, v]) => [k, v - (threads0[k] ?? 0)]))
+    // What the run allocated: what each collection freed, plus what is still live at the end.
+    const gc =
+      gcStats === undefined
+        ? undefined
+        : {
+            allocatedBytes:
+              heap1 -
+              heap0 +
+              gcStats.statistics.reduce((sum, s) => sum + s.beforeGC.heapStatistics.usedHeapSize - s.afterGC.heapStatistics.usedHeapSize, 0),
+            pauseUs: gcStats.statistics.reduce((sum, s) => sum + s.cost, 0),
+            count: gcStats.statistics.length
+          }
+    if (worker === undefined) return { cpuUs: selfUs, stubCpuUs, wallMs, threads, gc }
+    return { cpuUs: (worker1 ?? 0) - (worker0 ?? 0), clientCpuUs: selfUs, stubCpuUs, wallMs, threads, gc }
   })
 
 const inspectorProfile = (step: Step, tag: string): Effect.Effect<Summary | undefined> =>
@@ -279,19 +323,46 @@ const inspectorProfile = (step: Step, tag: string): Effect.Effect<Summary | unde
     (session) => Effect.promise(async () => session.disconnect())
   )
 
-interface Row {
-  readonly step: string
-  readonly name: string
-  readonly cpuUsPerItem: number
-  readonly cpuUsPerItemRuns: ReadonlyArray<number>
-  readonly clientCpuUsPerItem?: number
-  readonly stubCpuUsPerItem: number | undefined
-  readonly wallMs: number
-  readonly wallMsRuns: ReadonlyArray<number>
-  readonly skipped?: string
-}
+/** A number that may be NaN (a skipped step), which JSON writes as null. */
+const NumberOrNaN = Schema.transform(Schema.NullOr(Schema.Number), Schema.Number, {
+  strict: true,
+  decode: (n) => n ?? NaN,
+  encode: (n) => n
+})
+
+const Row = Schema.Struct({
+  step: Schema.String,
+  name: Schema.String,
+  cpuUsPerItem: NumberOrNaN,
+  cpuUsPerItemRuns: Schema.Array(Schema.Number),
+  clientCpuUsPerItem: Schema.optional(Schema.Number),
+  stubCpuUsPerItem: Schema.UndefinedOr(Schema.Number),
+  wallMs: NumberOrNaN,
+  wallMsRuns: Schema.Array(Schema.Number),
+  /** Median CPU µs per item of the working process's thread groups (main thread, helper threads). */
+  threadsUsPerItem: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.Number })),
+  /** Median bytes allocated per item on the JS heap, GC pause µs per item and collections per run (in-process steps). */
+  allocBytesPerItem: Schema.optional(Schema.Number),
+  gcPauseUsPerItem: Schema.optional(Schema.Number),
+  gcCount: Schema.optional(Schema.Number),
+  skipped: Schema.optional(Schema.String)
+})
+type Row = typeof Row.Type
+const Rows = Schema.Array(Row)
 
 const perItem = (us: number) => Math.round((10 * us) / ITEMS) / 10
+
+/** "threads main 600 / v8 150 / …; heap 9.1 KB/item, GC pauses 40 µs/item (12)". */
+const breakdown = (row: Row) =>
+  (row.threadsUsPerItem === undefined
+    ? ""
+    : `; threads ${Object.entries(row.threadsUsPerItem)
+        .filter(([, us]) => us > 0)
+        .map(([k, us]) => `${k} ${us}`)
+        .join(" / ")}`) +
+  (row.allocBytesPerItem === undefined
+    ? ""
+    : `; heap ${(row.allocBytesPerItem / 1024).toFixed(1)} KB/item allocated, GC pauses ${row.gcPauseUsPerItem} µs/item (${row.gcCount} collections)`)
 
 const runStep = (step: Step) =>
   Effect.gen(function* () {
@@ -303,6 +374,12 @@ const runStep = (step: Step) =>
     const walls = runs.map((m) => Math.round(m.wallMs))
     const stub = runs.flatMap((m) => (m.stubCpuUs === undefined ? [] : [perItem(m.stubCpuUs)]))
     const client = runs.flatMap((m) => (m.clientCpuUs === undefined ? [] : [perItem(m.clientCpuUs)]))
+    const threadRuns = runs.flatMap((m) => (m.threads === undefined ? [] : [m.threads]))
+    const threadsUsPerItem =
+      threadRuns.length === 0
+        ? undefined
+        : Object.fromEntries(Object.keys(threadRuns[0] ?? {}).map((k) => [k, median(threadRuns.map((t) => perItem(t[k] ?? 0)))]))
+    const gcRuns = runs.flatMap((m) => (m.gc === undefined ? [] : [m.gc]))
     const row: Row = {
       step: step.id,
       name: step.name,
@@ -311,9 +388,17 @@ const runStep = (step: Step) =>
       ...(client.length === 0 ? {} : { clientCpuUsPerItem: median(client) }),
       stubCpuUsPerItem: stub.length === 0 ? undefined : median(stub),
       wallMs: median(walls),
-      wallMsRuns: walls
+      wallMsRuns: walls,
+      ...(threadsUsPerItem === undefined ? {} : { threadsUsPerItem }),
+      ...(gcRuns.length === 0
+        ? {}
+        : {
+            allocBytesPerItem: Math.round(median(gcRuns.map((g) => g.allocatedBytes)) / ITEMS),
+            gcPauseUsPerItem: perItem(median(gcRuns.map((g) => g.pauseUs))),
+            gcCount: median(gcRuns.map((g) => g.count))
+          })
     }
-    console.log(`${row.cpuUsPerItem} µs/item (${cpu.join(" / ")}), ${row.wallMs} ms (${walls.join(" / ")})`)
+    console.log(`${row.cpuUsPerItem} µs/item (${cpu.join(" / ")}), ${row.wallMs} ms (${walls.join(" / ")})${breakdown(row)}`)
     if (PROFILE) {
       const summary = yield* (step.profile ?? ((tag: string) => inspectorProfile(step, tag)))(`${step.id}-prof`)
       if (summary !== undefined) {
@@ -339,7 +424,7 @@ const startService = (dataDir: string, execArgv: ReadonlyArray<string> = []) =>
     Effect.promise(() =>
       startProcess(
         [...execArgv, path.join(root, "dist/src/main.js")],
-        { HOST: "127.0.0.1", PORT: "0", DATA_DIR: dataDir, ...upstreamEnv(upstream().url) },
+        { HOST: "127.0.0.1", PORT: "0", DATA_DIR: dataDir, JOB_COMMIT_INTERVAL: COMMIT_INTERVAL, ...upstreamEnv(upstream().url) },
         /listening on (http:\/\/\S+)/
       )
     ),
@@ -536,6 +621,11 @@ const program = Effect.gen(function* () {
         )
     },
     {
+      id: "e1",
+      name: "+ result writer, storing nothing",
+      run: (tag) => writerRun(processor, tag, () => Effect.void, storeNothing)
+    },
+    {
       id: "e",
       name: "+ result writer, serialised (no DB)",
       run: (tag) => writerRun(processor, tag, () => Effect.void, serialiseOnly)
@@ -612,9 +702,46 @@ const program = Effect.gen(function* () {
     rows.push(yield* runStep(step))
   }
   rows.push(...skipped)
-  report(rows)
+  if (ROWS_TO !== undefined) writeFileSync(ROWS_TO, JSON.stringify(rows))
+  else report(rows)
   if (serialisedBytes > 0) console.log(`(step e serialised ${serialisedBytes} bytes in all)`)
 }).pipe(Effect.scoped)
+
+/** The steps in the order a full run takes them. */
+const stepIds = ["a", "a1", "a2", "a3", "b", "b2", "c1s", "c1p", "c1", "c2", "c3", "d", "d2", "e1", "e", "f", "g", "h", "i"]
+
+/** `--isolate`: each wanted step run by a child process of its own, one after another; the rows reported together. */
+const isolated = Effect.gen(function* () {
+  const passOn: Array<string> = []
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] ?? ""
+    if (a === "--isolate") continue
+    if (a === "--only" || a === "--rows-to") {
+      i++
+      continue
+    }
+    passOn.push(a)
+  }
+  const rowsFile = path.join(os.tmpdir(), `pp-ledger-rows-${process.pid}.json`)
+  const rows: Array<Row> = []
+  console.log(`\nbench:ledger --isolate: each step in a fresh process (load ${os.loadavg().map((l) => l.toFixed(1)).join(" ")})`)
+  for (const id of stepIds) {
+    if (ONLY !== undefined && !ONLY.has(id)) continue
+    rmSync(rowsFile, { force: true })
+    yield* Effect.async<void>((resume) => {
+      const child = spawn(process.execPath, [process.argv[1] ?? "", ...passOn, "--only", id, "--rows-to", rowsFile], { stdio: "inherit" })
+      child.on("exit", () => resume(Effect.void))
+    })
+    const decoded = yield* Effect.either(Effect.try(() => readFileSync(rowsFile, "utf8")))
+    if (Either.isLeft(decoded)) {
+      rows.push(skippedRow(id, id, "its process left no rows"))
+      continue
+    }
+    rows.push(...yield* Schema.decodeUnknown(Schema.parseJson(Rows))(decoded.right).pipe(Effect.orDie))
+  }
+  rmSync(rowsFile, { force: true })
+  report(rows, "isolated")
+})
 
 const skippedRow = (step: string, name: string, reason: string): Row => ({
   step,
@@ -628,14 +755,14 @@ const skippedRow = (step: string, name: string, reason: string): Row => ({
 })
 
 /** What each step is compared with: the step it adds a layer to. */
-const previousOf: Record<string, string> = { a1: "a", a2: "a1", a3: "a2", b: "a", b2: "b", c1s: "b2", c1p: "b2", c1: "b2", c2: "c1", c3: "c2", d: "c3", d2: "d", e: "d2", f: "e", g: "e", h: "f", i: "h" }
+const previousOf: Record<string, string> = { a1: "a", a2: "a1", a3: "a2", b: "a", b2: "b", c1s: "b2", c1p: "b2", c1: "b2", c2: "c1", c3: "c2", d: "c3", d2: "d", e1: "d2", e: "e1", f: "e", g: "e", h: "f", i: "h" }
 
-const report = (rows: ReadonlyArray<Row>) => {
+const report = (rows: ReadonlyArray<Row>, mode: "one process" | "isolated" = "one process") => {
   const byId = new Map(rows.map((r) => [r.step, r]))
   const floor = byId.get("a")
   const fmt = (n: number | undefined, digits = 1) => (n === undefined || Number.isNaN(n) ? "—" : n.toFixed(digits))
   console.log(
-    `\nstep  layer                                              CPU µs/item   Δ prev   spread        stub µs/item   wall ms   × ideal   × floor wall   × floor CPU`
+    `\n${mode === "isolated" ? "each step in its own process" : "all steps in one process (a step may inherit the heap and JIT state of those before it; --isolate runs each alone)"}\nstep  layer                                              CPU µs/item   Δ prev   spread        stub µs/item   wall ms   × ideal   × floor wall   × floor CPU`
   )
   const table = rows.map((r) => {
     const prev = byId.get(previousOf[r.step] ?? "")
@@ -652,7 +779,8 @@ const report = (rows: ReadonlyArray<Row>) => {
     console.log(
       `${r.step.padEnd(5)} ${r.name.slice(0, 50).padEnd(50)} ${fmt(r.cpuUsPerItem).padStart(11)} ${(delta === undefined ? "" : (delta >= 0 ? "+" : "") + fmt(delta)).padStart(8)}   ${spread.padEnd(13)} ${fmt(r.stubCpuUsPerItem).padStart(12)} ${fmt(r.wallMs, 0).padStart(9)} ${fmt(line.xIdeal, 3).padStart(9)} ${fmt(line.xFloorWall, 3).padStart(14)} ${fmt(line.xFloorCpu, 2).padStart(13)}` +
         (r.skipped === undefined ? "" : `  skipped: ${r.skipped}`) +
-        (r.clientCpuUsPerItem === undefined ? "" : `  (bench client ${r.clientCpuUsPerItem} µs/item)`)
+        (r.clientCpuUsPerItem === undefined ? "" : `  (bench client ${r.clientCpuUsPerItem} µs/item)`) +
+        breakdown(r)
     )
     return line
   })
@@ -679,6 +807,7 @@ const report = (rows: ReadonlyArray<Row>) => {
         cores: os.cpus().length,
         loadavg: os.loadavg(),
         workload: { items: ITEMS, latencyMs: LATENCY_MS, concurrency: CONCURRENCY, idealMs: IDEAL_MS, reps: REPS },
+        mode,
         rows: table,
         targets
       },
@@ -688,7 +817,7 @@ const report = (rows: ReadonlyArray<Row>) => {
   )
 }
 
-Effect.runPromise(program).catch((error: unknown) => {
+Effect.runPromise(ISOLATE ? isolated : program).catch((error: unknown) => {
   console.error(error)
   process.exitCode = 1
 })

@@ -63,3 +63,32 @@ export const procTreeCpuUs = (root: number | undefined): number | undefined => {
   }
   return total * TICK_US
 }
+
+/**
+ * CPU of a process's threads (µs), from `/proc/<pid>/task/<tid>/stat`: `main` (the JavaScript
+ * thread) and `helpers` (every other thread: V8's parallel/concurrent GC and background compilers,
+ * libuv's pool — node 20 leaves them all named "node", so they are not told apart). A profile samples
+ * the main thread only: work on the helpers (a bigger heap to mark) shows here and not in a profile.
+ */
+export const threadCpuUs = (pid: number | undefined): Record<string, number> | undefined => {
+  if (pid === undefined) return undefined
+  let tids: ReadonlyArray<string>
+  try {
+    tids = readdirSync(`/proc/${pid}/task`)
+  } catch {
+    return undefined
+  }
+  const groups: Record<string, number> = { main: 0, helpers: 0 }
+  for (const tid of tids) {
+    let stat: string
+    try {
+      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8")
+    } catch {
+      continue
+    }
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    const group = tid === String(pid) ? "main" : "helpers"
+    groups[group] = (groups[group] ?? 0) + (Number(fields[11]) + Number(fields[12])) * TICK_US
+  }
+  return groups
+}

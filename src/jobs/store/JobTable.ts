@@ -110,6 +110,7 @@ const Numbered = Schema.Struct({ index: column(Int, "idx"), seq: Int })
 // Decoders for statements built per call (a filtered list, a batch insert): compiled once, here.
 const decodeJobs = Schema.decodeUnknown(Schema.Array(JobRecord))
 const decodeCount = Schema.decodeUnknown(Schema.Tuple(Count))
+const decodeNextSeq = Schema.decodeUnknown(Schema.Tuple(NextSeq))
 const decodeIndexes = Schema.decodeUnknown(Schema.Array(Index))
 const decodeNumbered = Schema.decodeUnknown(Schema.Array(Numbered))
 
@@ -266,11 +267,19 @@ export const make = (recordEffects: (jobId: string, effects: ReadonlyArray<ItemE
       orStoreError("listing unfinished jobs")
     )
 
-    const reserveSeq = SqlSchema.single({
-      Request: Schema.Struct({ id: Schema.String, n: Schema.Number }),
-      Result: NextSeq,
-      execute: ({ id, n }) => sql`UPDATE pp_jobs SET next_seq = next_seq + ${n} WHERE id = ${id} RETURNING next_seq`
-    })
+    /**
+     * SQLite's next number: one past the job's highest stored, read from the (job_id, seq) index.
+     * Not the job row's `next_seq` counter (PostgreSQL's): SQLite rewrites a whole row on UPDATE,
+     * and the job row holds the job's inputs (~140 KB for 2,000 posts, ~35 overflow pages), so
+     * counting there rewrote them into the WAL at every group commit — ~600 µs of CPU per commit,
+     * most of what a commit cost (`.scratch` micro-benchmark of saveItems, batches of 8:
+     * see README "Cost ledger").
+     */
+    const nextSeq = (id: string) =>
+      sql`SELECT COALESCE(MAX(seq) + 1, 0) AS next_seq FROM pp_job_items WHERE job_id = ${id}`.pipe(
+        Effect.flatMap(decodeNextSeq),
+        Effect.map(([row]) => row.nextSeq)
+      )
 
     /** One batch of finished items to store, each with what it changes besides its own row. */
     type Batch = ReadonlyArray<{ readonly result: ItemResult<unknown>; readonly effect?: ItemEffect | undefined }>
@@ -292,15 +301,13 @@ export const make = (recordEffects: (jobId: string, effects: ReadonlyArray<ItemE
       fresh.flatMap((b) => (b.effect === undefined ? [] : [b.effect])).sort((a, b) => (a.postId < b.postId ? -1 : a.postId > b.postId ? 1 : 0))
 
     /**
-     * SQLite: one writer at a time (the database's lock), so the numbers are simply taken first.
-     * (A job that is not stored numbers from 0.)
+     * SQLite: one writer at a time (the database's lock, taken by the transaction), so the numbers
+     * are simply taken first: past every stored item's, so a follower reading `seq > last` misses
+     * none. (A job with no stored item numbers from 0.)
      */
     const saveNumberedFirst = (jobId: string, batch: Batch, at: number) =>
       Effect.gen(function* () {
-        const counter = yield* reserveSeq({ id: jobId, n: batch.length }).pipe(
-          Effect.catchTag("NoSuchElementException", () => Effect.succeed({ nextSeq: batch.length }))
-        )
-        const first = counter.nextSeq - batch.length
+        const first = yield* nextSeq(jobId)
         const numbered = batch.map((b, i) => ({ ...b, seq: first + i }))
         const inserted = yield* sql`INSERT INTO pp_job_items ${sql.insert(
           numbered.map((b) => itemRow(jobId, b.result, b.seq, at))
