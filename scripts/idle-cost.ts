@@ -16,7 +16,7 @@
  */
 import os from "node:os"
 import path from "node:path"
-import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { PgClient } from "@effect/sql-pg"
 import { SqlClient } from "@effect/sql"
 import { Context, Effect, Layer, Redacted, Schema } from "effect"
@@ -80,8 +80,13 @@ interface Instance {
 }
 
 const snapshot = async (instances: ReadonlyArray<Instance>): Promise<ReadonlyArray<Counts>> => {
+  for (const i of instances) rmSync(i.file, { force: true })
   for (const i of instances) i.signal()
-  await new Promise((r) => setTimeout(r, 300))
+  // A busy instance may take a while to run the signal handler.
+  for (let waited = 0; waited < 20_000 && !instances.every((i) => existsSync(i.file)); waited += 100) {
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  await new Promise((r) => setTimeout(r, 100))
   return instances.map((i) => decodeCounts(readFileSync(i.file, "utf8")))
 }
 

@@ -6,7 +6,7 @@
 // taken a known time apart. Plain JavaScript on purpose: it patches the drivers before the service
 // loads them and must not itself show up in what it measures.
 import { createRequire } from "node:module"
-import { writeFileSync } from "node:fs"
+import { renameSync, writeFileSync } from "node:fs"
 import path from "node:path"
 
 const require = createRequire(path.join(process.cwd(), "package.json"))
@@ -58,5 +58,7 @@ globalThis.setInterval = function (fn, ms, ...rest) {
 process.on("SIGUSR2", () => {
   if (out === undefined) return
   const plain = Object.fromEntries(Object.entries(counts).map(([k, m]) => [k, Object.fromEntries(m)]))
-  writeFileSync(out, JSON.stringify({ at: performance.now(), ...plain }))
+  // Written aside and renamed: the harness waits for the file to appear and must not read half of it.
+  writeFileSync(`${out}.tmp`, JSON.stringify({ at: performance.now(), ...plain }))
+  renameSync(`${out}.tmp`, out)
 })
