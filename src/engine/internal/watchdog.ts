@@ -47,12 +47,20 @@ export const restartWatchdog = <I, A, E>(run: RunState<I, A, E>): Effect.Effect<
     )
   })
 
-/** A changed attempt timeout applies to the attempts already running; a shorter one can make one due at once. */
+/**
+ * A changed attempt timeout applies to the attempts already running; a shorter one can make one due
+ * at once. A call that ran without a timeout (`Duration.infinity`) gets the new one from now.
+ */
 export const setTimeoutMs = <I, A, E>(run: RunState<I, A, E>, ms: number): Effect.Effect<void> =>
   Effect.suspend(() => {
     const change = ms - run.timeoutMs
     run.timeoutMs = ms
-    for (const slot of run.slots) if (slot.inAttempt) slot.attemptDeadline += change
+    const now = run.now()
+    for (const slot of run.slots) {
+      if (!slot.inAttempt) continue
+      if (Number.isFinite(slot.attemptDeadline)) slot.attemptDeadline += change
+      else if (slot.calling) slot.attemptDeadline = now + ms
+    }
     return change < 0 ? restartWatchdog(run) : Effect.void
   })
 
