@@ -1,14 +1,19 @@
 /**
  * Circuit breakers shared by every instance on one PostgreSQL database. Each instance keeps its own
  * breakers (they count its calls); when one opens or closes because of its own calls, the change is
- * written to `pp_breakers`, and every instance polls that table and overrides its local breaker, so
- * an upstream that is dead for one instance fails fast on all of them. When the open period ends,
- * exactly one instance claims the half-open probe; the others stay open until its outcome is known.
+ * written to `pp_breakers` and announced (`JobNotifications.signal`), and every instance reads that
+ * table and overrides its local breaker, so an upstream that is dead for one instance fails fast on
+ * all of them. When the open period ends, exactly one instance claims the half-open probe; the others
+ * stay open until its outcome is known. The table is read when a change is announced, every
+ * `CLUSTER_BREAKER_POLL_INTERVAL` while a shared breaker is open (the probe claim is timed by it) or
+ * notifications are not heard, and at the notifications' 5 s sweep otherwise: an idle cluster read it
+ * four times a second per instance for nothing.
  * Part of the cluster topology (`Topology`); one process has nothing to share.
  */
-import { Config, Duration, Effect, Layer, Schedule, Stream } from "effect"
+import { Config, Duration, Effect, Layer, Queue, Stream } from "effect"
 import { CircuitBreakerRegistry } from "../engine/CircuitBreakerRegistry.js"
 import { runnerId } from "./Cluster.js"
+import { Notifications } from "./JobNotifications.js"
 import { CoordinationStore } from "./store/Coordination.js"
 
 /** While another instance probes, the others stay open this much longer each poll. */
@@ -21,6 +26,7 @@ export const layer = Layer.scopedDiscard(
     const registry = yield* CircuitBreakerRegistry
     const me = yield* runnerId
     const every = yield* Config.duration("CLUSTER_BREAKER_POLL_INTERVAL").pipe(Config.withDefault(Duration.millis(250)))
+    const notifications = yield* Notifications
 
     // Local changes → the shared table.
     yield* registry.changes.pipe(
@@ -30,6 +36,7 @@ export const layer = Layer.scopedDiscard(
           const breaker = yield* registry.get(t.key)
           const until = (yield* breaker.openUntil) ?? t.at
           yield* coordination.publishBreaker(t.key, t.to === "open" ? "open" : "closed", until, t.at)
+          yield* notifications.signal("breakers")
         }).pipe(Effect.catchAll((error) => Effect.logWarning(`could not share breaker ${t.key}: ${error.message}`)))
       ),
       Effect.interruptible,
@@ -37,9 +44,13 @@ export const layer = Layer.scopedDiscard(
     )
 
     // The shared table → local breakers.
+    /** Whether the last read found a shared breaker open: its probe claim needs the table read on time. */
+    let anyOpen = false
     const sync = Effect.gen(function* () {
       const now = Date.now()
-      for (const row of yield* coordination.breakerStates) {
+      const rows = yield* coordination.breakerStates
+      anyOpen = rows.some((row) => row.state === "open")
+      for (const row of rows) {
         const breaker = yield* registry.get(row.breaker)
         const local = yield* breaker.snapshot
         if (row.state === "closed") {
@@ -58,6 +69,21 @@ export const layer = Layer.scopedDiscard(
         yield* breaker.override({ _tag: "Open", until: mine ? now : now + HOLD_MS })
       }
     }).pipe(Effect.catchAll((error) => Effect.logWarning(`could not read shared breakers: ${error.message}`)))
-    yield* sync.pipe(Effect.repeat(Schedule.spaced(every)), Effect.interruptible, Effect.forkScoped)
+    const wake = yield* Queue.sliding<void>(1)
+    yield* notifications.topicWakes("breakers").pipe(
+      Stream.runForEach(() => Queue.offer(wake, undefined)),
+      Effect.interruptible,
+      Effect.forkScoped
+    )
+    yield* sync.pipe(
+      Effect.zipRight(
+        Effect.suspend(() =>
+          anyOpen || !notifications.listening() ? Effect.race(Effect.sleep(every), Queue.take(wake)) : Queue.take(wake)
+        )
+      ),
+      Effect.forever,
+      Effect.interruptible,
+      Effect.forkScoped
+    )
   })
 )

@@ -10,12 +10,19 @@
  * `PgClient` at all), followers are woken every `pollInterval` (`JOB_EVENTS_POLL_INTERVAL`), and once it
  * listens they are all woken once to catch up. A notification can still be lost (the writer's instance
  * died between its commit and its `NOTIFY`): every follower is also woken every `SWEEP` as a backstop.
+ *
+ * The same channel carries changes of the state the instances share besides jobs (`Topic`: the
+ * breakers, the upstream budgets' cooldowns and settings), so those are read when one changes instead
+ * of four times a second each (`ClusterBreakers`, `ClusterBudgets`).
  */
-import type { PgClient } from "@effect/sql-pg/PgClient"
-import type { SqlClient } from "@effect/sql"
-import { Data, Duration, Effect, Option, Queue, Schedule, type Scope, Stream } from "effect"
+import { PgClient } from "@effect/sql-pg/PgClient"
+import { SqlClient } from "@effect/sql"
+import { Config, Context, Data, Duration, Effect, Layer, Option, Queue, Schedule, type Scope, Stream } from "effect"
 
 export type Change = "items" | "ended"
+
+/** Shared state other than a job's whose changes are announced: read by every instance when woken. */
+export type Topic = "breakers" | "upstreams"
 
 export interface JobNotifications {
   /** Tells every instance's followers of `jobId` about `change` (best effort: followers also sweep). */
@@ -26,9 +33,22 @@ export interface JobNotifications {
    * come while the follower is busy are merged into one.
    */
   readonly wakes: (jobId: string, only?: Change) => Stream.Stream<void>
-  /** Whether notifications are being heard right now (for tests and logs). */
+  /** Tells every instance that `topic`'s shared state changed (best effort: readers also sweep). */
+  readonly signal: (topic: Topic) => Effect.Effect<void>
+  /**
+   * Wake-ups for a reader of `topic`: one at once, then one per `signal` of it, at every catch-up and
+   * sweep, and every poll interval while not listening (merged while the reader is busy).
+   */
+  readonly topicWakes: (topic: Topic) => Stream.Stream<void>
+  /** Whether notifications are being heard right now (a reader that must not wait a sweep polls meanwhile). */
   readonly listening: () => boolean
 }
+
+/** This process's notifications (cluster topology only). */
+export class Notifications extends Context.Tag("parallel-processor/JobNotifications")<Notifications, JobNotifications>() {}
+
+/** Topics share the followers' table under names no job id takes (ids are UUIDs). */
+const topicKey = (topic: Topic) => `#${topic}`
 
 const CHANNEL = "pp_job_changes"
 const HEARTBEAT = Duration.seconds(1)
@@ -179,5 +199,23 @@ export const make = (options: {
         })
       )
 
-    return { announce, wakes, listening: () => listening }
+    return {
+      announce,
+      wakes,
+      signal: (topic) => announce(topicKey(topic), "items"),
+      topicWakes: (topic) => wakes(topicKey(topic)),
+      listening: () => listening
+    }
   })
+
+/**
+ * One per process, shared by the topology (job followers) and the breaker and budget sync. The client
+ * is a `PgClient` at runtime (`Database.layer`); without one, followers poll.
+ */
+export const layer: Layer.Layer<Notifications, never, SqlClient.SqlClient> = Layer.scoped(
+  Notifications,
+  Effect.gen(function* () {
+    const pollInterval = yield* Config.duration("JOB_EVENTS_POLL_INTERVAL").pipe(Config.withDefault(Duration.millis(100)), Effect.orDie)
+    return yield* make({ sql: yield* SqlClient.SqlClient, pg: yield* Effect.serviceOption(PgClient), pollInterval })
+  })
+)

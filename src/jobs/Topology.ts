@@ -124,7 +124,7 @@ export const layer: Layer.Layer<
 > = Layer.unwrapEffect(
   Effect.map(Database.Location, (where) =>
     modeOf(where) === "cluster"
-      ? Layer.merge(Layer.scoped(Topology, ClusterTopology.make), ClusterTopology.services)
+      ? ClusterTopology.layer(Layer.scoped(Topology, ClusterTopology.make))
       : Layer.merge(Layer.scoped(Topology, SingleProcess.make), SingleProcess.services)
   )
 )

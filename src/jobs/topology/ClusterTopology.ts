@@ -6,7 +6,6 @@
  * by notifications. When storage goes, the cluster gives up its shards and stops the runs itself.
  */
 import { SqlClient } from "@effect/sql"
-import { PgClient } from "@effect/sql-pg/PgClient"
 import { Clock, Config, Duration, Effect, Layer } from "effect"
 import * as Cluster from "../Cluster.js"
 import * as ClusterBreakers from "../ClusterBreakers.js"
@@ -25,11 +24,9 @@ export const make = Effect.gen(function* () {
   const { lockExpiration } = yield* Cluster.runnerConfig
   const startedAt = yield* Clock.currentTimeMillis
   const parts = yield* Config.integer("JOB_PARTITIONS").pipe(Config.withDefault(12))
-  const pollInterval = yield* Config.duration("JOB_EVENTS_POLL_INTERVAL").pipe(Config.withDefault(Duration.millis(100)))
   const gates = yield* ClusterGate.registry(coordination, runnerId, yield* ClusterGate.settingsConfig)
   const partLocks = yield* PartLocks.make
-  // The client is a PgClient at runtime (Database.layer); without one, followers poll.
-  const notifications = yield* JobNotifications.make({ sql, pg: yield* Effect.serviceOption(PgClient), pollInterval })
+  const notifications = yield* JobNotifications.Notifications
   const shape: TopologyShape = {
     mode: "cluster",
     runnerId,
@@ -56,3 +53,7 @@ export const make = Effect.gen(function* () {
 
 /** The workflow engine on the runners, and the breakers and upstream budgets held together. */
 export const services = Layer.mergeAll(Cluster.runnersEngine, ClusterBreakers.layer, ClusterBudgets.shared)
+
+/** The topology and its services, sharing one process's notifications (job followers, breakers, budgets). */
+export const layer = <A, E, R>(topology: Layer.Layer<A, E, R>) =>
+  Layer.merge(topology, services).pipe(Layer.provide(JobNotifications.layer))
