@@ -9,7 +9,7 @@ import { expect, layer } from "@effect/vitest"
 import { Effect, TestServices } from "effect"
 import * as Client from "../src/http/Client.js"
 import { cluster, env, holdsShards, instance, itemsRun, posts, printLogs, submit, waitFor } from "./support/cluster.js"
-import { eventually, metric } from "./support/http.js"
+import { eventually, metric } from "./support/requests.js"
 import { Postgres } from "./support/postgres.js"
 
 // One server for the file (a bring-up is initdb + start, several seconds on a loaded machine); each

@@ -12,7 +12,7 @@ import { UpstreamView } from "../src/http/Api.js"
 import * as Client from "../src/http/Client.js"
 import * as Sandbox from "../src/sandbox/Sandbox.js"
 import { cluster, env, itemsRun, posts, submit, waitFor } from "./support/cluster.js"
-import { eventually, metric, retryOverloaded } from "./support/http.js"
+import { eventually, metric, retryOverloaded } from "./support/requests.js"
 import { Postgres } from "./support/postgres.js"
 
 const UpstreamList = Schema.Array(UpstreamView)

@@ -21,7 +21,7 @@ import { ProcessorView } from "../src/domain/Operations.js"
 import type { RouteKnobsPatch, RouteName } from "../src/sandbox/Knobs.js"
 import * as Sandbox from "../src/sandbox/Sandbox.js"
 import { BrowserError, Chromium, openPage, screenshot, use, type PageOptions } from "./support/browser.js"
-import { eventually, json, raw, rawJson, type RawResponse } from "./support/http.js"
+import { eventually, json, raw, rawJson, type RawResponse } from "./support/requests.js"
 import * as Service from "./support/service.js"
 
 /** Playwright's wait for any one thing on the page (ms). */

@@ -11,7 +11,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import * as Client from "../src/http/Client.js"
 import type { JobDetail } from "../src/jobs/Model.js"
-import { retryOverloaded, waitForJob } from "./support/http.js"
+import { retryOverloaded, waitForJob } from "./support/requests.js"
 import * as Sandbox from "../src/sandbox/Sandbox.js"
 import * as Service from "./support/service.js"
 

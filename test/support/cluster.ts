@@ -14,7 +14,7 @@ import { freePort } from "../../scripts/support/processes.js"
 import * as Client from "../../src/http/Client.js"
 import type { JobDetail } from "../../src/jobs/Model.js"
 import * as Sandbox from "../../src/sandbox/Sandbox.js"
-import { eventually, metric, retryOverloaded, waitForJob } from "./http.js"
+import { eventually, metric, retryOverloaded, waitForJob } from "./requests.js"
 import { createDatabase, type PostgresServer } from "./postgres.js"
 import * as Service from "./service.js"
 
