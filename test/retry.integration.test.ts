@@ -39,19 +39,20 @@ describe("deadlineSeconds over HTTP", () => {
       const sandbox = yield* Sandbox.Sandbox
       yield* sandbox.setKnobs("screen", { latency: { kind: "fixed", ms: 400 } })
       const started = Date.now()
-      const response = yield* rawJson(`${url}/api/intraday/parallel/execute-multiple?maxConcurrent=1&deadlineSeconds=1`, "POST", triggers(6))
+      const response = yield* rawJson(`${url}/api/intraday/parallel/execute-multiple?maxConcurrent=1&deadlineSeconds=1`, "POST", triggers(12))
       const elapsed = Date.now() - started
       expect(response.status).toBe(200)
       const job = yield* decodeJob(json(response))
       expect(job.options.deadlineSeconds).toBe(1)
-      // One at a time, 400 ms each: the 1 s deadline comes long before the 2.4 s the batch needs.
-      expect(elapsed).toBeLessThan(2_400)
-      expect(job.results.length).toBe(6)
+      // One at a time, 400 ms each: the 1 s deadline comes long before the 4.8 s the batch needs (with
+      // 6 items, 2.4 s, a loaded machine's overhead on top of the deadline came to 2.45 s).
+      expect(elapsed).toBeLessThan(4_000)
+      expect(job.results.length).toBe(12)
       expect(typeOf(job.results[0]!)).toBe("succeeded")
       expect(job.results.every((r) => ["succeeded", "deadline_exceeded"].includes(typeOf(r)))).toBe(true)
-      const last = job.results[5]!
+      const last = job.results[11]!
       expect(last).toMatchObject({ status: "failed", attempts: 0, error: { type: "deadline_exceeded", retryable: true } })
-      expect((yield* sandbox.stats).routes.screen.calls).toBeLessThan(6)
+      expect((yield* sandbox.stats).routes.screen.calls).toBeLessThan(12)
     }).pipe(Effect.provide(serviceLayer())))
 
   it.live("interactions and post generation take deadlineSeconds in the body; a bad value is a 400", () =>

@@ -49,11 +49,12 @@ export const until = <A, E>(probe: Effect.Effect<A, E>, done: (a: A) => boolean,
     Effect.timeoutFail({ duration: within, onTimeout: () => new Error(`condition not met within ${Duration.format(Duration.decode(within))}`) })
   )
 
-export const jobDone = (url: string, id: string) =>
+/** Until job `id` has completed, at most `within` (60 s by default). */
+export const jobDone = (url: string, id: string, within: Duration.DurationInput = "60 seconds") =>
   until(
     request(`${url}/api/jobs/${id}?results=0`).pipe(Effect.flatMap((a) => Schema.decodeUnknown(JobStatus)(a.body))),
     (job) => job.status === "completed",
-    "60 seconds"
+    within
   )
 
 const dataDir = Effect.acquireRelease(
