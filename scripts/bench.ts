@@ -27,6 +27,7 @@
  *   npm run bench -- --w5-ledger      W5's mini-ledger alone (steps from Effect workers to the full
  *                                     engine, allocation per item), saved in bench-results/w5-ledger.json
  *   ... --out FILE                    the JSON elsewhere
+ *   ... --reps N                      timed runs per contender (default 3, --quick 1)
  *
  * The engine's breaker uses a failure-rate rule (≥ 50% of ≥ 20 calls in 10 s) rather than the
  * default "3 consecutive failures": W4 fails 30% of first attempts on purpose, and the default rule
@@ -90,6 +91,8 @@ const parseSettings = (argv: ReadonlyArray<string>): Settings => {
   const onlyArg = onlyAt < 0 ? undefined : argv[onlyAt]?.startsWith("--only=") ? argv[onlyAt]?.slice(7) : argv[onlyAt + 1]
   const w5Ledger = argv.includes("--w5-ledger")
   const outAt = argv.indexOf("--out")
+  const repsAt = argv.indexOf("--reps")
+  const repsArg = repsAt < 0 ? undefined : Number(argv[repsAt + 1])
   const requested = (onlyArg ?? (w5Ledger ? "" : workloadIds.join(","))).split(",").map((s) => s.trim().toUpperCase()).filter((s) => s !== "")
   const unknown = requested.filter((s) => !isWorkloadId(s))
   if (unknown.length > 0) throw new Error(`--only: unknown workload(s) ${unknown.join(", ")}; use ${workloadIds.join(",")}`)
@@ -97,7 +100,7 @@ const parseSettings = (argv: ReadonlyArray<string>): Settings => {
     quick,
     only: requested.filter(isWorkloadId),
     warmups: 1,
-    reps: quick ? 1 : 3,
+    reps: repsArg !== undefined && Number.isInteger(repsArg) && repsArg > 0 ? repsArg : quick ? 1 : 3,
     w1Tasks: quick ? 20_000 : 100_000,
     w5Sizes: quick ? [10_000, 100_000] : [100_000, 1_000_000],
     w5Prof: argv.includes("--w5-prof"),
