@@ -3,7 +3,8 @@
  * interruptibility per item, so what an interruption cuts short is accounted for by the worker's
  * exit. These tests stop runs at the very moment attempts end (a cancel, a deadline, a drain at the
  * instant every call fails), check that every item still gets exactly one outcome, that the metrics
- * count every item of a streamed run, and that an attempt without a timeout is never cut.
+ * count every item of a streamed run (and the in-flight gauge adds up across runs of a processor),
+ * and that an attempt without a timeout is never cut.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Duration, Effect, Fiber, Metric, Stream, TestClock } from "effect"
@@ -90,6 +91,26 @@ describe("metrics on the per-item path", () => {
       expect((yield* Metric.value(metrics.attemptOutcome("success"))).count - successes.count).toBe(5_000)
       expect((yield* Metric.value(metrics.attemptDuration)).count - durations.count).toBe(5_000)
       expect((yield* Metric.value(metrics.inFlight)).value).toBe(0)
+    }))
+})
+
+describe("the in-flight gauge", () => {
+  it.effect("runs of the same processor add up on it, and leave it at zero", () =>
+    Effect.gen(function* () {
+      const name = "workers-test-shared-gauge"
+      const gauge = EngineMetrics.forRun(name).inFlight
+      const h = makeHarness(() => ok(1_000))
+      const a = yield* Effect.fork(Engine.run(range(3), h.task, { name, maxConcurrent: 3 }))
+      const b = yield* Effect.fork(Engine.run(range(5), h.task, { name, maxConcurrent: 2 }))
+      yield* TestClock.adjust("500 millis")
+      expect((yield* Metric.value(gauge)).value).toBe(5)
+      yield* TestClock.adjust("1 second")
+      // Run a is done; run b has its second wave of 2 in flight.
+      expect((yield* Metric.value(gauge)).value).toBe(2)
+      yield* TestClock.adjust("2 seconds")
+      yield* Fiber.join(a)
+      yield* Fiber.join(b)
+      expect((yield* Metric.value(gauge)).value).toBe(0)
     }))
 })
 

@@ -210,10 +210,14 @@ export const checkDone = <I, A, E>(run: RunState<I, A, E>): void => {
   if (run.exhausted && run.pulling === 0 && run.outstanding === 0 && run.unemitted === 0) stop(run, "completed")
 }
 
+/**
+ * The processor's in-flight gauge is moved by one, not set to this run's count: runs of the same
+ * processor (the jobs of one processor, the parts of a job) share it, and each set it to its own.
+ */
 export const startCalling = <I, A, E>(run: RunState<I, A, E>, slot: Slot<I>): void => {
   slot.calling = true
   run.inFlight++
-  run.metrics.inFlight.unsafeUpdate(run.inFlight, EngineMetrics.noExtraTags)
+  run.metrics.inFlight.unsafeModify(1, EngineMetrics.noExtraTags)
 }
 
 /** The attempt stopped calling (ended, or waits for admission); a drain ends once none calls. */
@@ -221,7 +225,7 @@ export const stopCalling = <I, A, E>(run: RunState<I, A, E>, slot: Slot<I>): voi
   if (!slot.calling) return
   slot.calling = false
   run.inFlight--
-  run.metrics.inFlight.unsafeUpdate(run.inFlight, EngineMetrics.noExtraTags)
+  run.metrics.inFlight.unsafeModify(-1, EngineMetrics.noExtraTags)
   if (run.draining && run.inFlight === 0) stop(run, "drained")
 }
 

@@ -40,7 +40,9 @@ export const settle = <I, A, E, RS>(
 ): Effect.Effect<RunSummary, E, RS> =>
   Effect.gen(function* () {
     const noTags = EngineMetrics.noExtraTags
-    run.metrics.inFlight.unsafeUpdate(0, noTags)
+    // Every call ended with the run's fibers; a count left over is taken off the shared gauge.
+    if (run.inFlight !== 0) run.metrics.inFlight.unsafeModify(-run.inFlight, noTags)
+    run.inFlight = 0
     run.waiting = 0
     let unfinished: Array<number> | undefined = undefined
     if (reason === "drained") {
