@@ -37,9 +37,12 @@
  * profile does not sample) and, in-process, the bytes it allocated and its GC pauses per item.
  * `--isolate` runs each step in a fresh process of its own (steps run one after another in one
  * process inherit each other's heap, JIT and GC state); `--commit-interval <ms>` sets the writer's
- * group-commit interval for e1–h and the service of i (default 5, the service's).
+ * group-commit interval for e1–h and the service of i (default 5, the service's). `--store-floor`
+ * instead measures one SQLite group commit apart: the library's statement and transaction path
+ * against SQLite's own work (saved to `.scratch/ledger-store-floor.json`).
  */
 import { HttpClient, HttpClientRequest } from "@effect/platform"
+import { SqlClient } from "@effect/sql"
 import { NodeHttpClient } from "@effect/platform-node"
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { Session } from "node:inspector/promises"
@@ -707,6 +710,78 @@ const program = Effect.gen(function* () {
   if (serialisedBytes > 0) console.log(`(step e serialised ${serialisedBytes} bytes in all)`)
 }).pipe(Effect.scoped)
 
+/**
+ * `--store-floor`: what one group commit costs on SQLite, and how much of it is the library's path
+ * (`@effect/sql`: a transaction's span, connection scope and BEGIN/COMMIT; a statement's compile,
+ * prepared-statement cache lookup and span) rather than SQLite's own work. Commits of 8 results (the
+ * writer's batch at H2's rate, ~1,250 results/s every 5 ms) on a job of ITEMS inputs,
+ * 1,000 commits a run, CPU µs per commit.
+ */
+const storeFloor = Effect.gen(function* () {
+  const tmp = mkdtempSync(path.join(os.tmpdir(), "pp-ledger-floor-"))
+  yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(tmp, { recursive: true, force: true })))
+  const context = yield* Effect.orDie(
+    Layer.build(JobStore.Default.pipe(Layer.provideMerge(Database.layer({ dialect: "sqlite", filename: path.join(tmp, "floor.db") }))))
+  )
+  const sql = Context.get(context, SqlClient.SqlClient)
+  const store = Context.get(context, JobStore)
+  const B = 8
+  /** Commits per run: enough that a run's fixed costs do not count (items past the job's inputs are fine). */
+  const COMMITS = 1000
+  const value = { views: 1234, likes: 56, comments: 7, shares: 8 }
+  const resultOf = (index: number): ItemResult<unknown> => ({ index, id: `p${index}`, status: "succeeded", value, attempts: 1, durationMs: 21 })
+  const variants: ReadonlyArray<readonly [string, (job: string, i: number) => Effect.Effect<unknown, unknown>]> = [
+    ["one statement (SELECT 1)", () => sql`SELECT 1`],
+    ["an empty transaction (BEGIN, COMMIT)", () => sql.withTransaction(Effect.void)],
+    [
+      `a transaction with the ${B}-row item INSERT … RETURNING`,
+      (job, i) =>
+        sql.withTransaction(
+          sql`INSERT INTO pp_job_items ${sql.insert(
+            Array.from({ length: B }, (_, k) => ({ job_id: job, idx: i + k, seq: i + k, status: "succeeded", result: JSON.stringify(resultOf(i + k)), finished_at: 0 }))
+          )} ON CONFLICT DO NOTHING RETURNING idx`
+        )
+    ],
+    [
+      "saveItems, no effects",
+      (job, i) => store.saveItems(job, Array.from({ length: B }, (_, k) => ({ result: resultOf(i + k), effect: undefined })), Date.now())
+    ],
+    [
+      "saveItems with the interactions snapshot + history (H2's)",
+      (job, i) =>
+        store.saveItems(
+          job,
+          Array.from({ length: B }, (_, k) => ({
+            result: resultOf(i + k),
+            effect: { _tag: "Interactions" as const, postId: `${job}-p${i + k}`, articleId: `a${i + k}`, kolSerial: KOL, data: value }
+          })),
+          Date.now()
+        )
+    ]
+  ]
+  let jobs = 0
+  const out: Array<{ readonly what: string; readonly cpuUsPerCommit: number; readonly cpuUsPerItem: number; readonly runs: ReadonlyArray<number> }> = []
+  console.log(`\nbench:ledger --store-floor: SQLite, commits of ${B} results on a job of ${ITEMS} inputs, CPU µs per commit (median of ${REPS} after a warm-up; load ${os.loadavg().map((l) => l.toFixed(1)).join(" ")})`)
+  for (const [what, commit] of variants) {
+    const runs: Array<number> = []
+    for (let r = 0; r <= REPS; r++) {
+      const job = `floor-${jobs++}`
+      yield* createJob(store)(job, postsFor(job))
+      // No collection first: what it leaves to the helper threads would be charged to the commits.
+      const c0 = process.cpuUsage()
+      for (let n = 0; n < COMMITS; n++) yield* Effect.orDie(commit(job, n * B))
+      const c = process.cpuUsage(c0)
+      if (r > 0) runs.push(Math.round((c.user + c.system) / COMMITS))
+    }
+    const perCommit = median(runs)
+    out.push({ what, cpuUsPerCommit: perCommit, cpuUsPerItem: Math.round((10 * perCommit) / B) / 10, runs })
+    console.log(`  ${what.padEnd(60)} ${String(perCommit).padStart(6)} µs/commit  ${(perCommit / B).toFixed(1).padStart(6)} µs/item  (${runs.join(" / ")})`)
+  }
+  const saveTo = path.join(root, ".scratch/ledger-store-floor.json")
+  mkdirSync(path.dirname(saveTo), { recursive: true })
+  writeFileSync(saveTo, JSON.stringify({ at: new Date().toISOString(), node: process.version, loadavg: os.loadavg(), batch: B, inputs: ITEMS, rows: out }, null, 2))
+}).pipe(Effect.scoped)
+
 /** The steps in the order a full run takes them. */
 const stepIds = ["a", "a1", "a2", "a3", "b", "b2", "c1s", "c1p", "c1", "c2", "c3", "d", "d2", "e1", "e", "f", "g", "h", "i"]
 
@@ -817,7 +892,7 @@ const report = (rows: ReadonlyArray<Row>, mode: "one process" | "isolated" = "on
   )
 }
 
-Effect.runPromise(ISOLATE ? isolated : program).catch((error: unknown) => {
+Effect.runPromise(argv.includes("--store-floor") ? storeFloor : ISOLATE ? isolated : program).catch((error: unknown) => {
   console.error(error)
   process.exitCode = 1
 })
