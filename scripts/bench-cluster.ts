@@ -12,7 +12,8 @@
  * process spent on it (`/proc/<pid>/stat` before and after the job): each instance's, PostgreSQL's
  * (the postmaster's process tree) and the stub's, as µs per item of the job. On this 2-core machine
  * 3 instances + PostgreSQL + the stub cannot beat 1 instance in wall time; the CPU per item of all
- * instances together is what says whether adding instances adds work. Checks issue 13's targets (C1:
+ * instances together is what says whether adding instances adds work. Each setup's idle CPU (3 s with
+ * no job) is measured after its timed runs (`idleAfterRuns`). Checks issue 13's targets (C1:
  * PostgreSQL 1 instance ≤ 1.5 × the SQLite service; 3 instances no slower than 1) and saves
  * `bench-results/cluster-latest.json`.
  *
@@ -172,6 +173,15 @@ const idleCpu = (p: Processes, upstream: Upstream) =>
       postgres: rate(after.postgres, before.postgres)
     }
   })
+
+/**
+ * Idle CPU measured after the timed runs, once the instances' post-work collection is over
+ * (`EventLoop.monitor` collects after 5 quiet seconds): measured a few seconds after start, as it was,
+ * it counted V8 still compiling the start-up's code on other threads (up to ~100 ms/s for 30-60 s),
+ * which overstated idle cost and understated the job's own CPU (`scripts/idle-cost.ts` measures idle
+ * properly, after 45 s).
+ */
+const idleAfterRuns = (p: Processes, upstream: Upstream) => Effect.zipRight(Effect.sleep("8 seconds"), idleCpu(p, upstream))
 
 const medianCpu = (runs: ReadonlyArray<RunCpu>): RunCpu => {
   const pg = runs.flatMap((r) => (r.postgres === undefined ? [] : [r.postgres]))
@@ -354,9 +364,9 @@ const program = Effect.gen(function* () {
         (url, pids) =>
           Effect.gen(function* () {
             const processes: Processes = { instances: pids, postgres: () => undefined, self: false }
-            const idle = yield* idleCpu(processes, upstream)
-            const idleSum = idle.instances.reduce((a, b) => a + b, 0)
             const rows = yield* allScenarios(upstream, "service, embedded SQLite (single runner)", processes, (run, items) => job(url, `sqlite-${run}`, items))
+            const idle = yield* idleAfterRuns(processes, upstream)
+            const idleSum = idle.instances.reduce((a, b) => a + b, 0)
             return rows.map((r) => ({ ...r, idleCpuMsPerS: idle, jobCpuUsPerItem: round1(r.cpuUsPerItem.service - (idleSum * r.wallMs) / ITEMS) }))
           }),
         "sqlite"
@@ -395,8 +405,8 @@ const program = Effect.gen(function* () {
             Effect.sleep("6 seconds"),
             Effect.gen(function* () {
               const processes: Processes = { instances: pids, postgres: postmaster, self: false }
-              const idle = yield* idleCpu(processes, upstream)
               const rows = yield* allScenarios(upstream, "service, PostgreSQL cluster", processes, (run, items) => job(first, `pg${n}-${run}`, items), hooks)
+              const idle = yield* idleAfterRuns(processes, upstream)
               // What the instances would spend idle over the job's wall time, taken out: the job's own CPU.
               const idleSum = idle.instances.reduce((a, b) => a + b, 0)
               return rows.map((r) => ({ ...r, idleCpuMsPerS: idle, jobCpuUsPerItem: round1(r.cpuUsPerItem.service - (idleSum * r.wallMs) / ITEMS) }))
