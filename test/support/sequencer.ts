@@ -9,11 +9,12 @@
 import { BaseSequencer, type TestSpecification } from "vitest/node"
 
 /**
- * Slowest first (seconds in a clean-clone CI on 2 cores, two workers), with the three cluster files
- * (~90 s each, three service processes apiece) spaced so that, at these times, one worker runs them
- * one after another while the other runs the rest: two cluster files at once would be six instances
- * renewing shard locks on 2 cores. Times: cluster.failover ~90, retention ~65, production.start ~67,
- * cluster.limits ~90, dashboard ~54, overload.memory ~55, cluster.outage ~95, storage.faults ~47, …
+ * Slowest first, with the three cluster files (three service processes apiece) spaced so that one
+ * worker tends to run them one after another while the other runs the rest: two cluster files at
+ * once would be six instances renewing shard locks on 2 cores. Seconds, from the per-test times of
+ * the last clean-clone CI (2 cores, two workers) when the cluster tests were one file: cluster.failover
+ * ~90, cluster.limits ~85, cluster.outage ~95, production.start ~67, dashboard ~54, overload.memory
+ * ~52, storage.faults ~47; retention ~65 since its 10 s retention (measured at load ~9).
  * Engine.properties left the list once the watchdog stopped spinning under TestClock (77 s → 10 s).
  */
 const SLOW_FIRST: ReadonlyArray<string> = [
