@@ -104,13 +104,11 @@ const Inputs = Schema.Struct({ inputs: Schema.parseJson(Schema.Array(Schema.Unkn
 const Count = Schema.Struct({ n: Int })
 const StatusCount = Schema.Struct({ status: Schema.Literal("succeeded", "failed", "cancelled", "skipped"), n: Int })
 const Flagged = Schema.Struct({ cancelRequested: column(Flag, "cancel_requested") })
-const NextSeq = Schema.Struct({ nextSeq: column(Int, "next_seq") })
 const Index = Schema.Struct({ index: column(Int, "idx") })
 const Numbered = Schema.Struct({ index: column(Int, "idx"), seq: Int })
 // Decoders for statements built per call (a filtered list, a batch insert): compiled once, here.
 const decodeJobs = Schema.decodeUnknown(Schema.Array(JobRecord))
 const decodeCount = Schema.decodeUnknown(Schema.Tuple(Count))
-const decodeNextSeq = Schema.decodeUnknown(Schema.Tuple(NextSeq))
 const decodeIndexes = Schema.decodeUnknown(Schema.Array(Index))
 const decodeNumbered = Schema.decodeUnknown(Schema.Array(Numbered))
 
@@ -267,33 +265,8 @@ export const make = (recordEffects: (jobId: string, effects: ReadonlyArray<ItemE
       orStoreError("listing unfinished jobs")
     )
 
-    /**
-     * SQLite's next number: one past the job's highest stored, read from the (job_id, seq) index.
-     * Not the job row's `next_seq` counter (PostgreSQL's): SQLite rewrites a whole row on UPDATE,
-     * and the job row holds the job's inputs (~140 KB for 2,000 posts, ~35 overflow pages), so
-     * counting there rewrote them into the WAL at every group commit. better-sqlite3 alone, batches
-     * of 8 rows: 22–24 → 12 µs per item for a job of 2,000 inputs, 32–34 → 11–13 for 10,000 (the
-     * counter's cost grew with the job's size; the index read's does not).
-     */
-    const nextSeq = (id: string) =>
-      sql`SELECT COALESCE(MAX(seq) + 1, 0) AS next_seq FROM pp_job_items WHERE job_id = ${id}`.pipe(
-        Effect.flatMap(decodeNextSeq),
-        Effect.map(([row]) => row.nextSeq)
-      )
-
     /** One batch of finished items to store, each with what it changes besides its own row. */
     type Batch = ReadonlyArray<{ readonly result: ItemResult<unknown>; readonly effect?: ItemEffect | undefined }>
-
-    const itemRow = (jobId: string, result: ItemResult<unknown>, seq: number, at: number) => ({
-      job_id: jobId,
-      idx: result.index,
-      seq,
-      status: result.status,
-      // Written with JSON.stringify: the results are typed values from the engine, and encoding
-      // them again through the schema would only validate what the type already says.
-      result: JSON.stringify(result),
-      finished_at: at
-    })
 
     // Effects in one order for every writer (by post), so two writers touching the same posts lock
     // them in the same order and cannot deadlock. A stable sort: one post's effects keep theirs.
@@ -301,21 +274,38 @@ export const make = (recordEffects: (jobId: string, effects: ReadonlyArray<ItemE
       fresh.flatMap((b) => (b.effect === undefined ? [] : [b.effect])).sort((a, b) => (a.postId < b.postId ? -1 : a.postId > b.postId ? 1 : 0))
 
     /**
-     * SQLite: one writer at a time (the database's lock, taken by the transaction), so the numbers
-     * are simply taken first: past every stored item's, so a follower reading `seq > last` misses
-     * none. (A job with no stored item numbers from 0.)
+     * SQLite: one writer at a time (the database's lock, taken by the transaction), so each row is
+     * numbered as it goes in: one past the job's highest stored number (read once per statement from
+     * the (job_id, seq) index), plus its place in the batch. Past every stored item's, so a follower
+     * reading `seq > last` misses none; a job with no stored item numbers from 0.
+     *
+     * Not with the job row's `next_seq` counter (PostgreSQL's): SQLite rewrites a whole row on
+     * UPDATE, and the job row holds the job's inputs (~140 KB for 2,000 posts, ~35 overflow pages),
+     * so counting there rewrote them into the WAL at every group commit (better-sqlite3 alone, 8-row
+     * batches: 22–24 → 12 µs per item for a job of 2,000 inputs, 32–34 → 11–13 for 10,000). And in
+     * the INSERT rather than a statement of its own: each statement through `@effect/sql` costs
+     * ~30–60 µs of CPU before SQLite does anything (`npm run bench:ledger -- --store-floor`).
      */
     const saveNumberedFirst = (jobId: string, batch: Batch, at: number) =>
       Effect.gen(function* () {
-        const first = yield* nextSeq(jobId)
-        const numbered = batch.map((b, i) => ({ ...b, seq: first + i }))
-        const inserted = yield* sql`INSERT INTO pp_job_items ${sql.insert(
-          numbered.map((b) => itemRow(jobId, b.result, b.seq, at))
-        )} ON CONFLICT DO NOTHING RETURNING idx`.pipe(Effect.flatMap(decodeIndexes))
-        const stored = new Set(inserted.map((row) => row.index))
-        const fresh = numbered.filter((b) => stored.has(b.result.index))
-        yield* recordEffects(jobId, effectsOf(fresh), at)
-        return fresh.map((b): StoredItem => ({ index: b.result.index, seq: b.seq, result: b.result }))
+        // Results written with JSON.stringify: they are typed values from the engine, and encoding
+        // them again through the schema would only validate what the type already says.
+        const values = sql.join(", ", false)(
+          batch.map((b, k) => sql`(${k}, ${b.result.index}, ${b.result.status}, ${JSON.stringify(b.result)})`)
+        )
+        // `WHERE true`: SQLite's parser needs it to read ON CONFLICT after INSERT … SELECT.
+        const numbered = yield* sql`INSERT INTO pp_job_items (job_id, idx, seq, status, result, finished_at)
+          SELECT ${jobId}, v.column2, (SELECT COALESCE(MAX(seq) + 1, 0) FROM pp_job_items WHERE job_id = ${jobId}) + v.column1, v.column3, v.column4, ${at}
+          FROM (VALUES ${values}) AS v WHERE true
+          ON CONFLICT DO NOTHING RETURNING idx, seq`.pipe(Effect.flatMap(decodeNumbered))
+        const seqOf = new Map(numbered.map((row) => [row.index, row.seq]))
+        const fresh: Array<StoredItem> = []
+        for (const b of batch) {
+          const seq = seqOf.get(b.result.index)
+          if (seq !== undefined) fresh.push({ index: b.result.index, seq, result: b.result })
+        }
+        yield* recordEffects(jobId, effectsOf(batch.filter((b) => seqOf.has(b.result.index))), at)
+        return fresh
       })
 
     /**
