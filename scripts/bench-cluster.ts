@@ -27,14 +27,14 @@
 import os from "node:os"
 import path from "node:path"
 import { performance } from "node:perf_hooks"
-import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
-import { PgClient } from "@effect/sql-pg"
+import { createWriteStream, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { SqlClient } from "@effect/sql"
-import { Context, Effect, Layer, Redacted, Schema } from "effect"
+import { Effect, Schema } from "effect"
 import { createDatabase, postgres, withDatabase } from "../test/support/postgres.js"
 import { pLimitUndici } from "./support/peers.js"
 import { freePort, root, startProcess, stop } from "./support/processes.js"
 import { upstreamEnv } from "./support/processes.js"
+import { enableStatementStats, pgAt, postmasterPid } from "./support/pgServer.js"
 import { procCpuUs, procTreeCpuUs } from "./support/procCpu.js"
 
 // ---- arguments -------------------------------------------------------------------------------------
@@ -219,13 +219,6 @@ const topStatements = (sql: SqlClient.SqlClient, database: string, items: number
     Effect.orDie
   )
 
-/** A client of `url` until the scope closes (one connection: the bench's own statements). */
-const pgAt = (url: string) =>
-  Layer.build(PgClient.layer({ url: Redacted.make(url), maxConnections: 1 })).pipe(
-    Effect.map((context) => Context.get(context, SqlClient.SqlClient)),
-    Effect.orDie
-  )
-
 // ---- running setups --------------------------------------------------------------------------------
 
 interface Hooks {
@@ -319,19 +312,9 @@ const program = Effect.gen(function* () {
   const server = yield* postgres
   console.log(`PostgreSQL ${server.version} on port ${server.port}`)
   if (PG_STATS) {
-    // Loaded at start-up only: set it and restart the server (same port, same data).
-    yield* Effect.scoped(
-      Effect.flatMap(pgAt(server.url), (admin) => Effect.orDie(admin`ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'`))
-    )
-    yield* server.outage("0 millis").pipe(Effect.orDie)
+    yield* enableStatementStats(server)
   }
-  const postmaster = () => {
-    try {
-      return Number(readFileSync(path.join(server.dataDir, "postmaster.pid"), "utf8").split("\n")[0])
-    } catch {
-      return undefined
-    }
-  }
+  const postmaster = postmasterPid(server)
   const stub = yield* Effect.promise(() => startProcess([path.join(root, "dist/scripts/stub-upstream.js")], {}, /listening (\d+)/))
   yield* Effect.addFinalizer(() => Effect.promise(() => stop(stub.child)))
   const upstreamUrl = `http://127.0.0.1:${stub.match}`

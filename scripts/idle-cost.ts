@@ -17,11 +17,11 @@
 import os from "node:os"
 import path from "node:path"
 import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
-import { PgClient } from "@effect/sql-pg"
 import { SqlClient } from "@effect/sql"
-import { Context, Effect, Layer, Redacted, Schema } from "effect"
+import { Effect, Schema } from "effect"
 import { createDatabase, postgres, withDatabase } from "../test/support/postgres.js"
 import { freePort, root, startProcess, stop, upstreamEnv } from "./support/processes.js"
+import { enableStatementStats, pgAt, postmasterPid } from "./support/pgServer.js"
 import { procCpuUs, procTreeCpuUs } from "./support/procCpu.js"
 
 /** CPU µs of the process's main thread alone (`/proc/<pid>/task/<pid>/stat`): the JavaScript thread. */
@@ -66,12 +66,6 @@ const decodeCounts = Schema.decodeUnknownSync(Schema.parseJson(Counts))
 
 const PgStatement = Schema.Struct({ calls: Schema.Number, ms: Schema.Number, query: Schema.String })
 const decodeStatements = Schema.decodeUnknown(Schema.Array(PgStatement))
-
-const pgAt = (url: string) =>
-  Layer.build(PgClient.layer({ url: Redacted.make(url), maxConnections: 1 })).pipe(
-    Effect.map((context) => Context.get(context, SqlClient.SqlClient)),
-    Effect.orDie
-  )
 
 interface Instance {
   readonly pid: number | undefined
@@ -189,17 +183,8 @@ const program = Effect.gen(function* () {
   const results: Array<Result> = []
   if (SIZES.some((n) => n > 0)) {
     const server = yield* postgres
-    yield* Effect.scoped(
-      Effect.flatMap(pgAt(server.url), (admin) => Effect.orDie(admin`ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'`))
-    )
-    yield* server.outage("0 millis").pipe(Effect.orDie)
-    const postmaster = () => {
-      try {
-        return Number(readFileSync(path.join(server.dataDir, "postmaster.pid"), "utf8").split("\n")[0])
-      } catch {
-        return undefined
-      }
-    }
+    yield* enableStatementStats(server)
+    const postmaster = postmasterPid(server)
     for (const n of SIZES.filter((n) => n > 0)) {
       const database = `idle_cost_${n}`
       const url = yield* createDatabase(server.url, database)
