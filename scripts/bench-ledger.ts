@@ -19,6 +19,10 @@
  *   c3  + ForumClient: the token cache, request build, the per-call span
  *   d   + the processor's policy: budget admission + breaker per call, its retry policy (bench:http's "engine in-process")
  *   d2  + an observer of the run's events that does nothing (the engine's event path alone)
+ *   e1a d2, but ItemFinished's handler returns an effect that does nothing (not `Effect.void`)
+ *   e1b e1a + the result pushed to an array
+ *   e1c e1a + `Mailbox.offer` of the result, nobody taking (e1a–e1c split e1's cost one switch at a time)
+ *   e1d e1c + a fiber that sleeps the commit interval in a loop (the writer's timer, nothing taken)
  *   e1  + the result writer (group commit every 5 ms) storing nothing (its hand-over and batching alone)
  *   e   + the result writer storing JSON-serialised results, no database
  *   f   + the real store: group commit to SQLite (JobStore.saveItems, a fresh file)
@@ -52,7 +56,7 @@ import { performance } from "node:perf_hooks"
 import { GCProfiler, getHeapStatistics, setFlagsFromString } from "node:v8"
 import { runInNewContext } from "node:vm"
 import { spawn } from "node:child_process"
-import { ConfigProvider, Context, Effect, Either, Exit, Layer, Queue, Redacted, Schema, Scope } from "effect"
+import { ConfigProvider, Context, Effect, Either, Exit, Layer, Mailbox, Queue, Redacted, Schema, Scope } from "effect"
 import { request } from "undici"
 import { Interactions, type TrackedPost } from "../src/domain/Kinds.js"
 import * as CircuitBreakerRegistry from "../src/engine/CircuitBreakerRegistry.js"
@@ -227,6 +231,24 @@ const writerRun = (
       yield* checkSucceeded("writer run", summary.succeeded)
     })
   )
+
+/**
+ * e1's split: the processor run with each ItemFinished handed (as writerRun builds it) to `handle`,
+ * no writer — what the engine does per handed-over event before the writer's own fiber counts.
+ */
+const observedRun = (processor: InteractionsProcessor["Type"], tag: string, handle: (write: Write) => Effect.Effect<void>) =>
+  Effect.gen(function* () {
+    const posts = postsFor(tag)
+    const { summary } = yield* processor.run(posts, { maxConcurrent: CONCURRENCY }, {
+      runId: `ledger-${tag}`,
+      onEvent: (event) => {
+        if (event._tag !== "ItemFinished") return Effect.void
+        const post = posts[event.result.index]
+        return handle({ result: event.result, effect: post === undefined ? undefined : effectOf(post, event.result) })
+      }
+    })
+    yield* checkSucceeded("observed run", summary.succeeded)
+  })
 
 /** Kept so the serialisation cannot be optimised away. */
 let serialisedBytes = 0
@@ -623,6 +645,38 @@ const program = Effect.gen(function* () {
           ({ summary }) => checkSucceeded("d2", summary.succeeded)
         )
     },
+    // e1 split one switch at a time (the writer's hand-over alone): e1a–e1c, then e1 itself.
+    {
+      id: "e1a",
+      name: "d2, ItemFinished's handler an Effect.sync no-op",
+      run: (tag) => observedRun(processor, tag, () => Effect.sync(() => {}))
+    },
+    {
+      id: "e1b",
+      name: "e1a + pushes the result to an array",
+      run: (tag) => {
+        const kept: Array<Write> = []
+        return observedRun(processor, tag, (write) => Effect.sync(() => void kept.push(write)))
+      }
+    },
+    {
+      id: "e1c",
+      name: "e1a + Mailbox.offer, nobody taking",
+      run: (tag) =>
+        Effect.flatMap(Mailbox.make<Write>(), (mailbox) => observedRun(processor, tag, (write) => Effect.asVoid(mailbox.offer(write))))
+    },
+    {
+      id: "e1d",
+      name: "e1c + a fiber sleeping commitInterval in a loop",
+      run: (tag) =>
+        Effect.scoped(
+          Effect.gen(function* () {
+            const mailbox = yield* Mailbox.make<Write>()
+            yield* Effect.forkScoped(Effect.forever(Effect.sleep(COMMIT_INTERVAL)))
+            yield* observedRun(processor, tag, (write) => Effect.asVoid(mailbox.offer(write)))
+          })
+        )
+    },
     {
       id: "e1",
       name: "+ result writer, storing nothing",
@@ -783,7 +837,7 @@ const storeFloor = Effect.gen(function* () {
 }).pipe(Effect.scoped)
 
 /** The steps in the order a full run takes them. */
-const stepIds = ["a", "a1", "a2", "a3", "b", "b2", "c1s", "c1p", "c1", "c2", "c3", "d", "d2", "e1", "e", "f", "g", "h", "i"]
+const stepIds = ["a", "a1", "a2", "a3", "b", "b2", "c1s", "c1p", "c1", "c2", "c3", "d", "d2", "e1a", "e1b", "e1c", "e1d", "e1", "e", "f", "g", "h", "i"]
 
 /** `--isolate`: each wanted step run by a child process of its own, one after another; the rows reported together. */
 const isolated = Effect.gen(function* () {
@@ -830,7 +884,7 @@ const skippedRow = (step: string, name: string, reason: string): Row => ({
 })
 
 /** What each step is compared with: the step it adds a layer to. */
-const previousOf: Record<string, string> = { a1: "a", a2: "a1", a3: "a2", b: "a", b2: "b", c1s: "b2", c1p: "b2", c1: "b2", c2: "c1", c3: "c2", d: "c3", d2: "d", e1: "d2", e: "e1", f: "e", g: "e", h: "f", i: "h" }
+const previousOf: Record<string, string> = { a1: "a", a2: "a1", a3: "a2", b: "a", b2: "b", c1s: "b2", c1p: "b2", c1: "b2", c2: "c1", c3: "c2", d: "c3", d2: "d", e1a: "d2", e1b: "e1a", e1c: "e1b", e1d: "e1c", e1: "e1c", e: "e1", f: "e", g: "e", h: "f", i: "h" }
 
 const report = (rows: ReadonlyArray<Row>, mode: "one process" | "isolated" = "one process") => {
   const byId = new Map(rows.map((r) => [r.step, r]))
