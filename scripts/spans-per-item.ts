@@ -11,7 +11,12 @@
  * (dropped by the service's sampler, README "Traces"; `bench:cluster --pg-stats` counts those), and
  * fibers or effects that make no span.
  *
- * Usage: `npx tsx scripts/spans-per-item.ts [--dist <dir>] [--out <file>] [--items 2000]`
+ * `--cpu` instead: no tracing, each instance's CPU µs per item over `--runs` timed jobs (median), for
+ * the PostgreSQL setup as it is and for `--variants "name:K=V,K=V;…"` (the same with these variables
+ * added, e.g. `parts1:JOB_PARTITIONS=1`); `--cpu-prof <dir>` profiles every instance.
+ *
+ * Usage: `npx tsx scripts/spans-per-item.ts [--dist <dir>] [--out <file>] [--items 2000] [--cpu [--runs 3]
+ * [--variants …]] [--cpu-prof <dir>]`
  */
 import { createServer, type IncomingMessage } from "node:http"
 import os from "node:os"
@@ -34,6 +39,8 @@ const MAX_CONCURRENT = 150
 const EXPORT_MS = 500
 /** `--cpu`: no tracing; CPU µs per item of each instance over `--runs` timed jobs, median. */
 const CPU = argv.includes("--cpu")
+/** `--cpu-prof <dir>`: each instance runs with `--cpu-prof`, its profile in `<dir>/<setup>/`. */
+const CPU_PROF = arg("cpu-prof")
 const RUNS = Number(arg("runs") ?? 3)
 /** `--variants "name:K=V,K=V;name2:K=V"`: more PostgreSQL setups, each with these variables added. */
 const VARIANTS = (arg("variants") ?? "")
@@ -139,7 +146,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 /** Spans per item of the timed job, by `scope | name ← parent`. */
 const measure = async (label: string, env: Record<string, string>, settleMs: number) => {
   const main = path.join(root, DIST, "src/main.js")
-  const instance = await startProcess([main], { HOST: "127.0.0.1", PORT: "0", ...env }, /listening on (http:\/\/\S+)/)
+  const prof = CPU_PROF === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${path.resolve(CPU_PROF, label)}`]
+  const instance = await startProcess([...prof, main], { HOST: "127.0.0.1", PORT: "0", ...env }, /listening on (http:\/\/\S+)/)
   try {
     await sleep(settleMs)
     await job(instance.match, `${label}-warm`, 300)
