@@ -23,7 +23,8 @@ import os from "node:os"
 import path from "node:path"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { Effect, Schema } from "effect"
-import { createDatabase, postgres } from "../test/support/postgres.js"
+import { createDatabase, postgres, withDatabase } from "../test/support/postgres.js"
+import { enableStatementStats, pgAt } from "./support/pgServer.js"
 import { procCpuUs } from "./support/procCpu.js"
 import { freePort, root, startProcess, stop, upstreamEnv } from "./support/processes.js"
 
@@ -41,6 +42,8 @@ const EXPORT_MS = 500
 const CPU = argv.includes("--cpu")
 /** `--cpu-prof <dir>`: each instance runs with `--cpu-prof`, its profile in `<dir>/<setup>/`. */
 const CPU_PROF = arg("cpu-prof")
+/** `--pg-stats`: each PostgreSQL setup's statements (pg_stat_statements, over the instance's whole life) per item run. */
+const PG_STATS = argv.includes("--pg-stats")
 const RUNS = Number(arg("runs") ?? 3)
 /** `--variants "name:K=V,K=V;name2:K=V"`: more PostgreSQL setups, each with these variables added. */
 const VARIANTS = (arg("variants") ?? "")
@@ -179,6 +182,10 @@ const measure = async (label: string, env: Record<string, string>, settleMs: num
   }
 }
 
+const Statement = Schema.Struct({ calls: Schema.Number, rows: Schema.Number, query: Schema.String })
+const decodeStatements = Schema.decodeUnknown(Schema.Array(Statement))
+const statLines: Array<string> = []
+
 const program = Effect.gen(function* () {
   yield* Effect.promise(() => new Promise<void>((r) => receiver.listen(0, "127.0.0.1", () => r())))
   yield* Effect.addFinalizer(() => Effect.sync(() => receiver.close()))
@@ -191,6 +198,7 @@ const program = Effect.gen(function* () {
   }
   const server = yield* postgres
   console.log(`PostgreSQL ${server.version} on port ${server.port}`)
+  if (PG_STATS) yield* enableStatementStats(server)
   const stub = yield* Effect.promise(() => startProcess([path.join(root, DIST, "scripts/stub-upstream.js")], { LATENCY_MS: "20" }, /listening (\d+)/))
   yield* Effect.addFinalizer(() => Effect.promise(() => stop(stub.child)))
   const upstream = upstreamEnv(`http://127.0.0.1:${stub.match}`)
@@ -213,7 +221,29 @@ const program = Effect.gen(function* () {
         OTEL_SERVICE_NAME: "pg",
         ...extra
       }
-      return yield* Effect.promise(() => measure(name, env, 6000))
+      const stats = PG_STATS ? yield* pgAt(withDatabase(server.url, `spans_per_item_${i}`)) : undefined
+      if (stats !== undefined) {
+        yield* Effect.orDie(stats`CREATE EXTENSION IF NOT EXISTS pg_stat_statements`)
+        yield* Effect.orDie(stats`SELECT pg_stat_statements_reset()`)
+      }
+      const result = yield* Effect.promise(() => measure(name, env, 6000))
+      if (stats !== undefined) {
+        const items = 300 + (CPU ? RUNS : 1) * ITEMS
+        const rows = yield* stats`SELECT calls::float8 AS calls, rows::float8 AS rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 110) AS query
+          FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = ${`spans_per_item_${i}`})
+          ORDER BY calls DESC LIMIT 14`.pipe(Effect.flatMap(decodeStatements), Effect.orDie)
+        const total = yield* stats`SELECT sum(calls)::float8 AS calls, sum(rows)::float8 AS rows, '' AS query FROM pg_stat_statements
+          WHERE dbid = (SELECT oid FROM pg_database WHERE datname = ${`spans_per_item_${i}`})`.pipe(Effect.flatMap(decodeStatements), Effect.orDie)
+        const per = (x: number) => (x / items).toFixed(3).padStart(8)
+        const lines = [
+          `statements of ${name} over the instance's life, per item run (${items}): calls, rows`,
+          ...total.map((t) => `${per(t.calls)} ${per(t.rows)}  (all)`),
+          ...rows.map((r) => `${per(r.calls)} ${per(r.rows)}  ${r.query}`)
+        ]
+        console.log(lines.join("\n"))
+        statLines.push(...lines, "")
+      }
+      return result
     })
   const pg = yield* pgRun("pg", {}, 0)
   if (CPU) {
@@ -223,7 +253,7 @@ const program = Effect.gen(function* () {
       const r = yield* pgRun(v.name, v.env, i + 1)
       rows.push(`pg ${v.name} ${JSON.stringify(v.env)}: ${median(r.cpu)} (${r.cpu.join(" / ")})`)
     }
-    const lines = [`service CPU µs per item, ${ITEMS}-item jobs × 20 ms @ ${MAX_CONCURRENT}, median of ${RUNS} after a warm-up, no tracing`, `command: npx tsx scripts/spans-per-item.ts ${argv.join(" ")}`, ...rows]
+    const lines = [...statLines, `service CPU µs per item, ${ITEMS}-item jobs × 20 ms @ ${MAX_CONCURRENT}, median of ${RUNS} after a warm-up, no tracing`, `command: npx tsx scripts/spans-per-item.ts ${argv.join(" ")}`, ...rows]
     console.log(lines.join("\n"))
     if (OUT !== undefined) writeFileSync(OUT, `${lines.join("\n")}\n`)
     return
