@@ -23,6 +23,7 @@
  *   e1b e1a + the result pushed to an array
  *   e1c e1a + `Mailbox.offer` of the result, nobody taking (e1a–e1c split e1's cost one switch at a time)
  *   e1d e1c + a fiber that sleeps the commit interval in a loop (the writer's timer, nothing taken)
+ *   e1e e1d, the fiber taking all the mailbox holds each time (and dropping it): the hand-over without the writer's code
  *   e1  + the result writer (group commit every 5 ms) storing nothing (its hand-over and batching alone)
  *   e   + the result writer storing JSON-serialised results, no database
  *   f   + the real store: group commit to SQLite (JobStore.saveItems, a fresh file)
@@ -678,6 +679,18 @@ const program = Effect.gen(function* () {
         )
     },
     {
+      id: "e1e",
+      name: "e1d, the fiber taking all (and dropping it) each time",
+      run: (tag) =>
+        Effect.scoped(
+          Effect.gen(function* () {
+            const mailbox = yield* Mailbox.make<Write>()
+            yield* Effect.forkScoped(Effect.forever(Effect.zipRight(Effect.sleep(COMMIT_INTERVAL), mailbox.takeAll)))
+            yield* observedRun(processor, tag, (write) => Effect.asVoid(mailbox.offer(write)))
+          })
+        )
+    },
+    {
       id: "e1",
       name: "+ result writer, storing nothing",
       run: (tag) => writerRun(processor, tag, () => Effect.void, storeNothing)
@@ -837,7 +850,7 @@ const storeFloor = Effect.gen(function* () {
 }).pipe(Effect.scoped)
 
 /** The steps in the order a full run takes them. */
-const stepIds = ["a", "a1", "a2", "a3", "b", "b2", "c1s", "c1p", "c1", "c2", "c3", "d", "d2", "e1a", "e1b", "e1c", "e1d", "e1", "e", "f", "g", "h", "i"]
+const stepIds = ["a", "a1", "a2", "a3", "b", "b2", "c1s", "c1p", "c1", "c2", "c3", "d", "d2", "e1a", "e1b", "e1c", "e1d", "e1e", "e1", "e", "f", "g", "h", "i"]
 
 /** `--isolate`: each wanted step run by a child process of its own, one after another; the rows reported together. */
 const isolated = Effect.gen(function* () {
@@ -884,7 +897,7 @@ const skippedRow = (step: string, name: string, reason: string): Row => ({
 })
 
 /** What each step is compared with: the step it adds a layer to. */
-const previousOf: Record<string, string> = { a1: "a", a2: "a1", a3: "a2", b: "a", b2: "b", c1s: "b2", c1p: "b2", c1: "b2", c2: "c1", c3: "c2", d: "c3", d2: "d", e1a: "d2", e1b: "e1a", e1c: "e1b", e1d: "e1c", e1: "e1c", e: "e1", f: "e", g: "e", h: "f", i: "h" }
+const previousOf: Record<string, string> = { a1: "a", a2: "a1", a3: "a2", b: "a", b2: "b", c1s: "b2", c1p: "b2", c1: "b2", c2: "c1", c3: "c2", d: "c3", d2: "d", e1a: "d2", e1b: "e1a", e1c: "e1b", e1d: "e1c", e1e: "e1d", e1: "e1e", e: "e1", f: "e", g: "e", h: "f", i: "h" }
 
 const report = (rows: ReadonlyArray<Row>, mode: "one process" | "isolated" = "one process") => {
   const byId = new Map(rows.map((r) => [r.step, r]))
