@@ -24,6 +24,8 @@
  *   e1c e1a + `Mailbox.offer` of the result, nobody taking (e1a–e1c split e1's cost one switch at a time)
  *   e1d e1c + a fiber that sleeps the commit interval in a loop (the writer's timer, nothing taken)
  *   e1e e1d, the fiber taking all the mailbox holds each time (and dropping it): the hand-over without the writer's code
+ *   e1f e1e, the taking fiber ended by `Mailbox.end` and joined (as the writer's `end` does)
+ *   e1g e1e, waiting two commit intervals after the run before the scope interrupts the fiber
  *   e1  + the result writer (group commit every 5 ms) storing nothing (its hand-over and batching alone)
  *   e   + the result writer storing JSON-serialised results, no database
  *   f   + the real store: group commit to SQLite (JobStore.saveItems, a fresh file)
@@ -57,7 +59,7 @@ import { performance } from "node:perf_hooks"
 import { GCProfiler, getHeapStatistics, setFlagsFromString } from "node:v8"
 import { runInNewContext } from "node:vm"
 import { spawn } from "node:child_process"
-import { ConfigProvider, Context, Effect, Either, Exit, Layer, Mailbox, Queue, Redacted, Schema, Scope } from "effect"
+import { ConfigProvider, Context, Effect, Either, Exit, Fiber, Layer, Mailbox, Queue, Redacted, Schema, Scope } from "effect"
 import { request } from "undici"
 import { Interactions, type TrackedPost } from "../src/domain/Kinds.js"
 import * as CircuitBreakerRegistry from "../src/engine/CircuitBreakerRegistry.js"
@@ -691,6 +693,36 @@ const program = Effect.gen(function* () {
         )
     },
     {
+      id: "e1f",
+      name: "e1e, the fiber ended by Mailbox.end and joined",
+      run: (tag) =>
+        Effect.scoped(
+          Effect.gen(function* () {
+            const mailbox = yield* Mailbox.make<Write>()
+            const taker = yield* Effect.forkScoped(
+              Effect.iterate(false, { while: (end) => !end, body: () => Effect.zipRight(Effect.sleep(COMMIT_INTERVAL), Effect.map(mailbox.takeAll, ([, end]) => end)) })
+            )
+            yield* observedRun(processor, tag, (write) => Effect.asVoid(mailbox.offer(write)))
+            yield* mailbox.end
+            yield* Fiber.join(taker)
+          })
+        )
+    },
+    {
+      id: "e1g",
+      name: "e1e, waiting two commit intervals before the scope ends it",
+      run: (tag) =>
+        Effect.scoped(
+          Effect.gen(function* () {
+            const mailbox = yield* Mailbox.make<Write>()
+            yield* Effect.forkScoped(Effect.forever(Effect.zipRight(Effect.sleep(COMMIT_INTERVAL), mailbox.takeAll)))
+            yield* observedRun(processor, tag, (write) => Effect.asVoid(mailbox.offer(write)))
+            yield* Effect.sleep(COMMIT_INTERVAL)
+            yield* Effect.sleep(COMMIT_INTERVAL)
+          })
+        )
+    },
+    {
       id: "e1",
       name: "+ result writer, storing nothing",
       run: (tag) => writerRun(processor, tag, () => Effect.void, storeNothing)
@@ -850,7 +882,7 @@ const storeFloor = Effect.gen(function* () {
 }).pipe(Effect.scoped)
 
 /** The steps in the order a full run takes them. */
-const stepIds = ["a", "a1", "a2", "a3", "b", "b2", "c1s", "c1p", "c1", "c2", "c3", "d", "d2", "e1a", "e1b", "e1c", "e1d", "e1e", "e1", "e", "f", "g", "h", "i"]
+const stepIds = ["a", "a1", "a2", "a3", "b", "b2", "c1s", "c1p", "c1", "c2", "c3", "d", "d2", "e1a", "e1b", "e1c", "e1d", "e1e", "e1f", "e1g", "e1", "e", "f", "g", "h", "i"]
 
 /** `--isolate`: each wanted step run by a child process of its own, one after another; the rows reported together. */
 const isolated = Effect.gen(function* () {
@@ -897,7 +929,7 @@ const skippedRow = (step: string, name: string, reason: string): Row => ({
 })
 
 /** What each step is compared with: the step it adds a layer to. */
-const previousOf: Record<string, string> = { a1: "a", a2: "a1", a3: "a2", b: "a", b2: "b", c1s: "b2", c1p: "b2", c1: "b2", c2: "c1", c3: "c2", d: "c3", d2: "d", e1a: "d2", e1b: "e1a", e1c: "e1b", e1d: "e1c", e1e: "e1d", e1: "e1e", e: "e1", f: "e", g: "e", h: "f", i: "h" }
+const previousOf: Record<string, string> = { a1: "a", a2: "a1", a3: "a2", b: "a", b2: "b", c1s: "b2", c1p: "b2", c1: "b2", c2: "c1", c3: "c2", d: "c3", d2: "d", e1a: "d2", e1b: "e1a", e1c: "e1b", e1d: "e1c", e1e: "e1d", e1f: "e1e", e1g: "e1e", e1: "e1e", e: "e1", f: "e", g: "e", h: "f", i: "h" }
 
 const report = (rows: ReadonlyArray<Row>, mode: "one process" | "isolated" = "one process") => {
   const byId = new Map(rows.map((r) => [r.step, r]))
