@@ -19,6 +19,7 @@
  *   c3  + ForumClient: the token cache, request build, the per-call span
  *   d   + the processor's policy: budget admission + breaker per call, its retry policy (bench:http's "engine in-process")
  *   d2  + an observer of the run's events that does nothing (the engine's event path alone)
+ *   d2w d2 with its measured window ending two commit intervals after the run (idle, nothing running)
  *   e1a d2, but ItemFinished's handler returns an effect that does nothing (not `Effect.void`)
  *   e1b e1a + the result pushed to an array
  *   e1c e1a + `Mailbox.offer` of the result, nobody taking (e1a–e1c split e1's cost one switch at a time)
@@ -650,6 +651,18 @@ const program = Effect.gen(function* () {
     },
     // e1 split one switch at a time (the writer's hand-over alone): e1a–e1c, then e1 itself.
     {
+      id: "d2w",
+      name: "d2, its measured window ending two commit intervals later",
+      run: (tag) =>
+        Effect.zipRight(
+          Effect.flatMap(
+            processor.run(postsFor(tag), { maxConcurrent: CONCURRENCY }, { runId: `ledger-${tag}`, onEvent: () => Effect.void }),
+            ({ summary }) => checkSucceeded("d2w", summary.succeeded)
+          ),
+          Effect.zipRight(Effect.sleep(COMMIT_INTERVAL), Effect.sleep(COMMIT_INTERVAL))
+        )
+    },
+    {
       id: "e1a",
       name: "d2, ItemFinished's handler an Effect.sync no-op",
       run: (tag) => observedRun(processor, tag, () => Effect.sync(() => {}))
@@ -882,7 +895,7 @@ const storeFloor = Effect.gen(function* () {
 }).pipe(Effect.scoped)
 
 /** The steps in the order a full run takes them. */
-const stepIds = ["a", "a1", "a2", "a3", "b", "b2", "c1s", "c1p", "c1", "c2", "c3", "d", "d2", "e1a", "e1b", "e1c", "e1d", "e1e", "e1f", "e1g", "e1", "e", "f", "g", "h", "i"]
+const stepIds = ["a", "a1", "a2", "a3", "b", "b2", "c1s", "c1p", "c1", "c2", "c3", "d", "d2", "d2w", "e1a", "e1b", "e1c", "e1d", "e1e", "e1f", "e1g", "e1", "e", "f", "g", "h", "i"]
 
 /** `--isolate`: each wanted step run by a child process of its own, one after another; the rows reported together. */
 const isolated = Effect.gen(function* () {
@@ -929,7 +942,7 @@ const skippedRow = (step: string, name: string, reason: string): Row => ({
 })
 
 /** What each step is compared with: the step it adds a layer to. */
-const previousOf: Record<string, string> = { a1: "a", a2: "a1", a3: "a2", b: "a", b2: "b", c1s: "b2", c1p: "b2", c1: "b2", c2: "c1", c3: "c2", d: "c3", d2: "d", e1a: "d2", e1b: "e1a", e1c: "e1b", e1d: "e1c", e1e: "e1d", e1f: "e1e", e1g: "e1e", e1: "e1e", e: "e1", f: "e", g: "e", h: "f", i: "h" }
+const previousOf: Record<string, string> = { a1: "a", a2: "a1", a3: "a2", b: "a", b2: "b", c1s: "b2", c1p: "b2", c1: "b2", c2: "c1", c3: "c2", d: "c3", d2: "d", d2w: "d2", e1a: "d2", e1b: "e1a", e1c: "e1b", e1d: "e1c", e1e: "e1d", e1f: "e1e", e1g: "e1e", e1: "e1e", e: "e1", f: "e", g: "e", h: "f", i: "h" }
 
 const report = (rows: ReadonlyArray<Row>, mode: "one process" | "isolated" = "one process") => {
   const byId = new Map(rows.map((r) => [r.step, r]))
