@@ -26,7 +26,6 @@
  */
 import os from "node:os"
 import path from "node:path"
-import { performance } from "node:perf_hooks"
 import { createWriteStream, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { SqlClient } from "@effect/sql"
 import { Effect, Schema } from "effect"
@@ -34,6 +33,7 @@ import { createDatabase, postgres, withDatabase } from "../test/support/postgres
 import { pLimitUndici } from "./support/peers.js"
 import { freePort, root, startProcess, stop } from "./support/processes.js"
 import { upstreamEnv } from "./support/processes.js"
+import { interactionsJob } from "./support/interactionsJob.js"
 import { enableStatementStats, pgAt, postmasterPid } from "./support/pgServer.js"
 import { procCpuUs, procTreeCpuUs } from "./support/procCpu.js"
 
@@ -72,25 +72,7 @@ const scenarios: ReadonlyArray<Scenario> = [
 ].filter((s) => SCENARIO_IDS === undefined || SCENARIO_IDS.includes(s.id))
 const idealMs = (s: Scenario) => Math.ceil(ITEMS / MAX_CONCURRENT) * s.latencyMs
 
-const JobAnswer = Schema.Struct({ succeeded: Schema.optional(Schema.Number) })
-const decodeJobAnswer = Schema.decodeUnknownSync(JobAnswer)
-
-const job = async (url: string, run: string, items: number) => {
-  const posts = Array.from({ length: items }, (_, i) => ({ postId: `${run}-p${i}`, articleId: `${run}-a${i}`, kolSerial: "101" }))
-  const t0 = performance.now()
-  const response = await fetch(`${url}/api/interactions/fetch-all-interactions`, {
-    signal: AbortSignal.timeout(120_000),
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ posts, maxConcurrent: MAX_CONCURRENT })
-  })
-  const raw: unknown = await response.json()
-  const body = decodeJobAnswer(raw)
-  if (response.status !== 200 || body.succeeded !== items) throw new Error(`HTTP ${response.status}: ${JSON.stringify(raw).slice(0, 300)}`)
-  const wall = performance.now() - t0
-  console.log(`  ${run}: ${items} items in ${Math.round(wall)} ms`)
-  return wall
-}
+const job = (url: string, run: string, items: number) => interactionsJob(url, run, items, MAX_CONCURRENT, 120_000)
 
 const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN
 const round1 = (x: number) => Math.round(x * 10) / 10

@@ -24,6 +24,7 @@ import path from "node:path"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { Effect, Schema } from "effect"
 import { createDatabase, postgres, withDatabase } from "../test/support/postgres.js"
+import { interactionsJob } from "./support/interactionsJob.js"
 import { enableStatementStats, pgAt } from "./support/pgServer.js"
 import { procCpuUs } from "./support/procCpu.js"
 import { freePort, root, startProcess, stop, upstreamEnv } from "./support/processes.js"
@@ -124,22 +125,7 @@ const receiver = createServer((req, res) => {
 
 // ---- a job -----------------------------------------------------------------------------------------
 
-const JobAnswer = Schema.Struct({ succeeded: Schema.optional(Schema.Number) })
-const decodeJobAnswer = Schema.decodeUnknownSync(JobAnswer)
-
-const job = async (url: string, run: string, items: number) => {
-  const posts = Array.from({ length: items }, (_, i) => ({ postId: `${run}-p${i}`, articleId: `${run}-a${i}`, kolSerial: "101" }))
-  const t0 = performance.now()
-  const response = await fetch(`${url}/api/interactions/fetch-all-interactions`, {
-    signal: AbortSignal.timeout(180_000),
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ posts, maxConcurrent: MAX_CONCURRENT })
-  })
-  const body = decodeJobAnswer(await response.json())
-  if (response.status !== 200 || body.succeeded !== items) throw new Error(`HTTP ${response.status}: ${JSON.stringify(body)}`)
-  console.log(`  ${run}: ${items} items in ${Math.round(performance.now() - t0)} ms`)
-}
+const job = (url: string, run: string, items: number) => interactionsJob(url, run, items, MAX_CONCURRENT)
 
 /** Names without their ids (workflow execution hashes, part numbers), so that the same span adds up. */
 const shape = (name: string) => name.replace(/\([0-9a-f]{16,}\)/g, "(…)").replace(/^run-items-\d+$/, "run-items-<part>")
