@@ -10,10 +10,10 @@
  * four times a second per instance for nothing.
  * Part of the cluster topology (`Topology`); one process has nothing to share.
  */
-import { Config, Duration, Effect, Layer, Queue, Stream } from "effect"
+import { Config, Duration, Effect, Layer, Stream } from "effect"
 import { CircuitBreakerRegistry } from "../engine/CircuitBreakerRegistry.js"
 import { runnerId } from "./Cluster.js"
-import { Notifications } from "./JobNotifications.js"
+import { Notifications, readOnWake } from "./JobNotifications.js"
 import { CoordinationStore } from "./store/Coordination.js"
 
 /** While another instance probes, the others stay open this much longer each poll. */
@@ -69,21 +69,7 @@ export const layer = Layer.scopedDiscard(
         yield* breaker.override({ _tag: "Open", until: mine ? now : now + HOLD_MS })
       }
     }).pipe(Effect.catchAll((error) => Effect.logWarning(`could not read shared breakers: ${error.message}`)))
-    const wake = yield* Queue.sliding<void>(1)
-    yield* notifications.topicWakes("breakers").pipe(
-      Stream.runForEach(() => Queue.offer(wake, undefined)),
-      Effect.interruptible,
-      Effect.forkScoped
-    )
-    yield* sync.pipe(
-      Effect.zipRight(
-        Effect.suspend(() =>
-          anyOpen || !notifications.listening() ? Effect.race(Effect.sleep(every), Queue.take(wake)) : Queue.take(wake)
-        )
-      ),
-      Effect.forever,
-      Effect.interruptible,
-      Effect.forkScoped
-    )
+    // Polled too while a shared breaker is open: its probe claim needs the table read on time.
+    yield* readOnWake(notifications, "breakers", sync, every, () => anyOpen).pipe(Effect.interruptible, Effect.forkScoped)
   })
 )

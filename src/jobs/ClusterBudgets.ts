@@ -19,7 +19,7 @@ import * as Budget from "../engine/Budget.js"
 import { UpstreamBudgets, upstreamKeys, type UpstreamKey } from "../upstream/Budgets.js"
 import { runnerId } from "./Cluster.js"
 import * as ClusterGate from "./ClusterGate.js"
-import { Notifications } from "./JobNotifications.js"
+import { Notifications, readOnWake } from "./JobNotifications.js"
 import { CoordinationStore } from "./store/Coordination.js"
 import type { StoreError } from "./JobStore.js"
 
@@ -129,20 +129,7 @@ export const shared = Layer.scoped(
         }
       }
     }).pipe(Effect.catchAll((error) => Effect.logWarning(`could not read shared upstream budgets: ${error.message}`)))
-    const wake = yield* Queue.sliding<void>(1)
-    yield* notifications.topicWakes("upstreams").pipe(
-      Stream.runForEach(() => Queue.offer(wake, undefined)),
-      Effect.interruptible,
-      Effect.forkScoped
-    )
-    const syncing = yield* sync.pipe(
-      Effect.zipRight(
-        Effect.suspend(() => (notifications.listening() ? Queue.take(wake) : Effect.race(Effect.sleep(poll), Queue.take(wake))))
-      ),
-      Effect.forever,
-      Effect.interruptible,
-      Effect.forkScoped
-    )
+    const syncing = yield* readOnWake(notifications, "upstreams", sync, poll).pipe(Effect.interruptible, Effect.forkScoped)
     yield* Effect.addFinalizer(() => Fiber.interrupt(syncing))
 
     return {

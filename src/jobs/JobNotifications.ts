@@ -219,3 +219,30 @@ export const layer: Layer.Layer<Notifications, never, SqlClient.SqlClient> = Lay
     return yield* make({ sql: yield* SqlClient.SqlClient, pg: yield* Effect.serviceOption(PgClient), pollInterval })
   })
 )
+
+/**
+ * Keeps a reader of `topic`'s shared state current: `read` runs at once, then at every wake-up of
+ * the topic (a signal, a catch-up, the sweep) and, while notifications are not heard or `pollToo()`
+ * holds, every `every` as well. Runs until interrupted; fork it in the reader's scope. Shared by the
+ * breaker and upstream-budget sync (`ClusterBreakers`, `ClusterBudgets`).
+ */
+export const readOnWake = (
+  notifications: JobNotifications,
+  topic: Topic,
+  read: Effect.Effect<void>,
+  every: Duration.DurationInput,
+  pollToo: () => boolean = () => false
+): Effect.Effect<never, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    // Wake-ups that come while `read` runs are merged into one.
+    const wake = yield* Queue.sliding<void>(1)
+    yield* notifications.topicWakes(topic).pipe(
+      Stream.runForEach(() => Queue.offer(wake, undefined)),
+      Effect.interruptible,
+      Effect.forkScoped
+    )
+    const woken = Queue.take(wake)
+    const wokenOrPolled = Effect.race(Effect.sleep(every), woken)
+    const next = Effect.suspend(() => (pollToo() || !notifications.listening() ? wokenOrPolled : woken))
+    return yield* Effect.forever(Effect.zipRight(read, next))
+  })
