@@ -268,6 +268,23 @@ export const make = (recordEffects: (jobId: string, effects: ReadonlyArray<ItemE
     /** One batch of finished items to store, each with what it changes besides its own row. */
     type Batch = ReadonlyArray<{ readonly result: ItemResult<unknown>; readonly effect?: ItemEffect | undefined }>
 
+    /**
+     * The writes of `batch` that an INSERT stored (`numbered`: its `RETURNING idx, seq`), in batch
+     * order, and the stored items they became.
+     */
+    const storedOf = (batch: Batch, numbered: ReadonlyArray<{ readonly index: number; readonly seq: number }>) => {
+      const seqOf = new Map(numbered.map((row) => [row.index, row.seq]))
+      const writes: Array<Batch[number]> = []
+      const items: Array<StoredItem> = []
+      for (const b of batch) {
+        const seq = seqOf.get(b.result.index)
+        if (seq === undefined) continue
+        writes.push(b)
+        items.push({ index: b.result.index, seq, result: b.result })
+      }
+      return { writes, items }
+    }
+
     // Effects in one order for every writer (by post), so two writers touching the same posts lock
     // them in the same order and cannot deadlock. A stable sort: one post's effects keep theirs.
     const effectsOf = (fresh: Batch) =>
@@ -298,14 +315,9 @@ export const make = (recordEffects: (jobId: string, effects: ReadonlyArray<ItemE
           SELECT ${jobId}, v.column2, (SELECT COALESCE(MAX(seq) + 1, 0) FROM pp_job_items WHERE job_id = ${jobId}) + v.column1, v.column3, v.column4, ${at}
           FROM (VALUES ${values}) AS v WHERE true
           ON CONFLICT DO NOTHING RETURNING idx, seq`.pipe(Effect.flatMap(decodeNumbered))
-        const seqOf = new Map(numbered.map((row) => [row.index, row.seq]))
-        const fresh: Array<StoredItem> = []
-        for (const b of batch) {
-          const seq = seqOf.get(b.result.index)
-          if (seq !== undefined) fresh.push({ index: b.result.index, seq, result: b.result })
-        }
-        yield* recordEffects(jobId, effectsOf(batch.filter((b) => seqOf.has(b.result.index))), at)
-        return fresh
+        const { writes, items } = storedOf(batch, numbered)
+        yield* recordEffects(jobId, effectsOf(writes), at)
+        return items
       })
 
     /**
@@ -349,14 +361,9 @@ export const make = (recordEffects: (jobId: string, effects: ReadonlyArray<ItemE
           ORDER BY v.idx
           ON CONFLICT DO NOTHING RETURNING idx, seq`.pipe(Effect.flatMap(decodeNumbered))
         if (numbered.length !== n) return yield* new Raced()
-        const seqOf = new Map(numbered.map((row) => [row.index, row.seq]))
-        const saved: Array<StoredItem> = []
-        for (const b of fresh) {
-          const seq = seqOf.get(b.result.index)
-          if (seq === undefined) return yield* Effect.dieMessage(`job ${jobId}: item ${b.result.index} was stored but not numbered`)
-          saved.push({ index: b.result.index, seq, result: b.result })
-        }
-        return saved
+        const { items } = storedOf(fresh, numbered)
+        if (items.length !== n) return yield* Effect.dieMessage(`job ${jobId}: ${n - items.length} item(s) stored but not numbered`)
+        return items
       })
 
     /**
