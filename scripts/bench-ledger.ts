@@ -223,36 +223,57 @@ const writerRun = (
         reports: { failed: () => Effect.void, succeeded: Effect.void, release: Effect.void },
         annotations: { job: jobId }
       })
-      const { summary } = yield* processor.run(posts, { maxConcurrent: CONCURRENCY }, {
-        runId: jobId,
-        onEvent: (event) => {
-          if (event._tag !== "ItemFinished") return Effect.void
-          const post = posts[event.result.index]
-          return writer.offer({ result: event.result, effect: post === undefined ? undefined : effectOf(post, event.result) })
-        }
-      })
+      yield* observedRun(processor, jobId, posts, writer.offer, "writer run")
       yield* Effect.orDie(writer.end)
-      yield* checkSucceeded("writer run", summary.succeeded)
     })
   )
 
 /**
- * e1's split: the processor run with each ItemFinished handed (as writerRun builds it) to `handle`,
- * no writer — what the engine does per handed-over event before the writer's own fiber counts.
+ * The processor run with each finished result handed to `handle` as a job run hands it to its
+ * writer (`kindRunner` → `PartRun`): the writer runs (e1–h) and e1's split (e1a–e1g), which hand it
+ * to less than a writer.
  */
-const observedRun = (processor: InteractionsProcessor["Type"], tag: string, handle: (write: Write) => Effect.Effect<void>) =>
+const observedRun = (
+  processor: InteractionsProcessor["Type"],
+  runId: string,
+  posts: ReadonlyArray<TrackedPost>,
+  handle: (write: Write) => Effect.Effect<void>,
+  step: string
+) =>
   Effect.gen(function* () {
-    const posts = postsFor(tag)
     const { summary } = yield* processor.run(posts, { maxConcurrent: CONCURRENCY }, {
-      runId: `ledger-${tag}`,
+      runId,
       onEvent: (event) => {
         if (event._tag !== "ItemFinished") return Effect.void
         const post = posts[event.result.index]
         return handle({ result: event.result, effect: post === undefined ? undefined : effectOf(post, event.result) })
       }
     })
-    yield* checkSucceeded("observed run", summary.succeeded)
+    yield* checkSucceeded(step, summary.succeeded)
   })
+
+/** An e1 split step: `observedRun` of the step's posts. */
+const splitRun = (processor: InteractionsProcessor["Type"], tag: string, handle: (write: Write) => Effect.Effect<void>) =>
+  observedRun(processor, `ledger-${tag}`, postsFor(tag), handle, "observed run")
+
+/** e1e, e1g: a fiber taking everything from the mailbox every commit interval, and dropping it. */
+const takeAllEvery = (mailbox: Mailbox.Mailbox<Write>) => Effect.forever(Effect.zipRight(Effect.sleep(COMMIT_INTERVAL), mailbox.takeAll))
+
+/** d2w, e1g: what ends a run two commit intervals after its last result, as a writer's last commit may. */
+const twoCommitIntervals = Effect.zipRight(Effect.sleep(COMMIT_INTERVAL), Effect.sleep(COMMIT_INTERVAL))
+
+/**
+ * e1c–e1g: each result offered to a mailbox, as the writer's hand-over; `around` runs the run (with
+ * whatever takes from the mailbox beside it, or waits after it) in a scope the step ends.
+ */
+const mailboxRun = (
+  processor: InteractionsProcessor["Type"],
+  tag: string,
+  around: (mailbox: Mailbox.Mailbox<Write>, run: Effect.Effect<void>) => Effect.Effect<void, never, Scope.Scope>
+) =>
+  Effect.scoped(
+    Effect.flatMap(Mailbox.make<Write>(), (mailbox) => around(mailbox, splitRun(processor, tag, (write) => Effect.asVoid(mailbox.offer(write)))))
+  )
 
 /** Kept so the serialisation cannot be optimised away. */
 let serialisedBytes = 0
@@ -602,6 +623,12 @@ const program = Effect.gen(function* () {
         yield* checkSucceeded(id, succeeded)
       })
   })
+  /** d2: the run with an observer of its events that does nothing. */
+  const nothingObserved = (tag: string, step: string) =>
+    Effect.flatMap(
+      processor.run(postsFor(tag), { maxConcurrent: CONCURRENCY }, { runId: `ledger-${tag}`, onEvent: () => Effect.void }),
+      ({ summary }) => checkSucceeded(step, summary.succeeded)
+    )
   const steps: ReadonlyArray<Step> = [
     {
       id: "a",
@@ -643,79 +670,52 @@ const program = Effect.gen(function* () {
     {
       id: "d2",
       name: "+ an observer of the run's events (does nothing)",
-      run: (tag) =>
-        Effect.flatMap(
-          processor.run(postsFor(tag), { maxConcurrent: CONCURRENCY }, { runId: `ledger-${tag}`, onEvent: () => Effect.void }),
-          ({ summary }) => checkSucceeded("d2", summary.succeeded)
-        )
+      run: (tag) => nothingObserved(tag, "d2")
     },
     // e1 split one switch at a time (the writer's hand-over alone): e1a–e1c, then e1 itself.
     {
       id: "d2w",
       name: "d2, its measured window ending two commit intervals later",
-      run: (tag) =>
-        Effect.zipRight(
-          Effect.flatMap(
-            processor.run(postsFor(tag), { maxConcurrent: CONCURRENCY }, { runId: `ledger-${tag}`, onEvent: () => Effect.void }),
-            ({ summary }) => checkSucceeded("d2w", summary.succeeded)
-          ),
-          Effect.zipRight(Effect.sleep(COMMIT_INTERVAL), Effect.sleep(COMMIT_INTERVAL))
-        )
+      run: (tag) => Effect.zipRight(nothingObserved(tag, "d2w"), twoCommitIntervals)
     },
     {
       id: "e1a",
       name: "d2, ItemFinished's handler an Effect.sync no-op",
-      run: (tag) => observedRun(processor, tag, () => Effect.sync(() => {}))
+      run: (tag) => splitRun(processor, tag, () => Effect.sync(() => {}))
     },
     {
       id: "e1b",
       name: "e1a + pushes the result to an array",
       run: (tag) => {
         const kept: Array<Write> = []
-        return observedRun(processor, tag, (write) => Effect.sync(() => void kept.push(write)))
+        return splitRun(processor, tag, (write) => Effect.sync(() => void kept.push(write)))
       }
     },
     {
       id: "e1c",
       name: "e1a + Mailbox.offer, nobody taking",
-      run: (tag) =>
-        Effect.flatMap(Mailbox.make<Write>(), (mailbox) => observedRun(processor, tag, (write) => Effect.asVoid(mailbox.offer(write))))
+      run: (tag) => mailboxRun(processor, tag, (_, run) => run)
     },
     {
       id: "e1d",
       name: "e1c + a fiber sleeping commitInterval in a loop",
-      run: (tag) =>
-        Effect.scoped(
-          Effect.gen(function* () {
-            const mailbox = yield* Mailbox.make<Write>()
-            yield* Effect.forkScoped(Effect.forever(Effect.sleep(COMMIT_INTERVAL)))
-            yield* observedRun(processor, tag, (write) => Effect.asVoid(mailbox.offer(write)))
-          })
-        )
+      run: (tag) => mailboxRun(processor, tag, (_, run) => Effect.zipRight(Effect.forkScoped(Effect.forever(Effect.sleep(COMMIT_INTERVAL))), run))
     },
     {
       id: "e1e",
       name: "e1d, the fiber taking all (and dropping it) each time",
-      run: (tag) =>
-        Effect.scoped(
-          Effect.gen(function* () {
-            const mailbox = yield* Mailbox.make<Write>()
-            yield* Effect.forkScoped(Effect.forever(Effect.zipRight(Effect.sleep(COMMIT_INTERVAL), mailbox.takeAll)))
-            yield* observedRun(processor, tag, (write) => Effect.asVoid(mailbox.offer(write)))
-          })
-        )
+      run: (tag) => mailboxRun(processor, tag, (mailbox, run) => Effect.zipRight(Effect.forkScoped(takeAllEvery(mailbox)), run))
     },
     {
       id: "e1f",
       name: "e1e, the fiber ended by Mailbox.end and joined",
       run: (tag) =>
-        Effect.scoped(
+        mailboxRun(processor, tag, (mailbox, run) =>
           Effect.gen(function* () {
-            const mailbox = yield* Mailbox.make<Write>()
             const taker = yield* Effect.forkScoped(
               Effect.iterate(false, { while: (end) => !end, body: () => Effect.zipRight(Effect.sleep(COMMIT_INTERVAL), Effect.map(mailbox.takeAll, ([, end]) => end)) })
             )
-            yield* observedRun(processor, tag, (write) => Effect.asVoid(mailbox.offer(write)))
+            yield* run
             yield* mailbox.end
             yield* Fiber.join(taker)
           })
@@ -725,14 +725,8 @@ const program = Effect.gen(function* () {
       id: "e1g",
       name: "e1e, waiting two commit intervals before the scope ends it",
       run: (tag) =>
-        Effect.scoped(
-          Effect.gen(function* () {
-            const mailbox = yield* Mailbox.make<Write>()
-            yield* Effect.forkScoped(Effect.forever(Effect.zipRight(Effect.sleep(COMMIT_INTERVAL), mailbox.takeAll)))
-            yield* observedRun(processor, tag, (write) => Effect.asVoid(mailbox.offer(write)))
-            yield* Effect.sleep(COMMIT_INTERVAL)
-            yield* Effect.sleep(COMMIT_INTERVAL)
-          })
+        mailboxRun(processor, tag, (mailbox, run) =>
+          Effect.zipRight(Effect.forkScoped(takeAllEvery(mailbox)), Effect.zipRight(run, twoCommitIntervals))
         )
     },
     {
