@@ -87,7 +87,10 @@ const scenario = (cluster: boolean) =>
 
     const old: Array<string> = []
     for (let i = 0; i < 3; i++) {
-      const { id } = yield* submit({ posts: tracked })
+      // Async, waited for by polling: a sync request follows its job until it has answered, and a
+      // follow-stamp tick in the moment between the job's end and the answer gives the job a follow
+      // lease (the sweep then keeps it, as it should for a followed job, and the count comes up short).
+      const { id } = yield* submit({ posts: tracked }, { prefer: "respond-async" })
       yield* finished(id)
       old.push(id)
       yield* Effect.sleep("20 millis")
