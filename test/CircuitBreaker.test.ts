@@ -76,6 +76,28 @@ describe("CircuitBreaker", () => {
       expect(b.tryAcquireNow()).toMatchObject({ probe: false })
     }).pipe(Effect.scoped))
 
+  it.effect("override Probe: the next call probes; a probe already in flight keeps its place (no second probe)", () =>
+    Effect.gen(function* () {
+      const b = yield* CircuitBreaker.make("k", { rule: CircuitBreaker.consecutiveFailures(1), recoveryTimeout: "10 seconds" })
+      // Closed: the next call becomes the probe.
+      yield* b.override({ _tag: "Probe" })
+      const probe = yield* b.acquire
+      expect(probe.probe).toBe(true)
+      // The cluster, having read "open" a round trip ago, says "probe" again: the one in flight stays the only one.
+      yield* b.override({ _tag: "Probe" })
+      expect(Exit.isFailure(yield* Effect.exit(b.acquire))).toBe(true)
+      yield* b.release(probe, "success")
+      expect((yield* b.snapshot).status).toBe("closed")
+      // Open with time left: the deadline is brought forward to now.
+      yield* failWith(b)
+      expect(Exit.isFailure(yield* Effect.exit(b.acquire))).toBe(true)
+      yield* b.override({ _tag: "Probe" })
+      const again = yield* b.acquire
+      expect(again.probe).toBe(true)
+      yield* b.release(again, "failure")
+      expect((yield* b.snapshot).status).toBe("open")
+    }))
+
   it.effect("a failed probe re-opens it for another recovery period", () =>
     Effect.gen(function* () {
       const b = yield* CircuitBreaker.make("k", { rule: CircuitBreaker.consecutiveFailures(1), recoveryTimeout: "10 seconds" })

@@ -109,12 +109,20 @@ export interface CircuitBreaker {
   readonly subscribe: Effect.Effect<Stream.Stream<Transition>, never, Scope.Scope>
   /**
    * Set the state from outside — e.g. the cluster-wide view of an upstream: open until exactly
-   * `until` (epoch ms; a time already past lets the next call through as a probe), or closed. Calls admitted before are then ignored when they report (new generation).
+   * `until` (epoch ms), closed, or `Probe`: the next call goes through as this breaker's one probe.
+   * `Probe` leaves a probe already in flight alone (decided in the same step as the state it reads,
+   * so a caller that looked at `snapshot` a round trip ago cannot let a second probe through).
+   * Calls admitted before an `Open` or `Closed` are ignored when they report (new generation).
    */
-  readonly override: (to: { readonly _tag: "Open"; readonly until: number } | { readonly _tag: "Closed" }) => Effect.Effect<void>
+  readonly override: (to: Override) => Effect.Effect<void>
   /** While open: until when (epoch ms). */
   readonly openUntil: Effect.Effect<number | undefined>
 }
+
+export type Override =
+  | { readonly _tag: "Open"; readonly until: number }
+  | { readonly _tag: "Closed" }
+  | { readonly _tag: "Probe" }
 
 const statusOf = (tag: BreakerState["_tag"]): BreakerStatus =>
   tag === "Closed" ? "closed" : tag === "Open" ? "open" : "half_open"
@@ -276,10 +284,16 @@ export const makeWith = (
         }
       })
 
-    const override = (to: { readonly _tag: "Open"; readonly until: number } | { readonly _tag: "Closed" }) =>
+    const override = (to: Override) =>
       Effect.suspend(() => {
         const transition = modify((s): readonly [Transition | undefined, BreakerState] => {
           const now = clock.unsafeCurrentTimeMillis()
+          if (to._tag === "Probe") {
+            // A probe in flight, or a deadline already past, is already "the next call probes".
+            if (s._tag === "HalfOpen" || (s._tag === "Open" && s.until <= now)) return [undefined, s]
+            const next: BreakerState = { _tag: "Open", generation: s.generation + 1, since: s._tag === "Open" ? s.since : now, until: now }
+            return [s._tag === "Open" ? undefined : { key, from: statusOf(s._tag), to: "open", at: now }, next]
+          }
           if (to._tag === "Open") {
             if (s._tag === "Open" && s.until === to.until) return [undefined, s]
             const next: BreakerState = { _tag: "Open", generation: s.generation + 1, since: s._tag === "Open" ? s.since : now, until: to.until }

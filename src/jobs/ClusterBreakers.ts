@@ -66,7 +66,9 @@ export const layer = Layer.scopedDiscard(
         if (local.status === "half_open") continue
         const mine = yield* coordination.claimProbe(row.breaker, me, now, PROBE_TTL_MS)
         // The probe's instance lets its next call through; the others keep failing fast meanwhile.
-        yield* breaker.override({ _tag: "Open", until: mine ? now : now + HOLD_MS })
+        // `Probe`, not "open until now": a call that became the probe during the claim's round trip
+        // keeps it (an "open until now" here let a second probe through; CI saw 3 calls, not 1).
+        yield* breaker.override(mine ? { _tag: "Probe" } : { _tag: "Open", until: now + HOLD_MS })
       }
     }).pipe(Effect.catchAll((error) => Effect.logWarning(`could not read shared breakers: ${error.message}`)))
     // Polled too while a shared breaker is open: its probe claim needs the table read on time.
