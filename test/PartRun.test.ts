@@ -14,6 +14,7 @@ import * as JobEvents from "../src/jobs/JobEvents.js"
 import { JobStore } from "../src/jobs/JobStore.js"
 import * as JobEnd from "../src/jobs/runner/JobEnd.js"
 import type { JobKindRunner } from "../src/jobs/runner/JobKinds.js"
+import * as JobShare from "../src/jobs/runner/JobShare.js"
 import * as PartRun from "../src/jobs/runner/PartRun.js"
 import * as RunRegistry from "../src/jobs/runner/RunRegistry.js"
 import * as Shutdown from "../src/jobs/runner/Shutdown.js"
@@ -38,13 +39,13 @@ const instant: JobKindRunner = {
     )
 }
 
-const withStore = <A, E>(self: Effect.Effect<A, E, JobStore | import("@effect/sql").SqlClient.SqlClient>) =>
+const withStore = <A, E>(self: Effect.Effect<A, E, JobStore | import("@effect/sql").SqlClient.SqlClient | Scope.Scope>) =>
   Effect.gen(function* () {
     const dir = yield* Effect.acquireRelease(
       Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "pp-partrun-"))),
       (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
     )
-    return yield* Effect.provide(self, JobStore.Default.pipe(Layer.provideMerge(SqliteClient.layer({ filename: path.join(dir, "db") }))))
+    return yield* Effect.provide(Effect.scoped(self), JobStore.Default.pipe(Layer.provideMerge(SqliteClient.layer({ filename: path.join(dir, "db") }))))
   })
 
 describe("PartRun", () => {
@@ -82,11 +83,17 @@ describe("PartRun", () => {
           kinds: { interactions: instant, "post-generation": instant, "intraday-triggers": instant },
           events,
           jobEnd: JobEnd.make({ store, topology, registry, events }),
+          shares: yield* JobShare.make({
+            store,
+            health,
+            topology,
+            events,
+            cancelPoll: Duration.seconds(1),
+            commitInterval: Duration.millis(1),
+            writeRetry: Schedule.recurs(0)
+          }),
           scope: yield* Scope.make(),
-          grace: Duration.seconds(1),
-          cancelPoll: Duration.seconds(1),
-          commitInterval: Duration.millis(1),
-          writeRetry: Schedule.recurs(0)
+          grace: Duration.seconds(1)
         }
         yield* store.createJob({
           id: "job-1",

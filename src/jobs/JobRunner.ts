@@ -2,7 +2,7 @@
  * The job runner of this process: runs parts of jobs (`runner/PartRun.ts`) as their workflows'
  * activities ask, ends jobs, cancels the runs of a job here, publishes live events to the in-process
  * followers, and drains the live runs on shutdown. It only wires its pieces, each in `runner/`: the
- * kinds of job (`JobKinds`), the result writer (`ResultWriter`), the live runs (`RunRegistry`),
+ * kinds of job (`JobKinds`), what a job's parts here share (`JobShare`: inputs, the result writer, the cancel poll), the live runs (`RunRegistry`),
  * shutdown coordination (`Shutdown`) and the end of a job (`JobEnd`).
  */
 import { Config, Duration, Effect, Layer } from "effect"
@@ -10,6 +10,7 @@ import * as JobEvents from "./JobEvents.js"
 import { JobStore, type StoreError } from "./JobStore.js"
 import * as JobEnd from "./runner/JobEnd.js"
 import * as JobKinds from "./runner/JobKinds.js"
+import * as JobShare from "./runner/JobShare.js"
 import * as PartRun from "./runner/PartRun.js"
 import * as ResultWriter from "./runner/ResultWriter.js"
 import * as RunRegistry from "./runner/RunRegistry.js"
@@ -41,6 +42,9 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
     const registry = yield* RunRegistry.make
     const shutdown = yield* Shutdown.make(registry, grace)
     const jobEnd = JobEnd.make({ store, topology, registry, events })
+    // Made before the drain's finalizer is added, so released after it: the drained runs' writers
+    // store what they hold first.
+    const shares = yield* JobShare.make({ store, health, topology, events, cancelPoll, commitInterval, writeRetry })
     const deps: PartRun.PartRunDeps = {
       store,
       health,
@@ -50,11 +54,9 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
       kinds: yield* JobKinds.make,
       events,
       jobEnd,
+      shares,
       scope: yield* Effect.scope,
-      grace,
-      cancelPoll,
-      commitInterval,
-      writeRetry
+      grace
     }
     yield* Effect.addFinalizer(() => shutdown.drain)
 

@@ -5,18 +5,17 @@
  * (the cluster moved the part away) or a writer that cannot store. This is the body of a part's
  * durable activity: after a crash the workflow runs it again, and it picks up what has no result.
  */
-import { Deferred, Duration, Effect, ExecutionStrategy, Exit, Fiber, Schedule, Scope } from "effect"
+import { Deferred, Duration, Effect, ExecutionStrategy, Exit, Fiber, Scope } from "effect"
 import * as Budget from "../../engine/Budget.js"
-import type { ItemResult } from "../../engine/ItemResult.js"
 import * as RunControl from "../../engine/RunControl.js"
 import type { JobEvents } from "../JobEvents.js"
-import type { ItemEffect, JobStore, StoredItem, StoreError } from "../JobStore.js"
-import { emptyTally, itemEvents, tally, type JobKind } from "../Model.js"
+import type { JobStore, StoreError } from "../JobStore.js"
+import type { JobKind } from "../Model.js"
 import type { StorageHealth } from "../StorageHealth.js"
 import type { TopologyShape } from "../Topology.js"
 import type { JobEnd } from "./JobEnd.js"
 import type { JobKindRunner } from "./JobKinds.js"
-import * as ResultWriter from "./ResultWriter.js"
+import type { JobShares } from "./JobShare.js"
 import type { RunOutcome, RunRegistry } from "./RunRegistry.js"
 import type { Shutdown } from "./Shutdown.js"
 
@@ -34,17 +33,11 @@ export interface PartRunDeps {
   readonly kinds: Record<JobKind, JobKindRunner>
   readonly events: JobEvents
   readonly jobEnd: JobEnd
+  /** What the parts of a job running here share (inputs, result writer, cancel poll). */
+  readonly shares: JobShares
   /** Outlives every run: the run's fibers live here, so a hand-over can let its calls finish. */
   readonly scope: Scope.Scope
   readonly grace: Duration.Duration
-  readonly cancelPoll: Duration.Duration
-  readonly commitInterval: Duration.Duration
-  readonly writeRetry: Schedule.Schedule<unknown, StoreError>
-}
-
-interface Write {
-  readonly result: ItemResult<unknown>
-  readonly effect: ItemEffect | undefined
 }
 
 /**
@@ -71,9 +64,11 @@ export const execute = (
     if (yield* shutdown.isShuttingDown) return "paused"
     const job = yield* store.getJob(jobId)
     if (job === undefined || job.status === "completed" || job.status === "cancelled") return "finished"
-    const inputs = yield* store.inputsOf(jobId)
-    const stored = yield* store.items(jobId)
-    const results = new Map<number, ItemResult<unknown>>(stored.map((s) => [s.index, s.result]))
+    const share = yield* deps.shares.get(jobId)
+    const { inputs, results } = share
+    // Read after this instance took the part: what the part's previous runner stored is in it.
+    const stored = yield* store.itemsOfPart(jobId, slice.part, slice.parts)
+    for (const item of stored) results.set(item.index, item.result)
     const mine = (index: number) => index % slice.parts === slice.part
     const pending = inputs.flatMap((input, index) => (results.has(index) || !mine(index) ? [] : [{ index, input }]))
     const startedAt = Date.now()
@@ -86,7 +81,7 @@ export const execute = (
     })
     yield* store.markRunning(jobId, startedAt)
     yield* Effect.logInfo(
-      stored.length === 0 ? "job started" : `job resumed: ${stored.length} of ${inputs.length} items already done`
+      stored.length === 0 ? "job started" : `job resumed: ${stored.length} of the part's ${stored.length + pending.length} items already done`
     ).pipe(Effect.annotateLogs({ job: jobId, kind: job.kind, part: slice.part }))
 
     const control = yield* RunControl.make
@@ -97,49 +92,10 @@ export const execute = (
     // has taken its list of runs already, and would not wait for this one.
     if (yield* shutdown.isShuttingDown) return "paused" as const
 
-    let inFlight = 0
-    const counts = emptyTally(job.total)
-    for (const result of results.values()) tally(counts, result.status)
     const logAnnotations = { job: jobId, part: slice.part }
-    // This writer's failures count as a storage outage until one of its own writes works.
-    const writerKey = `results:${runKey}`
-    // The engine's estimate of the time left when each item finished, by item index, until stored.
-    // The counts are the job's (stored results included, over every part), the engine's the run's.
-    const etas = new Map<number, number>()
-    const writer = yield* ResultWriter.make<Write, StoredItem>({
-      save: (batch) => store.saveItems(jobId, batch, Date.now()),
-      onStored: (saved) =>
-        Effect.gen(function* () {
-          yield* topology.announce(jobId, "items")
-          const subscribed = deps.events.isSubscribed(jobId)
-          for (const item of saved) {
-            results.set(item.index, item.result)
-            tally(counts, item.result.status)
-            const etaMs = etas.get(item.index)
-            etas.delete(item.index)
-            const eta = etaMs !== undefined && counts.total - counts.completed > 0 ? { etaMs } : {}
-            // Built only for a subscriber: a sync batch waits for the end alone, and this is per item.
-            if (subscribed) for (const event of itemEvents(jobId, item, counts, { inFlight, ...eta })) yield* deps.events.publish(event)
-          }
-        }),
-      commitInterval: deps.commitInterval,
-      retry: deps.writeRetry,
-      reports: {
-        failed: (error) => health.failed(writerKey, error),
-        succeeded: health.succeeded(writerKey),
-        release: health.release(writerKey)
-      },
-      annotations: logAnnotations
-    }).pipe(Scope.extend(scope))
-
-    // A cancel may come from another process sharing the database; poll the flag.
-    const watcher = yield* store.cancelRequested(jobId).pipe(
-      Effect.flatMap((requested) => (requested ? control.cancel : Effect.void)),
-      Effect.catchAll(() => Effect.void),
-      Effect.repeat(Schedule.spaced(deps.cancelPoll)),
-      Effect.interruptible,
-      Effect.forkIn(scope)
-    )
+    // Cancel requests (here or stored by another instance) and a writer that gave up reach the run
+    // through the job's share.
+    const member = yield* share.attach(slice.part, control)
     if (job.cancelRequested || registry.cancelAsked(jobId)) yield* control.cancel
 
     // Draining (shutdown, hand-over) is the engine's: no item is taken and no call starts any more —
@@ -147,13 +103,6 @@ export const execute = (
     // period and are stored; the rest get no result and run in the next run. Every call of the run
     // is admitted by an upstream budget as this run's tenant, which the drain stops.
     const tenant = Budget.tenant(runKey, job.options.priority ?? "normal")
-    // A writer that gave up (storage failed for the whole retry window) ends the run at once: what
-    // finishes now could not be stored either. Its items run again once storage works.
-    const writerWatch = yield* writer.gaveUp.pipe(
-      Effect.zipRight(control.drain(Duration.zero)),
-      Effect.interruptible,
-      Effect.forkIn(scope)
-    )
     // Besides the upstream budgets, the topology admits the run's attempts: a storage valve (one
     // process) or the job's cluster-wide share. Held until the run's cleanup.
     // A child of the run's scope, closed once: by the cleanup, which takes it out of the run's scope,
@@ -186,12 +135,9 @@ export const execute = (
             Effect.suspend(() => {
               const original = pending[result.index]
               if (original === undefined) return Effect.void
-              if (etaMs !== undefined) etas.set(original.index, etaMs)
-              return writer.offer({ result: { ...result, index: original.index }, effect })
+              return share.offer({ result: { ...result, index: original.index }, effect }, etaMs)
             }),
-          onInFlight: (n) => {
-            inFlight = n
-          },
+          onInFlight: member.inFlight,
           admission,
           tenant
         }
@@ -212,13 +158,9 @@ export const execute = (
         yield* Fiber.interrupt(runFiber)
         yield* Fiber.interrupt(drainer)
         yield* Scope.close(admissionScope, Exit.void)
-        // What finished is still stored, even when this run was interrupted.
-        const stored = yield* Effect.exit(writer.end)
-        yield* Fiber.interrupt(writerWatch)
-        yield* Fiber.interrupt(watcher)
-        // A writer that gave up fails the run (after the rest is cleaned up): the activity waits for
-        // storage to work and runs the unstored items again.
-        yield* stored
+        // What finished is still stored, even when this run was interrupted. A writer that gave up
+        // fails the run: the activity waits for storage to work and runs the unstored items again.
+        yield* share.flush
       })
     )
     // Interruptible although the cluster runs activities uninterruptibly: when this runner loses
@@ -241,7 +183,7 @@ export const execute = (
     const allMineDone = () => inputs.every((_, index) => !mine(index) || results.has(index))
     if (!allMineDone()) {
       // Another process may have stored some of these items (a re-run after a failover).
-      for (const item of yield* store.items(jobId)) results.set(item.index, item.result)
+      for (const item of yield* store.itemsOfPart(jobId, slice.part, slice.parts)) results.set(item.index, item.result)
     }
     if (!allMineDone()) {
       // Only a shutdown can leave items without a result; the workflow resumes them on restart.

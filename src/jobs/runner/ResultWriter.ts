@@ -4,8 +4,8 @@
  * retrying it, rather than drop calls that are already done. A crash loses at most one commit
  * interval of finished results (those items run again).
  */
-import { Duration, Effect, Fiber, Mailbox, Schedule, type Scope } from "effect"
-import type { StoreError } from "../JobStore.js"
+import { Cause, Deferred, Duration, Effect, Exit, Fiber, FiberId, Mailbox, Option, Schedule, type Scope } from "effect"
+import { StoreError } from "../JobStore.js"
 
 /** Where the writer reports its writes' outcomes (`StorageHealth`, under the writer's own key). */
 export interface WriteReports {
@@ -38,6 +38,12 @@ export interface ResultWriter<A> {
   readonly end: Effect.Effect<void, StoreError>
   /** Completes when the writer gives up (see `end`); never when it ends by storing everything. */
   readonly gaveUp: Effect.Effect<void>
+  /**
+   * Completes once every result offered before it is stored, and the writer goes on (a part of a
+   * job letting go of a writer the job's other parts still use). Fails like `end` once the writer
+   * gave up.
+   */
+  readonly flush: Effect.Effect<void, StoreError>
 }
 
 /** How long a batch is retried while storage fails: `JOB_STORE_RETRY_WINDOW`, backing off to 1 s. */
@@ -52,6 +58,24 @@ export const make = <A, B>(options: Options<A, B>): Effect.Effect<ResultWriter<A
   Effect.gen(function* () {
     const queue = yield* Mailbox.make<A>()
     const { reports } = options
+    // For `flush`: results offered and stored so far, and who waits for a count to be stored.
+    let offered = 0
+    let stored = 0
+    let failure: StoreError | undefined
+    const waiters: Array<{ readonly upTo: number; readonly done: Deferred.Deferred<void, StoreError> }> = []
+    /** Wakes who waits for what is stored now; `ended`: the writer stopped, everyone is answered. */
+    const settle = (ended: Exit.Exit<void, StoreError> | undefined) =>
+      Effect.suspend(() => {
+        const ready = ended === undefined ? waiters.filter((w) => w.upTo <= stored) : waiters.slice()
+        if (ended?._tag === "Failure") {
+          // The loop's failure is a StoreError, or an interruption (scope closed): either way nothing more is stored.
+          failure = Cause.failureOption(ended.cause).pipe(
+            Option.getOrElse(() => new StoreError({ message: "the result writer stopped before storing every result", cause: undefined }))
+          )
+        }
+        for (const w of ready) waiters.splice(waiters.indexOf(w), 1)
+        return Effect.forEach(ready, (w) => Deferred.done(w.done, failure === undefined ? Exit.void : Exit.fail(failure)), { discard: true })
+      })
     const loop = Effect.gen(function* () {
       for (;;) {
         const [chunk, end] = yield* queue.takeAll
@@ -61,7 +85,7 @@ export const make = <A, B>(options: Options<A, B>): Effect.Effect<ResultWriter<A
           // disk, a read-only file, an I/O error): keep the batch and try again rather than drop it.
           // StorageHealth logs the outage once (not per write) and closes the run's valve meanwhile.
           const save = options.save(batch).pipe(Effect.tapError(reports.failed))
-          const stored = yield* save.pipe(
+          const saved = yield* save.pipe(
             Effect.catchAll((error) =>
               Effect.logDebug(`could not store ${batch.length} result(s), retrying: ${error.message}`).pipe(
                 Effect.annotateLogs(options.annotations),
@@ -76,16 +100,31 @@ export const make = <A, B>(options: Options<A, B>): Effect.Effect<ResultWriter<A
             )
           )
           yield* reports.succeeded
-          yield* options.onStored(stored)
+          yield* options.onStored(saved)
+          stored += batch.length
+          if (waiters.length > 0) yield* settle(undefined)
         }
         if (end) return
         yield* Effect.sleep(options.commitInterval)
       }
     })
     // Whichever way the writer ends, a failure it leaves behind is the probe's to clear.
-    const fiber = yield* Effect.forkScoped(Effect.ensuring(loop, reports.release))
+    const fiber = yield* Effect.forkScoped(Effect.ensuring(loop, reports.release).pipe(Effect.onExit(settle)))
     return {
-      offer: (result) => Effect.asVoid(queue.offer(result)),
+      offer: (result) =>
+        Effect.suspend(() => {
+          offered++
+          return Effect.map(queue.offer(result), (taken) => {
+            if (!taken) offered--
+          })
+        }),
+      flush: Effect.suspend(() => {
+        if (failure !== undefined) return Effect.fail(failure)
+        if (stored >= offered) return Effect.void
+        const done = Deferred.unsafeMake<void, StoreError>(FiberId.none)
+        waiters.push({ upTo: offered, done })
+        return Deferred.await(done)
+      }),
       end: Effect.zipRight(queue.end, Fiber.join(fiber)),
       gaveUp: Effect.flatMap(Fiber.await(fiber), (exit) => (exit._tag === "Failure" ? Effect.void : Effect.never))
     }

@@ -180,6 +180,13 @@ export const make = (recordEffects: (jobId: string, effects: ReadonlyArray<ItemE
         orStoreError("reading item results")
       )
 
+    /** The stored items of one part of a job (index mod `parts` = `part`), in finishing order. */
+    const itemsOfPart = (id: string, part: number, parts: number) =>
+      sql`SELECT idx, seq, result FROM pp_job_items WHERE job_id = ${id} AND idx % ${parts} = ${part} ORDER BY seq`.pipe(
+        Effect.flatMap(decodeItems),
+        orStoreError("reading item results")
+      )
+
     /**
      * Up to `limit` stored items of a job in input order, from the index after `afterIndex` on:
      * keyset paging over the (job_id, idx) primary key, so a page costs its own rows only.
@@ -195,7 +202,7 @@ export const make = (recordEffects: (jobId: string, effects: ReadonlyArray<ItemE
       Result: StatusCount,
       execute: (id) => sql`SELECT status, COUNT(*) AS n FROM pp_job_items WHERE job_id = ${id} GROUP BY status`
     })
-    const counts = (job: JobRecord) =>
+    const counts = (job: Pick<JobRecord, "id" | "total">) =>
       statusCounts(job.id).pipe(
         Effect.map((rows): Counts => {
           const counts = emptyTally(job.total)
@@ -390,6 +397,7 @@ export const make = (recordEffects: (jobId: string, effects: ReadonlyArray<ItemE
       createJob,
       inputsOf,
       items,
+      itemsOfPart,
       itemsByIndex,
       counts,
       listJobs,
