@@ -18,6 +18,7 @@ const unit = [
   "test/http.starting.test.ts",
   "test/JobEvents.test.ts",
   "test/JobNotifications.test.ts",
+  "test/JobShare.test.ts",
   "test/jobstore.migrations.test.ts",
   "test/jobstore.paging.test.ts",
   "test/jobstore.rows.test.ts",

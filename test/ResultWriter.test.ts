@@ -95,4 +95,39 @@ describe("ResultWriter", () => {
       expect(state.reports).toContain("release")
     })
   )
+
+  it.scoped("flush waits for what was offered before it and the writer goes on; after giving up it fails", () =>
+    Effect.gen(function* () {
+      const { state, options } = recording(0)
+      const writer = yield* ResultWriter.make(options)
+      // Nothing offered: nothing to wait for.
+      yield* writer.flush
+      yield* Effect.forEach([0, 1], writer.offer)
+      yield* settle
+      // The first batch went at once; the writer sleeps its interval, so 2 waits for the next batch.
+      yield* writer.offer(2)
+      const flushed = yield* Effect.fork(writer.flush)
+      yield* settle
+      yield* writer.offer(3)
+      expect(flushed.unsafePoll()).toBeNull()
+      yield* TestClock.adjust(Duration.millis(5))
+      yield* settle
+      yield* Fiber.join(flushed)
+      expect(state.stored).toEqual([0, 1, 2, 3])
+      // Still writing after a flush.
+      yield* writer.offer(4)
+      yield* TestClock.adjust(Duration.millis(5))
+      yield* settle
+      expect(state.stored).toEqual([0, 1, 2, 3, 4])
+
+      const failing = recording(Number.POSITIVE_INFINITY)
+      const broken = yield* ResultWriter.make(failing.options)
+      yield* broken.offer(0)
+      const waiting = yield* Effect.fork(Effect.flip(broken.flush))
+      yield* TestClock.adjust(Duration.seconds(30))
+      yield* settle
+      expect((yield* Fiber.join(waiting)).message).toBe("disk full")
+      expect((yield* Effect.flip(broken.flush)).message).toBe("disk full")
+    })
+  )
 })
