@@ -2,7 +2,8 @@
  * A job's share on a real store (SQLite in a temporary directory): the parts of one job running in
  * this instance get the same share, so their results go through one writer (one commit for what
  * finishes together, whichever part it came from), the inputs are read once and one cancel poll
- * reaches every part; the last part to let go ends it, and the next run makes a new one.
+ * reaches every part; the job's limit is split over the parts running here; the last part to let go
+ * ends it, and the next run makes a new one.
  */
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import { describe, expect, it } from "@effect/vitest"
@@ -30,7 +31,7 @@ const succeeded = (index: number) => ({ result: { index, status: "succeeded" as 
 
 describe("JobShare", () => {
   // Live: the writer's commit interval and the cancel poll are real sleeps (a few ms).
-  it.live("two parts share one writer, one read of the inputs and one cancel poll; the last to let go ends it", () =>
+  it.live("two parts share one writer, one read of the inputs and one cancel poll, and split the job's limit; the last to let go ends it", () =>
     withStore(
       Effect.gen(function* () {
         const real = yield* JobStore
@@ -70,9 +71,14 @@ describe("JobShare", () => {
         if (zero === undefined) return expect.unreachable()
         expect(zero.inputs).toHaveLength(4)
         expect(calls.inputs).toBe(1)
-        const controls = yield* Effect.forEach(partScopes, (scope, part) =>
-          Effect.flatMap(RunControl.make, (control) => Scope.extend(zero.attach(part, control), scope).pipe(Effect.as(control)))
+        const members = yield* Effect.forEach(partScopes, (scope, part) =>
+          Effect.flatMap(RunControl.make, (control) =>
+            Scope.extend(zero.attach(part, control, 5), scope).pipe(Effect.map((member) => ({ control, member })))
+          )
         )
+        const controls = members.map((m) => m.control)
+        // The job's limit of 5, split over the two parts running here.
+        expect(yield* Effect.forEach(members, (m) => m.member.maxConcurrent.get)).toEqual([3, 3])
 
         // Part 0 finishes items 0 and 2, part 1 items 1 and 3, together: one commit.
         yield* Effect.forEach([0, 1, 2, 3], (i) => zero.offer(succeeded(i), undefined))
@@ -93,6 +99,8 @@ describe("JobShare", () => {
         yield* Scope.close(partScopes[0], Exit.void)
         const again = yield* Scope.extend(shares.get("job-1"), partScopes[1])
         expect(again).toBe(zero)
+        // The part left running gets the whole limit.
+        expect(yield* members[1]!.member.maxConcurrent.get).toBe(5)
         yield* Scope.close(partScopes[1], Exit.void)
         const fresh = yield* shares.get("job-1")
         expect(fresh).not.toBe(zero)

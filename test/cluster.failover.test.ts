@@ -5,8 +5,9 @@
  * re-running finished items; a SIGTERMed one drains its calls, exits 0 and hands its part over; an
  * instance joining takes over shards with nothing run twice and the limit holding.
  */
+import * as PgClient from "@effect/sql-pg/PgClient"
 import { expect, layer } from "@effect/vitest"
-import { Effect, TestServices } from "effect"
+import { Context, Effect, Layer, Redacted, TestServices } from "effect"
 import * as Client from "../src/http/Client.js"
 import { cluster, env, holdsShards, instance, itemsRun, posts, printLogs, submit, waitFor } from "./support/cluster.js"
 import { eventually, metric } from "./support/requests.js"
@@ -123,6 +124,43 @@ layer(Postgres.layer, { timeout: "120 seconds" })("several instances on PostgreS
         expect(stats.peakInFlight).toBeLessThanOrEqual(4)
         // The newcomer ran some of the job's items.
         expect(yield* itemsRun(c, "interactions")).toBeGreaterThan(0)
+      }).pipe(Effect.provide(env), Effect.scoped, TestServices.provideLive),
+    180_000
+  )
+
+  it.effect(
+    "a new owner that finds the shard's messages still marked read (the cluster's reset of them lost) resumes the job within CLUSTER_MESSAGE_REARM_INTERVAL",
+    () =>
+      Effect.gen(function* () {
+        const extra = { CLUSTER_MESSAGE_REARM_INTERVAL: "2 seconds", JOB_PARTITIONS: "2" }
+        const { sandbox, instances, url } = yield* cluster(yield* Postgres, "cluster_rearm", 1, extra)
+        const [a] = instances
+        if (a === undefined) return expect.fail("one instance")
+        yield* sandbox.setKnobs("interactions", { latency: { kind: "fixed", ms: 1000 } })
+        yield* sandbox.reset
+        const id = yield* submit(a.url, posts(8, "rearm"), 2)
+        // Running: the job's and its parts' messages have been read (marked) by this runner.
+        const partial = yield* waitFor(a.url, id, (j) => j.completed >= 1)
+        yield* a.kill("SIGKILL")
+        // The cluster's reset of the marks (when the next runner takes the shards) is lost, as when
+        // that write fails or times out: a trigger keeps a mark the cluster would clear.
+        const sql = yield* Layer.build(PgClient.layer({ url: Redacted.make(url), maxConnections: 1, applicationName: "rearm-test" })).pipe(
+          Effect.map((context) => Context.get(context, PgClient.PgClient))
+        )
+        yield* sql.unsafe(`CREATE FUNCTION keep_read_mark() RETURNS trigger AS $$
+          BEGIN IF NEW.last_read IS NULL AND OLD.last_read IS NOT NULL THEN NEW.last_read := OLD.last_read; END IF; RETURN NEW; END
+          $$ LANGUAGE plpgsql`)
+        yield* sql.unsafe(`CREATE TRIGGER keep_read_mark BEFORE UPDATE ON cluster_messages FOR EACH ROW EXECUTE FUNCTION keep_read_mark()`)
+        yield* sandbox.setKnobs("interactions", { latency: { kind: "fixed", ms: 50 } })
+        const b = yield* instance(url, sandbox.url, extra)
+        // Without the re-arm the parts would wait for their marks to be 10 minutes old.
+        const job = yield* waitFor(b.url, id, (j) => j.status === "completed").pipe(
+          Effect.tapError(() => Effect.sync(() => printLogs({ B: b }, /./)))
+        )
+        expect(job.succeeded).toBe(8)
+        expect(yield* metric(b.url, "pp_cluster_messages_rearmed_total")).toBeGreaterThan(0)
+        const calls = (yield* sandbox.stats).routes.interactions.byId
+        for (const done of partial.results) expect(calls[`rearm-a${done.index}`]).toBe(1)
       }).pipe(Effect.provide(env), Effect.scoped, TestServices.provideLive),
     180_000
   )

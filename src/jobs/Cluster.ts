@@ -9,6 +9,7 @@ import * as RunnerAddress from "@effect/cluster/RunnerAddress"
 import * as RunnerHealth from "@effect/cluster/RunnerHealth"
 import * as Runners from "@effect/cluster/Runners"
 import * as RunnerStorage from "@effect/cluster/RunnerStorage"
+import * as ShardId from "@effect/cluster/ShardId"
 import * as Sharding from "@effect/cluster/Sharding"
 import * as ShardingConfig from "@effect/cluster/ShardingConfig"
 import * as SocketRunner from "@effect/cluster/SocketRunner"
@@ -135,11 +136,55 @@ export const singleRunnerEngine: Layer.Layer<WorkflowEngine, never, SqlClient.Sq
   Layer.orDie
 )
 
+/** Stored messages `rearmStale` made readable again. */
+export const rearmed = Metric.counter("pp_cluster_messages_rearmed_total", {
+  description: "unprocessed cluster messages of this runner's shards whose read mark was cleared because it was stale"
+})
+
+/**
+ * Many runners: makes the unprocessed stored messages of this runner's shards readable again when
+ * they were read long ago. The cluster skips a message read within the last 10 minutes, and when a
+ * runner takes a shard it clears the marks of the shard's messages — but `@effect/cluster` 0.60
+ * ignores that write's failure or timeout (`resetShards(...).pipe(Effect.ignore,
+ * Effect.timeoutOption(...))`), so a message the previous owner had read stays marked and its
+ * workflow (a part of a job) waits 10 minutes. Seen once in CI at load ~10: two parts handed to a
+ * joining instance never resumed. Every `CLUSTER_MESSAGE_REARM_INTERVAL` (15 s) the marks older than
+ * that on shards this runner holds are set back past the 10 minutes and the storage is read. Harmless
+ * for a message being processed here: the entity manager skips a request in progress, as after the
+ * cluster's own reset. Costs one query per interval while nothing is stale.
+ */
+const rearmStale = Effect.gen(function* () {
+  const sharding = yield* Sharding.Sharding
+  const sql = yield* SqlClient.SqlClient
+  const every = yield* Config.duration("CLUSTER_MESSAGE_REARM_INTERVAL").pipe(Config.withDefault(Duration.seconds(15)))
+  const seconds = Duration.toSeconds(every)
+  const held = (shardId: string) => {
+    const at = shardId.lastIndexOf(":")
+    const id = Number(shardId.slice(at + 1))
+    return at > 0 && Number.isInteger(id) && sharding.hasShardId(ShardId.make(shardId.slice(0, at), id))
+  }
+  const once = Effect.gen(function* () {
+    const stale = yield* sql<{ readonly shard_id: string }>`SELECT DISTINCT shard_id FROM cluster_messages
+      WHERE processed = FALSE AND last_read < NOW() - make_interval(secs => ${seconds})`
+    const mine = stale.map((row) => row.shard_id).filter(held)
+    if (mine.length === 0) return
+    // Not NULL: past the cluster's 10 minutes reads the same, and tells this write from the cluster's own.
+    const rows = yield* sql`UPDATE cluster_messages SET last_read = NOW() - INTERVAL '1 hour'
+      WHERE processed = FALSE AND shard_id IN ${sql.in(mine)} AND last_read < NOW() - make_interval(secs => ${seconds})
+      RETURNING id`
+    if (rows.length === 0) return
+    yield* Metric.incrementBy(rearmed, rows.length)
+    yield* Effect.logDebug(`re-armed ${rows.length} stored message(s) read more than ${Duration.format(every)} ago`)
+    yield* sharding.pollStorage
+  }).pipe(Effect.catchAll((error) => Effect.logWarning("could not re-arm stale cluster messages", error.message)))
+  yield* once.pipe(Effect.repeat(Schedule.spaced(every)), Effect.interruptible, Effect.forkScoped)
+})
+
 /** The workflow engine on the runners sharing a PostgreSQL database. */
-export const runnersEngine: Layer.Layer<WorkflowEngine, never, SqlClient.SqlClient> = ClusterWorkflowEngine.layer.pipe(
-  Layer.provide(multi),
-  Layer.orDie
-)
+export const runnersEngine: Layer.Layer<WorkflowEngine, never, SqlClient.SqlClient> = Layer.merge(
+  ClusterWorkflowEngine.layer,
+  Layer.scopedDiscard(Effect.orDie(rearmStale))
+).pipe(Layer.provide(multi), Layer.orDie)
 
 /** This runner holds no shard although its database answers: it will not run any job again by itself. */
 export class ClusterStalled extends Data.TaggedError("ClusterStalled")<{ readonly message: string }> {}

@@ -7,7 +7,7 @@
  * tenant) and a retry waiting for its backoff holds nothing. The database is touched once per
  * renewal, not once per call.
  */
-import { Config, Duration, Effect, Exit, Fiber, Scope } from "effect"
+import { Config, Data, Duration, Effect, Fiber, RcMap, type Scope } from "effect"
 import * as Budget from "../engine/Budget.js"
 import type { CoordinationStore } from "./store/Coordination.js"
 
@@ -99,34 +99,15 @@ export const make = (
 /**
  * The gates of the jobs running on this runner, one per job: the job's parts here share it (one
  * share of the job's limit per runner, not per part), and it is closed with the last of them.
+ * An `RcMap`: parts start together, and two of them must not both find no gate and make one each.
  */
 export const registry = (store: CoordinationStore, runner: string, settings: GateSettings) =>
-  Effect.sync(() => {
-    const gates = new Map<string, { readonly gate: LocalGate; readonly scope: Scope.CloseableScope; refs: number }>()
-    const acquire = (jobId: string, limit: number) =>
-      Effect.gen(function* () {
-        const existing = gates.get(jobId)
-        if (existing !== undefined) {
-          existing.refs++
-          return existing.gate
-        }
-        const scope = yield* Scope.make()
-        const gate = yield* Scope.extend(make(store, `job:${jobId}`, runner, limit, settings), scope)
-        gates.set(jobId, { gate, scope, refs: 1 })
-        return gate
-      })
-    const release = (jobId: string) =>
-      Effect.suspend(() => {
-        const entry = gates.get(jobId)
-        if (entry === undefined || --entry.refs > 0) return Effect.void
-        gates.delete(jobId)
-        return Scope.close(entry.scope, Exit.void)
-      })
+  Effect.gen(function* () {
+    const gates = yield* RcMap.make({
+      lookup: (key: { readonly jobId: string; readonly limit: number }) => make(store, `job:${key.jobId}`, runner, key.limit, settings)
+    })
     return {
       /** The job's gate on this runner until the scope closes. */
-      open: (jobId: string, limit: number): Effect.Effect<LocalGate, never, Scope.Scope> =>
-        Effect.acquireRelease(acquire(jobId, limit), () => release(jobId)),
-      /** Jobs with a gate open here (for tests). */
-      size: () => gates.size
+      open: (jobId: string, limit: number): Effect.Effect<LocalGate, never, Scope.Scope> => RcMap.get(gates, Data.struct({ jobId, limit }))
     } as const
   })

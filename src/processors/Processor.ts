@@ -17,7 +17,8 @@ import { maxRetryAfter } from "../upstream/UpstreamConfig.js"
 
 /** Per-request overrides; absent fields follow the processor's current (adjustable) settings. */
 export interface Overrides {
-  readonly maxConcurrent?: number
+  /** A number, or a setting the run follows while it runs (e.g. a job part's share of its job's limit). */
+  readonly maxConcurrent?: number | Adjustable.Adjustable<number>
   readonly timeoutSeconds?: number
   /** Library use only (not exposed over HTTP): a different retry policy for this run (replacing `MAX_RETRY_AFTER`'s cap too). */
   readonly retry?: RetryPolicy.RetryPolicy

@@ -95,7 +95,8 @@ export const execute = (
     const logAnnotations = { job: jobId, part: slice.part }
     // Cancel requests (here or stored by another instance) and a writer that gave up reach the run
     // through the job's share.
-    const member = yield* share.attach(slice.part, control)
+    const limit = job.options.maxConcurrent ?? (yield* kind.maxConcurrent)
+    const member = yield* share.attach(slice.part, control, limit)
     if (job.cancelRequested || registry.cancelAsked(jobId)) yield* control.cancel
 
     // Draining (shutdown, hand-over) is the engine's: no item is taken and no call starts any more —
@@ -112,7 +113,7 @@ export const execute = (
       .admission({
         jobId,
         runKey,
-        limit: job.options.maxConcurrent ?? (yield* kind.maxConcurrent),
+        limit,
         pending: pending.length,
         storageWorking: health.changes
       })
@@ -126,10 +127,16 @@ export const execute = (
           // A deadline counts from the job's first start (stored), not from this run's: a job resumed
           // after a restart keeps the deadline it began with, and one resumed after it ends its
           // unfinished items deadline_exceeded without calling anyone.
-          overrides:
-            job.options.deadlineSeconds === undefined
-              ? job.options
-              : { ...job.options, deadlineAt: (job.startedAt ?? startedAt) + job.options.deadlineSeconds * 1000 },
+          overrides: {
+            ...job.options,
+            // One of several parts: its share of the job's limit among the parts running here. The
+            // whole job in one run (one process) keeps following the processor's own setting when
+            // the job set none, so a PATCH of the processor's limit reaches a run already going.
+            ...(slice.parts > 1 ? { maxConcurrent: member.maxConcurrent } : {}),
+            ...(job.options.deadlineSeconds === undefined
+              ? {}
+              : { deadlineAt: (job.startedAt ?? startedAt) + job.options.deadlineSeconds * 1000 })
+          },
           control,
           onFinished: ({ result, effect, etaMs }) =>
             Effect.suspend(() => {
