@@ -20,7 +20,7 @@
  * Options (any of them makes it a partial run, saved to `.scratch/cluster-partial.json` unless
  * `--out` says where): `--instances 1,3`, `--scenarios C1`, `--runs 5`, `--no-peers` (no p-limit, no
  * SQLite), `--dist <dir>` (the compiled service to run, default `dist`: A/B against another build),
- * `--pg-stats` (pg_stat_statements: the statements PostgreSQL ran per item in the timed runs, the 12 most called and the 4 slowest
+ * `--items N` (the job's size, 2,000 by default), `--env K=V,K=V` (more environment for every instance), `--pg-stats` (pg_stat_statements: the statements PostgreSQL ran per item in the timed runs, the 12 most called and the 4 slowest
  * per setup), `--cpu-prof <dir>` (every instance runs with `--cpu-prof`, its profile in `<dir>/<setup>-<i>/`), `--logs <dir>` (each
  * instance's output to `<dir>/<setup>-<i>.log`).
  */
@@ -56,7 +56,13 @@ const LOGS = arg("logs")
 const PARTIAL = argv.some((a) => a.startsWith("--") && a !== "--out")
 const OUT = arg("out") ?? (PARTIAL ? ".scratch/cluster-partial.json" : "bench-results/cluster-latest.json")
 
-const ITEMS = 2000
+// `--items N`: a longer job, to tell a cost per run of each process (start-up of the job, V8
+// compiling the hot path again) from a cost per item.
+const ITEMS = Number(arg("items") ?? 2000)
+// `--env K=V,K=V`: more environment for every service instance (e.g. JOB_PARTITIONS=1), for diagnosis.
+const EXTRA_ENV: Record<string, string> = Object.fromEntries(
+  (list("env") ?? []).map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)])
+)
 const MAX_CONCURRENT = 150
 /** Issue 13: C1 with PostgreSQL and one instance at most this many times the SQLite service. */
 const PG_OVER_SQLITE = 1.5
@@ -270,7 +276,7 @@ const withInstances = <A>(
           const prof = CPU_PROF !== undefined ? ["--cpu-prof", `--cpu-prof-dir=${path.resolve(CPU_PROF, `${label}-${i}`)}`] : []
           const started = await startProcess(
             [...prof, main],
-            { HOST: "127.0.0.1", PORT: "0", ...(await env()) },
+            { HOST: "127.0.0.1", PORT: "0", ...(await env()), ...EXTRA_ENV },
             /listening on (http:\/\/\S+)/
           )
           if (LOGS !== undefined) {
