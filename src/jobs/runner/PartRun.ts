@@ -93,9 +93,9 @@ export const execute = (
     if (yield* shutdown.isShuttingDown) return "paused" as const
 
     const logAnnotations = { job: jobId, part: slice.part }
+    const limit = job.options.maxConcurrent ?? (yield* kind.maxConcurrent)
     // Cancel requests (here or stored by another instance) and a writer that gave up reach the run
     // through the job's share.
-    const limit = job.options.maxConcurrent ?? (yield* kind.maxConcurrent)
     const member = yield* share.attach(slice.part, control, limit)
     if (job.cancelRequested || registry.cancelAsked(jobId)) yield* control.cancel
 
