@@ -5,34 +5,23 @@
  * reaches every part; the job's limit is split over the parts running here; the last part to let go
  * ends it, and the next run makes a new one.
  */
-import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Duration, Effect, Exit, Layer, Schedule, Scope } from "effect"
-import * as fs from "node:fs"
-import * as os from "node:os"
-import * as path from "node:path"
+import { Deferred, Duration, Effect, Exit, Schedule, Scope } from "effect"
 import * as RunControl from "../src/engine/RunControl.js"
 import * as JobEvents from "../src/jobs/JobEvents.js"
 import { JobStore } from "../src/jobs/JobStore.js"
 import * as JobShare from "../src/jobs/runner/JobShare.js"
 import * as SingleProcess from "../src/jobs/topology/SingleProcess.js"
+import { withSqliteStore } from "./support/sqliteStore.js"
 import { workingStorage } from "./support/storageHealth.js"
 
-const withStore = <A, E>(self: Effect.Effect<A, E, JobStore | import("@effect/sql").SqlClient.SqlClient | Scope.Scope>) =>
-  Effect.gen(function* () {
-    const dir = yield* Effect.acquireRelease(
-      Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "pp-jobshare-"))),
-      (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
-    )
-    return yield* Effect.provide(Effect.scoped(self), JobStore.Default.pipe(Layer.provideMerge(SqliteClient.layer({ filename: path.join(dir, "db") }))))
-  })
 
 const succeeded = (index: number) => ({ result: { index, status: "succeeded" as const, attempts: 1, durationMs: 0, value: index }, effect: undefined })
 
 describe("JobShare", () => {
   // Live: the writer's commit interval and the cancel poll are real sleeps (a few ms).
   it.live("two parts share one writer, one read of the inputs and one cancel poll, and split the job's limit; the last to let go ends it", () =>
-    withStore(
+    withSqliteStore(
       Effect.gen(function* () {
         const real = yield* JobStore
         const calls = { saves: [] as Array<ReadonlyArray<number>>, inputs: 0, cancelPolls: 0 }

@@ -4,12 +4,8 @@
  * admission scope (what holds the topology's valve) is closed exactly once — by the run's cleanup,
  * not again by the run's own scope.
  */
-import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import { describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, Exit, Layer, Schedule, Scope } from "effect"
-import * as fs from "node:fs"
-import * as os from "node:os"
-import * as path from "node:path"
+import { Duration, Effect, Exit, Schedule, Scope } from "effect"
 import * as JobEvents from "../src/jobs/JobEvents.js"
 import { JobStore } from "../src/jobs/JobStore.js"
 import * as JobEnd from "../src/jobs/runner/JobEnd.js"
@@ -18,6 +14,7 @@ import * as JobShare from "../src/jobs/runner/JobShare.js"
 import * as PartRun from "../src/jobs/runner/PartRun.js"
 import * as RunRegistry from "../src/jobs/runner/RunRegistry.js"
 import * as Shutdown from "../src/jobs/runner/Shutdown.js"
+import { withSqliteStore } from "./support/sqliteStore.js"
 import { workingStorage } from "./support/storageHealth.js"
 import * as SingleProcess from "../src/jobs/topology/SingleProcess.js"
 
@@ -39,19 +36,11 @@ const instant: JobKindRunner = {
     )
 }
 
-const withStore = <A, E>(self: Effect.Effect<A, E, JobStore | import("@effect/sql").SqlClient.SqlClient | Scope.Scope>) =>
-  Effect.gen(function* () {
-    const dir = yield* Effect.acquireRelease(
-      Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "pp-partrun-"))),
-      (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
-    )
-    return yield* Effect.provide(Effect.scoped(self), JobStore.Default.pipe(Layer.provideMerge(SqliteClient.layer({ filename: path.join(dir, "db") }))))
-  })
 
 describe("PartRun", () => {
   // Live: the result writer's commit interval is a real sleep.
   it.live("stores every item, ends the job, and closes its admission scope once", () =>
-    withStore(
+    withSqliteStore(
       Effect.gen(function* () {
         const store = yield* JobStore
         const single = yield* SingleProcess.make
