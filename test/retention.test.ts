@@ -223,7 +223,7 @@ describe("retention on PostgreSQL", () => {
         const server = yield* Postgres
         const url = yield* createDatabase(server.url, "retention_service")
         const port = yield* Effect.promise(freePort)
-        yield* withService(scenario(true), { DATABASE_URL: url, RUNNER_HOST: "127.0.0.1", RUNNER_PORT: String(port), JOB_PARTITIONS: "3" })
+        yield* withService(scenario(true), { DATABASE_URL: url, RUNNER_HOST: "127.0.0.1", RUNNER_PORT: String(port), JOB_PARTITIONS: "3", JOB_MIN_ITEMS_PER_PART: "1" })
       }).pipe(TestServices.provideLive), 240_000)
 
     it.effect("two sweepers on one database never both delete: one holds the lock, the other skips", () =>

@@ -75,6 +75,8 @@ export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/J
       /** Cancels a job running in this process now; other processes see the stored flag. */
       cancelLocal: registry.cancel,
       endStranded: jobEnd.endStranded,
+      /** The job's number of items (0 for a job not stored). */
+      size: (jobId: string): Effect.Effect<number, StoreError> => Effect.map(store.getJob(jobId), (job) => job?.total ?? 0),
       events,
       shuttingDown: shutdown.began,
       finalize: jobEnd.finalize,

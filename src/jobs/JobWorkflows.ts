@@ -105,7 +105,8 @@ const runItems = (
  * the cluster (measured: 2,000 × 20 ms items at 50 concurrent took 8–11× the ideal), so item results
  * are committed to our own table instead, which gives the same guarantee — a finished item is never
  * run again — at ~0.1 ms. With one runner a job is one activity; with a shared database it is split
- * into `JOB_PARTITIONS` child workflows, which the cluster spreads over the runners' shards.
+ * into child workflows (one per `JOB_MIN_ITEMS_PER_PART` items, at most `JOB_PARTITIONS`), which the
+ * cluster spreads over the runners' shards.
  */
 export const JobWorkflowLive = Layer.mergeAll(
   JobWorkflow.toLayer(({ jobId }) =>
@@ -127,7 +128,15 @@ export const JobWorkflowLive = Layer.mergeAll(
               error: UndecodableJob,
               execute: untilStored(runner.finalize(jobId, Date.now()), health, jobId)
             })
-          )
+          ),
+        // An activity, so a replay after a restart lays the job out as it first did, whatever the
+        // configuration says by then.
+        size: Activity.make({
+          name: "size",
+          success: Schema.Number,
+          error: UndecodableJob,
+          execute: untilStored(runner.size(jobId), health, jobId)
+        })
       })
     })
   ),

@@ -60,6 +60,8 @@ export interface JobSteps<E, R> {
   readonly whole: Effect.Effect<void, E, R>
   /** Runs the job as `parts` child workflows (`index mod parts`), then ends it. */
   readonly inParts: (parts: number) => Effect.Effect<void, E, R>
+  /** The job's number of items, read once and kept by the workflow (an activity): what its parts are made from. */
+  readonly size: Effect.Effect<number, E, R>
 }
 
 export interface TopologyShape {
@@ -68,7 +70,7 @@ export interface TopologyShape {
   readonly runnerId: string
   /** `true` when every workflow in the database runs in this process (one whose workflow ended without ending its job is ended here). */
   readonly soleRunner: boolean
-  /** The workflow body's layout: one activity that ends the job, or `JOB_PARTITIONS` parts and a final one. */
+  /** The workflow body's layout: one activity that ends the job, or parts (one per `JOB_MIN_ITEMS_PER_PART` items, at most `JOB_PARTITIONS`) and a final one. */
   readonly runJob: <E, R>(steps: JobSteps<E, R>) => Effect.Effect<void, E, R>
   /** Fences a part of a job to one runner at a time. */
   readonly partLocks: PartLocks

@@ -45,6 +45,9 @@ export const instance = (url: string, sandboxUrl: string, extra: Readonly<Record
       BREAKER_RECOVERY_TIMEOUT: "4 seconds",
       // 24 parts over 3 runners: each instance gets some (with 12, one in ~70 runs got none).
       JOB_PARTITIONS: "24",
+      // Every job as 24 parts, however small (by default a part per 50 items): the tests' jobs are
+      // small, and what they check is parts spread over the instances.
+      JOB_MIN_ITEMS_PER_PART: "1",
       ...Service.sandboxEnv(sandboxUrl),
       ...extra
     })
