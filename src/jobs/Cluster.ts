@@ -158,11 +158,9 @@ const rearmStale = Effect.gen(function* () {
   const sql = yield* SqlClient.SqlClient
   const every = yield* Config.duration("CLUSTER_MESSAGE_REARM_INTERVAL").pipe(Config.withDefault(Duration.seconds(15)))
   const seconds = Duration.toSeconds(every)
-  const held = (shardId: string) => {
-    const at = shardId.lastIndexOf(":")
-    const id = Number(shardId.slice(at + 1))
-    return at > 0 && Number.isInteger(id) && sharding.hasShardId(ShardId.make(shardId.slice(0, at), id))
-  }
+  const parse = Option.liftThrowable(ShardId.ShardId.fromStringEncoded)
+  const held = (shardId: string) =>
+    Option.exists(parse(shardId), ({ group, id }) => sharding.hasShardId(ShardId.make(group, id)))
   const once = Effect.gen(function* () {
     const stale = yield* sql<{ readonly shard_id: string }>`SELECT DISTINCT shard_id FROM cluster_messages
       WHERE processed = FALSE AND last_read < NOW() - make_interval(secs => ${seconds})`

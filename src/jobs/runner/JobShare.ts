@@ -49,7 +49,8 @@ export interface Member {
    * The part's engine limit: the job's limit split evenly over the job's parts running here, moving
    * as parts come and go. Every part's run had the whole limit, so one instance running a job's 12
    * parts had 12 × 150 workers waiting on the job's one gate of 150 permits, and each run's watchdog
-   * kept 150 slots: split, CPU per item went from 875 to 790 µs in C1 (PostgreSQL, one instance).
+   * kept 150 slots: split, C1's CPU per item on one PostgreSQL instance went from 815–1,015 µs to
+   * 755–810 (bench-results/cluster-c1-session12/).
    */
   readonly maxConcurrent: Adjustable.Adjustable<number>
 }
@@ -81,8 +82,14 @@ const makeShare = (deps: Deps, jobId: string, forget: Effect.Effect<void>): Effe
     const controls = new Set<RunControl.RunControl>()
     const allotments = new Map<number, Adjustable.Adjustable<number>>()
     let limit = 1
+    /** What every part's allotment was last set to: a new part starts at the share it will get. */
+    let allotted = 0
+    const shareOf = (parts: number) => Math.max(1, Math.ceil(limit / Math.max(1, parts)))
+    // Only a change is set: each set reaches the part's engine run (`Adjustable.changes`).
     const rebalance = Effect.suspend(() => {
-      const each = Math.max(1, Math.ceil(limit / Math.max(1, allotments.size)))
+      const each = shareOf(allotments.size)
+      if (each === allotted) return Effect.void
+      allotted = each
       return Effect.forEach(allotments.values(), (allotment) => allotment.set(each), { discard: true })
     })
     let cancelled = false
@@ -160,7 +167,7 @@ const makeShare = (deps: Deps, jobId: string, forget: Effect.Effect<void>): Effe
         Effect.gen(function* () {
           controls.add(control)
           limit = jobLimit
-          const maxConcurrent = yield* Adjustable.make(Math.max(1, Math.ceil(limit / (allotments.size + 1))))
+          const maxConcurrent = yield* Adjustable.make(shareOf(allotments.size + 1))
           allotments.set(part, maxConcurrent)
           yield* rebalance
           yield* Effect.addFinalizer(() =>
