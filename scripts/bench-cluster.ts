@@ -265,7 +265,7 @@ const allScenarios = (
 const withInstances = <A>(
   n: number,
   env: () => Promise<Record<string, string>>,
-  measure: (url: string, pids: ReadonlyArray<number | undefined>) => Effect.Effect<A>,
+  measure: (url: string, pids: ReadonlyArray<number | undefined>, urls: ReadonlyArray<string>) => Effect.Effect<A>,
   label: string
 ) =>
   Effect.gen(function* () {
@@ -289,7 +289,11 @@ const withInstances = <A>(
         })
       )
     )
-    return yield* measure(instances[0]?.match ?? "", instances.map((i) => i.child.pid)).pipe(
+    return yield* measure(
+      instances[0]?.match ?? "",
+      instances.map((i) => i.child.pid),
+      instances.map((i) => i.match ?? "")
+    ).pipe(
       Effect.ensuring(Effect.promise(() => Promise.all(instances.map((i) => stop(i.child)))))
     )
   })
@@ -343,6 +347,38 @@ const program = Effect.gen(function* () {
         "sqlite"
       ))
     )
+
+    // The machine's own cost of splitting the work over processes, with no coordination at all: n
+    // independent SQLite services at once, each running a third (for n = 3) of the job's items at a
+    // third of its limit. What the cluster costs beyond this row is the cluster's; what this row costs
+    // beyond the single SQLite service is the 2 cores' (more processes, each with less work per turn
+    // of its event loop).
+    const split = Math.max(...INSTANCES)
+    if (split > 1) {
+      console.log(`peer: ${split} independent SQLite services, 1/${split} of the job each…`)
+      rows.push(
+        ...(yield* withInstances(
+          split,
+          async () => ({ DATA_DIR: mkdtempSync(path.join(dataDir, "split-")), ...upstreamEnv(upstreamUrl) }),
+          (_, pids, urls) =>
+            Effect.gen(function* () {
+              const processes: Processes = { instances: pids, postgres: () => undefined, self: false }
+              const rows = yield* allScenarios(upstream, `${split} SQLite services, 1/${split} job each`, processes, async (run, items) => {
+                const walls = await Promise.all(
+                  urls.map((url, i) =>
+                    interactionsJob(url, `split-${run}-${i}`, Math.ceil(items / split), Math.ceil(MAX_CONCURRENT / split), 120_000)
+                  )
+                )
+                return Math.max(...walls)
+              })
+              const idle = yield* idleAfterRuns(processes, upstream)
+              const idleSum = idle.instances.reduce((a, b) => a + b, 0)
+              return rows.map((r) => ({ ...r, idleCpuMsPerS: idle, jobCpuUsPerItem: round1(r.cpuUsPerItem.service - (idleSum * r.wallMs) / ITEMS) }))
+            }),
+          "split"
+        ))
+      )
+    }
   }
 
   for (const n of INSTANCES) {
@@ -419,7 +455,7 @@ const program = Effect.gen(function* () {
 
   // ---- targets (C1, issue 13)
   const c1 = rows.filter((r) => r.scenario === "C1")
-  const sqlite = c1.find((r) => r.setup.includes("SQLite"))
+  const sqlite = c1.find((r) => r.setup.includes("SQLite") && r.instances === 1)
   const pg = (n: number) => c1.find((r) => r.setup.includes("cluster") && r.instances === n)
   const targets: Array<{ readonly target: string; readonly value: string; readonly pass: boolean | undefined }> = []
   const pg1 = pg(1)
@@ -448,6 +484,15 @@ const program = Effect.gen(function* () {
         pass: job <= 1.15
       })
     }
+  }
+  // The split control: what 3 processes cost this machine with no coordination, beside what 3 instances cost.
+  const splitRow = c1.find((r) => r.setup.includes("SQLite") && r.instances > 1)
+  if (sqlite !== undefined && splitRow !== undefined) {
+    const machine = splitRow.cpuUsPerItem.service / sqlite.cpuUsPerItem.service
+    const extra = pg3 !== undefined && pg1 !== undefined ? pg3.cpuUsPerItem.service / pg1.cpuUsPerItem.service : NaN
+    console.log(
+      `\n  split control: ${splitRow.instances} independent SQLite services cost ${fmt(splitRow.cpuUsPerItem.service)} µs/item against ${fmt(sqlite.cpuUsPerItem.service)} for one (${machine.toFixed(2)} ×: the machine's cost of more processes); PostgreSQL 3 vs 1 instance: ${extra.toFixed(2)} ×; wall ${splitRow.wallMs} vs ${sqlite.wallMs} ms`
+    )
   }
   for (const r of c1.filter((r) => r.instances > 0)) {
     targets.push({
