@@ -43,6 +43,10 @@ const option = (name: string): string | undefined => {
   return i < 0 ? undefined : process.argv[i + 1]
 }
 const RUNS = Number(option("runs") ?? 3)
+// `--warmup N`: exactly N warm-up runs per contender and scenario; default: until steady (see `warmUp`).
+const WARMUP = option("warmup") === undefined ? undefined : Number(option("warmup"))
+const WARM_TOLERANCE = 0.1
+const WARM_MAX = 12
 const only = option("only")?.split(",")
 const wanted = (key: string) => only === undefined || only.includes(key)
 const serviceEntries = (option("service") ?? path.join(root, "dist/src/main.js")).split(",").map((p) => path.resolve(p))
@@ -62,6 +66,25 @@ const idealMs = (s: Scenario) => Math.ceil(s.items / s.concurrency) * s.latencyM
 
 const postsFor = (s: Scenario, run: string) =>
   Array.from({ length: s.items }, (_, i) => ({ postId: `${run}-p${i}`, articleId: `${run}-a${i}`, kolSerial: "101" }))
+
+/**
+ * Runs `measure` until steady: the last three wall times within `WARM_TOLERANCE` of each other (at
+ * least 3 runs, at most `WARM_MAX`), or exactly `--warmup N` runs. One warm-up run was not enough:
+ * V8 goes on compiling a service's paths for several 2,000-item jobs (`bench:cluster` measured the
+ * CPU per item of one SQLite service fall 855 → 450 → 405 µs over its first three such jobs, and a
+ * PostgreSQL instance's over 5–11), so the timed runs measured a process still warming up, which a
+ * service running for months is not.
+ */
+const warmUp = <E, R>(measure: (r: number) => Effect.Effect<number, E, R>) =>
+  Effect.gen(function* () {
+    const walls: Array<number> = []
+    for (let r = 0; r < (WARMUP ?? WARM_MAX); r++) {
+      walls.push(yield* measure(r))
+      const last3 = walls.slice(-3)
+      if (WARMUP === undefined && last3.length === 3 && Math.max(...last3) <= (1 + WARM_TOLERANCE) * Math.min(...last3)) break
+    }
+    return walls
+  })
 
 const median = (xs: ReadonlyArray<number>) => {
   const sorted = [...xs].sort((a, b) => a - b)
@@ -180,9 +203,12 @@ const program = Effect.gen(function* () {
         ...(wanted("plimit") ? [{ name: "p-limit + undici", measure: (run: string) => Effect.promise(() => viaPLimit(upstream.url, s, run)) }] : []),
         ...(wanted("naive") ? [{ name: "naive batches (the guide)", measure: (run: string) => Effect.promise(() => viaNaiveBatches(upstream.url, s, run)) }] : [])
       ]
-      // Warm-up (JIT, connections, login), then the timed runs interleaved: a change of load on the
-      // shared machine hits every contender alike.
-      for (const [c, contender] of contenders.entries()) yield* contender.measure(`${s.id}-warm-${c}`)
+      // Warm-up (JIT, connections, login) until steady, then the timed runs interleaved: a change of
+      // load on the shared machine hits every contender alike.
+      for (const [c, contender] of contenders.entries()) {
+        const warm = yield* warmUp((r) => contender.measure(`${s.id}-warm-${c}-${r}`))
+        console.log(`  warm-up ${s.id}, ${contender.name}: ${warm.length} run(s), ms ${warm.map(Math.round).join(" → ")}`)
+      }
       const walls = contenders.map((): Array<number> => [])
       const cpus = contenders.map((): Array<number> => [])
       for (let r = 0; r < RUNS; r++) {

@@ -18,10 +18,24 @@ const block = (ms: number) => {
 
 describe("EventLoop idle collection", () => {
   it("collects once after busy then quiet seconds, and not again while quiet", () => {
-    const sample = idleCollection(2)
-    expect([0.01, 0.01, 0.5, 0.01, 0.01, 0.01, 0.01].map(sample)).toEqual([false, false, false, false, true, false, false])
+    const { sample } = idleCollection(2)
+    expect([0.01, 0.01, 0.5, 0.01, 0.01, 0.01, 0.01].map((u) => sample(u))).toEqual([false, false, false, false, true, false, false])
     // Work again: one more collection after it.
-    expect([0.9, 0.02, 0.02].map(sample)).toEqual([false, false, true])
+    expect([0.9, 0.02, 0.02].map((u) => sample(u))).toEqual([false, false, true])
+  })
+
+  it("collects only when the heap holds enough garbage above what the last collection left live", () => {
+    const MB = 1024 * 1024
+    const collection = idleCollection(1, 128 * MB, 25 * MB)
+    const spell = (heapUsed: number) => [0.5, 0.01].map((u) => collection.sample(u, heapUsed))
+    // After an ordinary job: 91 MB in use, 25 MB at start — a collection would give back little.
+    expect(spell(91 * MB)).toEqual([false, false])
+    // After a burst: 427 MB in use.
+    expect(spell(427 * MB)).toEqual([false, true])
+    collection.collected(98 * MB)
+    // Measured from what that collection left live (98 MB), not from the start.
+    expect(spell(200 * MB)).toEqual([false, false])
+    expect(spell(230 * MB)).toEqual([false, true])
   })
 
   it.live(
@@ -34,7 +48,8 @@ describe("EventLoop idle collection", () => {
             collections++
             block(400)
           },
-          quietSeconds: 1
+          quietSeconds: 1,
+          minGarbageBytes: 0
         })
         // The test's own start-up may count as work: let its collection pass first.
         yield* Effect.sleep("3 seconds")

@@ -8,7 +8,8 @@
  *   took up to 9 s to answer. With slices the longest wait is one slice plus one task.
  * - `monitor`: the event loop's delay (Node's `monitorEventLoopDelay`), exported as a metric and
  *   read by the front door's admission control; it also samples the process's memory for `/metrics`
- *   and collects garbage once when the process falls idle after work (see `collector`).
+ *   and collects garbage once when the process falls idle after work that left much of it (see
+ *   `collector`, `MIN_GARBAGE_BYTES`).
  */
 import { Effect, type Fiber, FiberRef, Metric, Scheduler, type Scope } from "effect"
 import { monitorEventLoopDelay, performance } from "node:perf_hooks"
@@ -137,21 +138,39 @@ export interface EventLoopMonitor {
 }
 
 /**
- * When to collect: after a second of work (utilisation over 20 %) followed by `quietSeconds` quiet
- * ones (under 5 %), once. `sample` takes the last second's utilisation and says whether to collect now.
+ * Garbage worth giving back: the heap in use above what the last collection left live. A full
+ * collection is not free for the work after it: the next 2,000-item job ran at 2 × the CPU per item
+ * (most of it on V8's helper threads) and 1.3–1.4 × the wall time, and the one after still paid part
+ * of it — and a collection after an ordinary job gave back ~16 MB of a 91 MB heap and no RSS
+ * (`.scratch/gap.ts` in session 13; README, "Session 13"). A burst leaves hundreds of MB (427 MB in
+ * use, 98 MB live, above).
  */
-export const idleCollection = (quietSeconds: number) => {
+export const MIN_GARBAGE_BYTES = 128 * 1024 * 1024
+
+/**
+ * When to collect: after a second of work (utilisation over 20 %) followed by `quietSeconds` quiet
+ * ones (under 5 %), once per quiet spell, and only when the heap in use is at least `minGarbage`
+ * bytes above what the last collection left live (`live`: before the first one, the heap at start).
+ * `sample` takes the last second's utilisation and the heap in use now and says whether to collect;
+ * `collected` records what a collection left.
+ */
+export const idleCollection = (quietSeconds: number, minGarbage = 0, live = 0) => {
   let busy = false
   let quiet = 0
-  return (utilization: number): boolean => {
-    if (utilization > 0.2) {
-      busy = true
-      quiet = 0
-    } else if (busy && utilization < 0.05 && ++quiet >= quietSeconds) {
-      busy = false
-      return true
+  return {
+    sample: (utilization: number, heapUsed = Number.POSITIVE_INFINITY): boolean => {
+      if (utilization > 0.2) {
+        busy = true
+        quiet = 0
+      } else if (busy && utilization < 0.05 && ++quiet >= quietSeconds) {
+        busy = false
+        return minGarbage <= 0 || heapUsed - live >= minGarbage
+      }
+      return false
+    },
+    collected: (heapUsedAfter: number) => {
+      live = heapUsedAfter
     }
-    return false
   }
 }
 
@@ -163,6 +182,8 @@ export const idleCollection = (quietSeconds: number) => {
 export const monitorWith = (options: {
   readonly collect: (() => void) | undefined
   readonly quietSeconds: number
+  /** See `MIN_GARBAGE_BYTES` (the service's); 0 collects after every quiet spell. */
+  readonly minGarbageBytes: number
 }): Effect.Effect<EventLoopMonitor, never, Scope.Scope> => Effect.gen(function* () {
   // Sampled every 50 ms: 20 samples a second are plenty for a p99 compared against
   // MAX_EVENT_LOOP_DELAY (1 s), and every sample is a wake-up of the event loop — at 10 ms they cost
@@ -170,17 +191,18 @@ export const monitorWith = (options: {
   const histogram = monitorEventLoopDelay({ resolution: RESOLUTION_MS })
   let last = 0
   const gc = options.collect
-  const shouldCollect = idleCollection(options.quietSeconds)
+  const collection = idleCollection(options.quietSeconds, options.minGarbageBytes, process.memoryUsage().heapUsed)
   let elu = performance.eventLoopUtilization()
   yield* Effect.acquireRelease(Effect.sync(() => histogram.enable()), () => Effect.sync(() => histogram.disable()))
   const idleCollect = Effect.suspend(() => {
     const now = performance.eventLoopUtilization()
     const utilization = performance.eventLoopUtilization(now, elu).utilization
     elu = now
-    if (!shouldCollect(utilization) || gc === undefined) return Effect.void
+    if (gc === undefined || !collection.sample(utilization, process.memoryUsage().heapUsed)) return Effect.void
     const before = process.memoryUsage().heapUsed
     gc()
     const after = process.memoryUsage().heapUsed
+    collection.collected(after)
     // The collection itself (a full one takes 150-400 ms of a 65 MB heap) is not work: counted in
     // the next second's utilisation it made that second "busy", and every idle process collected
     // again 5 s later, and again, forever — two full collections every ~6.5 s, the largest part of
@@ -206,5 +228,5 @@ export const monitorWith = (options: {
 
 /** The service's monitor: V8's collector when falling idle after work (see `monitorWith`). */
 export const monitor: Effect.Effect<EventLoopMonitor, never, Scope.Scope> = Effect.suspend(() =>
-  monitorWith({ collect: collector(), quietSeconds: QUIET_SECONDS })
+  monitorWith({ collect: collector(), quietSeconds: QUIET_SECONDS, minGarbageBytes: MIN_GARBAGE_BYTES })
 )
