@@ -26,16 +26,17 @@ describe("EventLoop idle collection", () => {
 
   it("collects only when the heap holds enough garbage above what the last collection left live", () => {
     const MB = 1024 * 1024
-    const collection = idleCollection(1, 128 * MB, 25 * MB)
+    const collection = idleCollection(1, 256 * MB, 25 * MB)
     const spell = (heapUsed: number) => [0.5, 0.01].map((u) => collection.sample(u, heapUsed))
-    // After an ordinary job: 91 MB in use, 25 MB at start — a collection would give back little.
+    // After ordinary jobs: 91 and 230 MB in use, 25 MB at start — not a burst's worth.
     expect(spell(91 * MB)).toEqual([false, false])
+    expect(spell(230 * MB)).toEqual([false, false])
     // After a burst: 427 MB in use.
     expect(spell(427 * MB)).toEqual([false, true])
     collection.collected(98 * MB)
     // Measured from what that collection left live (98 MB), not from the start.
-    expect(spell(200 * MB)).toEqual([false, false])
-    expect(spell(230 * MB)).toEqual([false, true])
+    expect(spell(300 * MB)).toEqual([false, false])
+    expect(spell(360 * MB)).toEqual([false, true])
   })
 
   it.live(

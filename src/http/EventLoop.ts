@@ -139,13 +139,15 @@ export interface EventLoopMonitor {
 
 /**
  * Garbage worth giving back: the heap in use above what the last collection left live. A full
- * collection is not free for the work after it: the next 2,000-item job ran at 2 × the CPU per item
- * (most of it on V8's helper threads) and 1.3–1.4 × the wall time, and the one after still paid part
- * of it — and a collection after an ordinary job gave back ~16 MB of a 91 MB heap and no RSS
- * (`.scratch/gap.ts` in session 13; README, "Session 13"). A burst leaves hundreds of MB (427 MB in
- * use, 98 MB live, above).
+ * collection is not free for the work after it: V8 optimises the hot paths again (217 TurboFan
+ * compilations in the next 2,000-item job against 13–30, and 115 in the one after), which ran at 2 ×
+ * the CPU per item (helper threads 60 → 330–395 µs/item) and 1.3–1.4 × the wall time. A collection
+ * after an ordinary job gave back ~16 MB of a 91 MB heap and no RSS; after a few jobs the heap in use
+ * reaches ~230 MB with ~75 MB live (a collection there gave back 133 MB of RSS, and the next job paid
+ * the same); a burst leaves 427 MB in use with 98 MB live (above). So only a burst's worth is
+ * collected (`.scratch/gap.ts` in session 13: 2,000-item jobs with idle gaps of 1, 3 and 8 s).
  */
-export const MIN_GARBAGE_BYTES = 128 * 1024 * 1024
+export const MIN_GARBAGE_BYTES = 256 * 1024 * 1024
 
 /**
  * When to collect: after a second of work (utilisation over 20 %) followed by `quietSeconds` quiet
