@@ -9,7 +9,7 @@
  * SQLite file, and the split control: n (the most instances asked for) independent SQLite services at
  * once, each running 1/n of the job at 1/n of its limit — what splitting any service over n processes
  * costs this machine, with no coordination, so that what n instances add beyond it is the cluster's.
- * Median of 3 runs each.
+ * Each setup warms up until steady (see `warmUp`), then median of 3 runs.
  *
  * Besides wall time (and wall / ideal, ideal = ⌈2,000 / 150⌉ × latency) every run records the CPU each
  * process spent on it (`/proc/<pid>/stat` before and after the job): each instance's, PostgreSQL's
@@ -23,7 +23,7 @@
  * Options (any of them makes it a partial run, saved to `.scratch/cluster-partial.json` unless
  * `--out` says where): `--instances 1,3`, `--scenarios C1`, `--runs 5`, `--no-peers` (no p-limit, no
  * SQLite), `--dist <dir>` (the compiled service to run, default `dist`: A/B against another build),
- * `--items N` (the job's size, 2,000 by default), `--env K=V,K=V` (more environment for every instance), `--pg-stats` (pg_stat_statements: the statements PostgreSQL ran per item in the timed runs, the 12 most called and the 4 slowest
+ * `--items N` (the job's size, 2,000 by default), `--warmup N` (exactly N full-size warm-up jobs), `--env K=V,K=V` (more environment for every instance), `--pg-stats` (pg_stat_statements: the statements PostgreSQL ran per item in the timed runs, the 12 most called and the 4 slowest
  * per setup), `--cpu-prof <dir>` (every instance runs with `--cpu-prof`, its profile in `<dir>/<setup>-<i>/`), `--logs <dir>` (each
  * instance's output to `<dir>/<setup>-<i>.log`).
  */
@@ -69,6 +69,7 @@ const EXTRA_ENV: Record<string, string> = Object.fromEntries(
 // `--warmup N`: exactly N full-size warm-up jobs per setup and scenario (default: until steady, see `warmUp`).
 const WARMUP = arg("warmup") === undefined ? undefined : Number(arg("warmup"))
 const WARM_TOLERANCE = 0.1
+const WARM_MIN = 6
 const WARM_MAX = 15
 const MAX_CONCURRENT = 150
 /** Issue 13: C1 with PostgreSQL and one instance at most this many times the SQLite service. */
@@ -228,7 +229,9 @@ const noHooks: Hooks = { beforeRun: () => Effect.void, afterRuns: () => Effect.s
 
 /**
  * Full-size jobs until the processes are warm: until a job's CPU per item (all the setup's processes)
- * and the two before it are within `WARM_TOLERANCE` of each other (at least 3 jobs, at most `WARM_MAX`). Measured: V8 goes
+ * and the two before it are within `WARM_TOLERANCE` of each other (at least `WARM_MIN` jobs, at most
+ * `WARM_MAX`: a 12-part job on one instance paused on a plateau for three jobs at ~750 µs/item and
+ * settled at ~400 after 13). Measured: V8 goes
  * on compiling the service's paths for tens of jobs (a service that had run 8 jobs of 150 items spent
  * 140–200 ms of CPU on the next ones, ~30 TurboFan compilations each on its helper threads; after 60,
  * 75–78 ms), so after the 300-item warm-up this bench had, the first timed run was the slowest of three
@@ -247,7 +250,7 @@ const warmUp = (processes: Processes, upstream: Upstream, run: (r: number) => Pr
       cpus.push(perItem(before, cpuOf(processes, upstream), ITEMS).service)
       // Steady: the last three within WARM_TOLERANCE of each other (one flat step can be noise).
       const last3 = cpus.slice(-3)
-      if (WARMUP === undefined && last3.length === 3 && Math.max(...last3) <= (1 + WARM_TOLERANCE) * Math.min(...last3)) break
+      if (WARMUP === undefined && cpus.length >= WARM_MIN && Math.max(...last3) <= (1 + WARM_TOLERANCE) * Math.min(...last3)) break
     }
     console.log(`  warm-up: ${cpus.length} job(s) of ${ITEMS}, CPU µs/item ${cpus.join(" → ")}`)
     return { jobs: cpus.length, cpuUsPerItem: cpus }

@@ -46,6 +46,7 @@ const RUNS = Number(option("runs") ?? 3)
 // `--warmup N`: exactly N warm-up runs per contender and scenario; default: until steady (see `warmUp`).
 const WARMUP = option("warmup") === undefined ? undefined : Number(option("warmup"))
 const WARM_TOLERANCE = 0.1
+const WARM_MIN = 5
 const WARM_MAX = 12
 const only = option("only")?.split(",")
 const wanted = (key: string) => only === undefined || only.includes(key)
@@ -69,7 +70,7 @@ const postsFor = (s: Scenario, run: string) =>
 
 /**
  * Runs `measure` until steady: the last three wall times within `WARM_TOLERANCE` of each other (at
- * least 3 runs, at most `WARM_MAX`), or exactly `--warmup N` runs. One warm-up run was not enough:
+ * least `WARM_MIN` runs, at most `WARM_MAX`), or exactly `--warmup N` runs. One warm-up run was not enough:
  * V8 goes on compiling a service's paths for several 2,000-item jobs (`bench:cluster` measured the
  * CPU per item of one SQLite service fall 855 → 450 → 405 µs over its first three such jobs, and a
  * PostgreSQL instance's over 5–11), so the timed runs measured a process still warming up, which a
@@ -81,7 +82,7 @@ const warmUp = <E, R>(measure: (r: number) => Effect.Effect<number, E, R>) =>
     for (let r = 0; r < (WARMUP ?? WARM_MAX); r++) {
       walls.push(yield* measure(r))
       const last3 = walls.slice(-3)
-      if (WARMUP === undefined && last3.length === 3 && Math.max(...last3) <= (1 + WARM_TOLERANCE) * Math.min(...last3)) break
+      if (WARMUP === undefined && walls.length >= WARM_MIN && Math.max(...last3) <= (1 + WARM_TOLERANCE) * Math.min(...last3)) break
     }
     return walls
   })

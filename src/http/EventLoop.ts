@@ -145,7 +145,7 @@ export interface EventLoopMonitor {
  * after an ordinary job gave back ~16 MB of a 91 MB heap and no RSS; after a few jobs the heap in use
  * reaches ~230 MB with ~75 MB live (a collection there gave back 133 MB of RSS, and the next job paid
  * the same); a burst leaves 427 MB in use with 98 MB live (above). So only a burst's worth is
- * collected (`.scratch/gap.ts` in session 13: 2,000-item jobs with idle gaps of 1, 3 and 8 s).
+ * collected (`scripts/idle-gap.ts`: 2,000-item jobs after idle gaps of 1, 3 and 8 s).
  */
 export const MIN_GARBAGE_BYTES = 256 * 1024 * 1024
 
