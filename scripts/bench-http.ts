@@ -19,6 +19,8 @@
  *   --service a.js,b.js                  the service's entry points, each its own contender (default
  *                                        dist/src/main.js): another build, e.g. a `git worktree`'s;
  *                                        their runs interleave so load changes hit both alike
+ *   --service-env "K=V,K=V;K=V"          more environment for each service, in --service's order
+ *   --warmup N                           exactly N warm-up runs per contender (default: until steady)
  *   --cpu-prof DIR                       start each service with node's --cpu-prof into DIR/<n>/
  */
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
@@ -51,6 +53,11 @@ const WARM_MAX = 12
 const only = option("only")?.split(",")
 const wanted = (key: string) => only === undefined || only.includes(key)
 const serviceEntries = (option("service") ?? path.join(root, "dist/src/main.js")).split(",").map((p) => path.resolve(p))
+// `--service-env "K=V,K=V;K=V"`: more environment for each service in `--service`'s order (";" between
+// services), e.g. the same build with two settings as two contenders.
+const serviceEnvs: ReadonlyArray<Record<string, string>> = (option("service-env") ?? "").split(";").map((spec) =>
+  Object.fromEntries(spec.split(",").filter((kv) => kv.includes("=")).map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]))
+)
 const cpuProfDir = option("cpu-prof")
 
 interface Scenario {
@@ -104,10 +111,10 @@ const startUpstream = async () => {
 }
 
 /** A compiled service on a fresh data directory; with `profileDir`, profiled by node until it stops. */
-const startService = async (entry: string, upstreamUrl: string, dataDir: string, profileDir: string | undefined) => {
+const startService = async (entry: string, upstreamUrl: string, dataDir: string, profileDir: string | undefined, env: Record<string, string>) => {
   const { child, match } = await startProcess(
     [...(profileDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${profileDir}`]), entry],
-    { HOST: "127.0.0.1", PORT: "0", DATA_DIR: dataDir, ...upstreamEnv(upstreamUrl) },
+    { HOST: "127.0.0.1", PORT: "0", DATA_DIR: dataDir, ...upstreamEnv(upstreamUrl), ...env },
     /listening on (http:\/\/\S+)/
   )
   return { url: match, pid: child.pid, stop: () => stop(child) }
@@ -184,8 +191,13 @@ const program = Effect.gen(function* () {
     dataDirs.push(dataDir)
     const profileDir = cpuProfDir === undefined ? undefined : path.resolve(cpuProfDir, String(i))
     if (profileDir !== undefined) mkdirSync(profileDir, { recursive: true })
-    const started = yield* Effect.promise(() => startService(entry, upstream.url, dataDir, profileDir))
-    const label = serviceEntries.length === 1 ? "service (HTTP API, durable job)" : `service ${i} (${path.relative(root, entry) || entry})`
+    const env = serviceEnvs[i] ?? {}
+    const started = yield* Effect.promise(() => startService(entry, upstream.url, dataDir, profileDir, env))
+    const settings = Object.entries(env).map(([k, v]) => `${k}=${v}`).join(" ")
+    const label =
+      serviceEntries.length === 1 && settings === ""
+        ? "service (HTTP API, durable job)"
+        : `service ${i} (${path.relative(root, entry) || entry}${settings === "" ? "" : ` ${settings}`})`
     services.push({ label, ...started })
   }
   const engine = yield* Layer.build(engineLayer(upstream.url))
@@ -285,7 +297,8 @@ const program = Effect.gen(function* () {
     }
   }
   // A partial run (some contenders, one scenario, other builds) is not the record.
-  const partial = only !== undefined || option("scenario") !== undefined || option("service") !== undefined || cpuProfDir !== undefined
+  const partial =
+    only !== undefined || option("scenario") !== undefined || option("service") !== undefined || option("service-env") !== undefined || cpuProfDir !== undefined
   if (partial) return
   mkdirSync(path.join(root, "bench-results"), { recursive: true })
   writeFileSync(
