@@ -39,6 +39,7 @@ import { upstreamEnv } from "./support/processes.js"
 import { interactionsJob } from "./support/interactionsJob.js"
 import { enableStatementStats, pgAt, postmasterPid } from "./support/pgServer.js"
 import { procCpuUs, procTreeCpuUs } from "./support/procCpu.js"
+import { envOf, isSteady } from "./support/steady.js"
 
 // ---- arguments -------------------------------------------------------------------------------------
 
@@ -63,9 +64,7 @@ const OUT = arg("out") ?? (PARTIAL ? ".scratch/cluster-partial.json" : "bench-re
 // compiling the hot path again) from a cost per item.
 const ITEMS = Number(arg("items") ?? 2000)
 // `--env K=V,K=V`: more environment for every service instance (e.g. JOB_PARTITIONS=1), for diagnosis.
-const EXTRA_ENV: Record<string, string> = Object.fromEntries(
-  (list("env") ?? []).map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)])
-)
+const EXTRA_ENV = envOf(arg("env") ?? "")
 // `--warmup N`: exactly N full-size warm-up jobs per setup and scenario (default: until steady, see `warmUp`).
 const WARMUP = arg("warmup") === undefined ? undefined : Number(arg("warmup"))
 const WARM_TOLERANCE = 0.1
@@ -86,7 +85,7 @@ const scenarios: ReadonlyArray<Scenario> = [
 ].filter((s) => SCENARIO_IDS === undefined || SCENARIO_IDS.includes(s.id))
 const idealMs = (s: Scenario) => Math.ceil(ITEMS / MAX_CONCURRENT) * s.latencyMs
 
-const job = (url: string, run: string, items: number) => interactionsJob(url, run, items, MAX_CONCURRENT, 120_000)
+const job = (url: string, run: string, items: number, print = true) => interactionsJob(url, run, items, MAX_CONCURRENT, 120_000, print)
 
 const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN
 const round1 = (x: number) => Math.round(x * 10) / 10
@@ -181,6 +180,13 @@ const idleCpu = (p: Processes, upstream: Upstream) =>
  */
 const idleAfterRuns = (p: Processes, upstream: Upstream) => Effect.zipRight(Effect.sleep("8 seconds"), idleCpu(p, upstream))
 
+/** The setup's rows with its idle CPU, and the job's own CPU: what the instances would spend idle over the job's wall time, taken out. */
+const withJobCpu = (rows: ReadonlyArray<Row>, p: Processes, upstream: Upstream) =>
+  Effect.map(idleAfterRuns(p, upstream), (idle) => {
+    const idleSum = idle.instances.reduce((a, b) => a + b, 0)
+    return rows.map((r) => ({ ...r, idleCpuMsPerS: idle, jobCpuUsPerItem: round1(r.cpuUsPerItem.service - (idleSum * r.wallMs) / ITEMS) }))
+  })
+
 const medianCpu = (runs: ReadonlyArray<RunCpu>): RunCpu => {
   const pg = runs.flatMap((r) => (r.postgres === undefined ? [] : [r.postgres]))
   return {
@@ -239,18 +245,14 @@ const noHooks: Hooks = { beforeRun: () => Effect.void, afterRuns: () => Effect.s
  * control) was measured colder than one process doing the whole job. A service runs for months; its
  * steady state is what the targets are about. `--warmup N` runs exactly N instead.
  */
-const warmUp = (processes: Processes, upstream: Upstream, run: (r: number) => Promise<number>) =>
+const warmUp = (processes: Processes, upstream: Upstream, run: (r: number) => Promise<unknown>) =>
   Effect.gen(function* () {
     const cpus: Array<number> = []
-    const log = console.log
     for (let r = 0; r < (WARMUP ?? WARM_MAX); r++) {
       const before = cpuOf(processes, upstream)
-      console.log = () => {}
-      yield* Effect.promise(() => run(r)).pipe(Effect.ensuring(Effect.sync(() => (console.log = log))))
+      yield* Effect.promise(() => run(r))
       cpus.push(perItem(before, cpuOf(processes, upstream), ITEMS).service)
-      // Steady: the last three within WARM_TOLERANCE of each other (one flat step can be noise).
-      const last3 = cpus.slice(-3)
-      if (WARMUP === undefined && cpus.length >= WARM_MIN && Math.max(...last3) <= (1 + WARM_TOLERANCE) * Math.min(...last3)) break
+      if (WARMUP === undefined && isSteady(cpus, WARM_MIN, WARM_TOLERANCE)) break
     }
     console.log(`  warm-up: ${cpus.length} job(s) of ${ITEMS}, CPU µs/item ${cpus.join(" → ")}`)
     return { jobs: cpus.length, cpuUsPerItem: cpus }
@@ -261,14 +263,14 @@ const allScenarios = (
   upstream: Upstream,
   setup: string,
   processes: Processes,
-  run: (label: string, items: number) => Promise<number>,
+  run: (label: string, items: number, print?: boolean) => Promise<number>,
   hooks: Hooks = noHooks
 ) =>
   Effect.gen(function* () {
     const rows: Array<Row> = []
     for (const s of scenarios) {
       yield* Effect.promise(() => upstream.set(s.latencyMs))
-      const warmup = yield* warmUp(processes, upstream, (r) => run(`warm-${s.id}-${r}`, ITEMS))
+      const warmup = yield* warmUp(processes, upstream, (r) => run(`warm-${s.id}-${r}`, ITEMS, false))
       const walls: Array<number> = []
       const cpus: Array<RunCpu> = []
       // On the clock V8's CPU profiles use (CLOCK_MONOTONIC, µs): the timed runs' window in a profile.
@@ -379,10 +381,8 @@ const program = Effect.gen(function* () {
         (url, pids) =>
           Effect.gen(function* () {
             const processes: Processes = { instances: pids, postgres: () => undefined, self: false }
-            const rows = yield* allScenarios(upstream, "service, embedded SQLite (single runner)", processes, (run, items) => job(url, `sqlite-${run}`, items))
-            const idle = yield* idleAfterRuns(processes, upstream)
-            const idleSum = idle.instances.reduce((a, b) => a + b, 0)
-            return rows.map((r) => ({ ...r, idleCpuMsPerS: idle, jobCpuUsPerItem: round1(r.cpuUsPerItem.service - (idleSum * r.wallMs) / ITEMS) }))
+            const rows = yield* allScenarios(upstream, "service, embedded SQLite (single runner)", processes, (run, items, print) => job(url, `sqlite-${run}`, items, print))
+            return yield* withJobCpu(rows, processes, upstream)
           }),
         "sqlite"
       ))
@@ -403,17 +403,15 @@ const program = Effect.gen(function* () {
           (_, pids, urls) =>
             Effect.gen(function* () {
               const processes: Processes = { instances: pids, postgres: () => undefined, self: false }
-              const rows = yield* allScenarios(upstream, `${split} SQLite services, 1/${split} job each`, processes, async (run, items) => {
+              const rows = yield* allScenarios(upstream, `${split} SQLite services, 1/${split} job each`, processes, async (run, items, print) => {
                 const walls = await Promise.all(
                   urls.map((url, i) =>
-                    interactionsJob(url, `split-${run}-${i}`, Math.ceil(items / split), Math.ceil(MAX_CONCURRENT / split), 120_000)
+                    interactionsJob(url, `split-${run}-${i}`, Math.ceil(items / split), Math.ceil(MAX_CONCURRENT / split), 120_000, print)
                   )
                 )
                 return Math.max(...walls)
               })
-              const idle = yield* idleAfterRuns(processes, upstream)
-              const idleSum = idle.instances.reduce((a, b) => a + b, 0)
-              return rows.map((r) => ({ ...r, idleCpuMsPerS: idle, jobCpuUsPerItem: round1(r.cpuUsPerItem.service - (idleSum * r.wallMs) / ITEMS) }))
+              return yield* withJobCpu(rows, processes, upstream)
             }),
           "split"
         ))
@@ -452,11 +450,8 @@ const program = Effect.gen(function* () {
             Effect.sleep("6 seconds"),
             Effect.gen(function* () {
               const processes: Processes = { instances: pids, postgres: postmaster, self: false }
-              const rows = yield* allScenarios(upstream, "service, PostgreSQL cluster", processes, (run, items) => job(first, `pg${n}-${run}`, items), hooks)
-              const idle = yield* idleAfterRuns(processes, upstream)
-              // What the instances would spend idle over the job's wall time, taken out: the job's own CPU.
-              const idleSum = idle.instances.reduce((a, b) => a + b, 0)
-              return rows.map((r) => ({ ...r, idleCpuMsPerS: idle, jobCpuUsPerItem: round1(r.cpuUsPerItem.service - (idleSum * r.wallMs) / ITEMS) }))
+              const rows = yield* allScenarios(upstream, "service, PostgreSQL cluster", processes, (run, items, print) => job(first, `pg${n}-${run}`, items, print), hooks)
+              return yield* withJobCpu(rows, processes, upstream)
             })
           ),
         `pg${n}`

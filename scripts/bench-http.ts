@@ -37,6 +37,7 @@ import * as UndiciHttpClient from "../src/upstream/UndiciHttpClient.js"
 import { UpstreamConfig } from "../src/upstream/UpstreamConfig.js"
 import { fetchOne, login, pLimitUndici } from "./support/peers.js"
 import { procCpuUs } from "./support/procCpu.js"
+import { envOf, isSteady } from "./support/steady.js"
 import { decodeProfile, render, summarise } from "./support/profileSummary.js"
 import { root, startProcess, stop, unboundedBudgets, upstreamEnv } from "./support/processes.js"
 
@@ -55,9 +56,7 @@ const wanted = (key: string) => only === undefined || only.includes(key)
 const serviceEntries = (option("service") ?? path.join(root, "dist/src/main.js")).split(",").map((p) => path.resolve(p))
 // `--service-env "K=V,K=V;K=V"`: more environment for each service in `--service`'s order (";" between
 // services), e.g. the same build with two settings as two contenders.
-const serviceEnvs: ReadonlyArray<Record<string, string>> = (option("service-env") ?? "").split(";").map((spec) =>
-  Object.fromEntries(spec.split(",").filter((kv) => kv.includes("=")).map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]))
-)
+const serviceEnvs = (option("service-env") ?? "").split(";").map(envOf)
 const cpuProfDir = option("cpu-prof")
 
 interface Scenario {
@@ -88,8 +87,7 @@ const warmUp = <E, R>(measure: (r: number) => Effect.Effect<number, E, R>) =>
     const walls: Array<number> = []
     for (let r = 0; r < (WARMUP ?? WARM_MAX); r++) {
       walls.push(yield* measure(r))
-      const last3 = walls.slice(-3)
-      if (WARMUP === undefined && walls.length >= WARM_MIN && Math.max(...last3) <= (1 + WARM_TOLERANCE) * Math.min(...last3)) break
+      if (WARMUP === undefined && isSteady(walls, WARM_MIN, WARM_TOLERANCE)) break
     }
     return walls
   })

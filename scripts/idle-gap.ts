@@ -39,14 +39,12 @@ service.child.stdout?.on("data", (chunk: Buffer) => {
   if (TRACE) traced += chunk.toString()
 })
 
-const log = console.log
 const count = (pattern: RegExp) => (traced.match(pattern) ?? []).length
 const job = async (label: string) => {
   traced = ""
   const cpu0 = procCpuUs(pid) ?? NaN
   const threads0 = threadCpuUs(pid) ?? {}
-  console.log = () => {}
-  const wall = await interactionsJob(service.match, label, ITEMS, 50).finally(() => (console.log = log))
+  const wall = await interactionsJob(service.match, label, ITEMS, 50, 180_000, false)
   const cpu1 = procCpuUs(pid) ?? NaN
   const threads1 = threadCpuUs(pid) ?? {}
   const perItem = (a: number | undefined, b: number | undefined) => (((a ?? NaN) - (b ?? NaN)) / ITEMS).toFixed(0)
@@ -65,13 +63,13 @@ const heap = async () =>
 try {
   for (let i = 0; i < 8; i++) {
     const result = await job(`warm-${i}`)
-    if (i >= 5) log(`warm-up ${i}: ${result}`)
+    if (i >= 5) console.log(`warm-up ${i}: ${result}`)
   }
   for (const [i, gap] of GAPS_S.entries()) {
     const before = await heap()
     await new Promise((resolve) => setTimeout(resolve, gap * 1000))
     const after = await heap()
-    log(`after ${gap} s idle (${before} → ${after}): ${await job(`gap-${i}`)}`)
+    console.log(`after ${gap} s idle (${before} → ${after}): ${await job(`gap-${i}`)}`)
   }
 } finally {
   await stop(service.child)

@@ -9,8 +9,15 @@ import { Schema } from "effect"
 const JobAnswer = Schema.Struct({ succeeded: Schema.optional(Schema.Number) })
 const decodeJobAnswer = Schema.decodeUnknownSync(JobAnswer)
 
-/** Posts the batch and waits for the answer; resolves to its wall time in ms (also printed). */
-export const interactionsJob = async (url: string, run: string, items: number, maxConcurrent: number, timeoutMs = 180_000): Promise<number> => {
+/** Posts the batch and waits for the answer; resolves to its wall time in ms (also printed, unless `print` is false). */
+export const interactionsJob = async (
+  url: string,
+  run: string,
+  items: number,
+  maxConcurrent: number,
+  timeoutMs = 180_000,
+  print = true
+): Promise<number> => {
   const posts = Array.from({ length: items }, (_, i) => ({ postId: `${run}-p${i}`, articleId: `${run}-a${i}`, kolSerial: "101" }))
   const t0 = performance.now()
   const response = await fetch(`${url}/api/interactions/fetch-all-interactions`, {
@@ -23,6 +30,6 @@ export const interactionsJob = async (url: string, run: string, items: number, m
   const body = decodeJobAnswer(raw)
   if (response.status !== 200 || body.succeeded !== items) throw new Error(`HTTP ${response.status}: ${JSON.stringify(raw).slice(0, 300)}`)
   const wall = performance.now() - t0
-  console.log(`  ${run}: ${items} items in ${Math.round(wall)} ms`)
+  if (print) console.log(`  ${run}: ${items} items in ${Math.round(wall)} ms`)
   return wall
 }

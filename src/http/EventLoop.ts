@@ -200,8 +200,8 @@ export const monitorWith = (options: {
     const now = performance.eventLoopUtilization()
     const utilization = performance.eventLoopUtilization(now, elu).utilization
     elu = now
-    if (gc === undefined || !collection.sample(utilization, process.memoryUsage().heapUsed)) return Effect.void
     const before = process.memoryUsage().heapUsed
+    if (gc === undefined || !collection.sample(utilization, before)) return Effect.void
     gc()
     const after = process.memoryUsage().heapUsed
     collection.collected(after)
