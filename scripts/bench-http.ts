@@ -20,7 +20,7 @@
  *                                        dist/src/main.js): another build, e.g. a `git worktree`'s;
  *                                        their runs interleave so load changes hit both alike
  *   --service-env "K=V,K=V;K=V"          more environment for each service, in --service's order
- *   --warmup N                           exactly N warm-up runs per contender (default: until steady)
+ *   --warmup N                           exactly N warm-up rounds, every contender once a round (default: until all are steady)
  *   --cpu-prof DIR                       start each service with node's --cpu-prof into DIR/<n>/
  */
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
@@ -46,7 +46,7 @@ const option = (name: string): string | undefined => {
   return i < 0 ? undefined : process.argv[i + 1]
 }
 const RUNS = Number(option("runs") ?? 3)
-// `--warmup N`: exactly N warm-up runs per contender and scenario; default: until steady (see `warmUp`).
+// `--warmup N`: exactly N warm-up rounds per scenario; default: until every contender is steady (see `warmUp`).
 const WARMUP = option("warmup") === undefined ? undefined : Number(option("warmup"))
 const WARM_TOLERANCE = 0.1
 const WARM_MIN = 5
@@ -75,19 +75,22 @@ const postsFor = (s: Scenario, run: string) =>
   Array.from({ length: s.items }, (_, i) => ({ postId: `${run}-p${i}`, articleId: `${run}-a${i}`, kolSerial: "101" }))
 
 /**
- * Runs `measure` until steady: the last three wall times within `WARM_TOLERANCE` of each other (at
- * least `WARM_MIN` runs, at most `WARM_MAX`), or exactly `--warmup N` runs. One warm-up run was not enough:
- * V8 goes on compiling a service's paths for several 2,000-item jobs (`bench:cluster` measured the
- * CPU per item of one SQLite service fall 855 → 450 → 405 µs over its first three such jobs, and a
- * PostgreSQL instance's over 5–11), so the timed runs measured a process still warming up, which a
- * service running for months is not.
+ * Runs every contender in rounds until each is steady: its last three wall times within
+ * `WARM_TOLERANCE` of each other (at least `WARM_MIN` rounds, at most `WARM_MAX`), or exactly
+ * `--warmup N` rounds. One warm-up run was not enough: V8 goes on compiling a service's paths for
+ * several 2,000-item jobs (`bench:cluster` measured the CPU per item of one SQLite service fall 855 →
+ * 450 → 405 µs over its first three such jobs, and a PostgreSQL instance's over 5–11), so the timed
+ * runs measured a process still warming up, which a service running for months is not. In rounds,
+ * not one contender after the other: a service that waited out the others' warm-ups sat idle for
+ * 15–40 s, long enough for its idle collection (`EventLoop.LONG_QUIET_SECONDS`), and its first timed
+ * run paid V8's re-optimisation after it.
  */
-const warmUp = <E, R>(measure: (r: number) => Effect.Effect<number, E, R>) =>
+const warmUp = <E, R>(measures: ReadonlyArray<(r: number) => Effect.Effect<number, E, R>>) =>
   Effect.gen(function* () {
-    const walls: Array<number> = []
+    const walls = measures.map((): Array<number> => [])
     for (let r = 0; r < (WARMUP ?? WARM_MAX); r++) {
-      walls.push(yield* measure(r))
-      if (WARMUP === undefined && isSteady(walls, WARM_MIN, WARM_TOLERANCE)) break
+      for (const [c, measure] of measures.entries()) walls[c]?.push(yield* measure(r))
+      if (WARMUP === undefined && walls.every((w) => isSteady(w, WARM_MIN, WARM_TOLERANCE))) break
     }
     return walls
   })
@@ -216,9 +219,10 @@ const program = Effect.gen(function* () {
       ]
       // Warm-up (JIT, connections, login) until steady, then the timed runs interleaved: a change of
       // load on the shared machine hits every contender alike.
+      const warm = yield* warmUp(contenders.map((contender, c) => (r: number) => contender.measure(`${s.id}-warm-${c}-${r}`)))
       for (const [c, contender] of contenders.entries()) {
-        const warm = yield* warmUp((r) => contender.measure(`${s.id}-warm-${c}-${r}`))
-        console.log(`  warm-up ${s.id}, ${contender.name}: ${warm.length} run(s), ms ${warm.map(Math.round).join(" → ")}`)
+        const mine = warm[c] ?? []
+        console.log(`  warm-up ${s.id}, ${contender.name}: ${mine.length} run(s), ms ${mine.map(Math.round).join(" → ")}`)
       }
       const walls = contenders.map((): Array<number> => [])
       const cpus = contenders.map((): Array<number> => [])

@@ -18,25 +18,44 @@ const block = (ms: number) => {
 
 describe("EventLoop idle collection", () => {
   it("collects once after busy then quiet seconds, and not again while quiet", () => {
-    const { sample } = idleCollection(2)
-    expect([0.01, 0.01, 0.5, 0.01, 0.01, 0.01, 0.01].map((u) => sample(u))).toEqual([false, false, false, false, true, false, false])
+    const { sample } = idleCollection({ quietSeconds: 2, longQuietSeconds: 10, minGarbageBytes: 0 })
+    expect([0.01, 0.01, 0.5, 0.01, 0.01, 0.01, 0.01].map((u) => sample(u, 0))).toEqual([undefined, undefined, undefined, undefined, "burst", undefined, undefined])
     // Work again: one more collection after it.
-    expect([0.9, 0.02, 0.02].map((u) => sample(u))).toEqual([false, false, true])
+    expect([0.9, 0.02, 0.02].map((u) => sample(u, 0))).toEqual([undefined, undefined, "burst"])
   })
 
-  it("collects only when the heap holds enough garbage above what the last collection left live", () => {
-    const MB = 1024 * 1024
-    const collection = idleCollection(1, 256 * MB, 25 * MB)
+  const MB = 1024 * 1024
+
+  it("collects soon only when the heap holds a burst's garbage above what the last collection left live", () => {
+    const collection = idleCollection({ quietSeconds: 1, longQuietSeconds: 10, minGarbageBytes: 256 * MB }, 25 * MB)
     const spell = (heapUsed: number) => [0.5, 0.01].map((u) => collection.sample(u, heapUsed))
     // After ordinary jobs: 91 and 230 MB in use, 25 MB at start — not a burst's worth.
-    expect(spell(91 * MB)).toEqual([false, false])
-    expect(spell(230 * MB)).toEqual([false, false])
+    expect(spell(91 * MB)).toEqual([undefined, undefined])
+    expect(spell(230 * MB)).toEqual([undefined, undefined])
     // After a burst: 427 MB in use.
-    expect(spell(427 * MB)).toEqual([false, true])
+    expect(spell(427 * MB)).toEqual([undefined, "burst"])
     collection.collected(98 * MB)
     // Measured from what that collection left live (98 MB), not from the start.
-    expect(spell(300 * MB)).toEqual([false, false])
-    expect(spell(360 * MB)).toEqual([false, true])
+    expect(spell(300 * MB)).toEqual([undefined, undefined])
+    expect(spell(360 * MB)).toEqual([undefined, "burst"])
+  })
+
+  it("collects whatever work left once the pause is long, once per pause, and a second of work starts the count again", () => {
+    const collection = idleCollection({ quietSeconds: 2, longQuietSeconds: 5, minGarbageBytes: 256 * MB }, 25 * MB)
+    const quiet = (n: number) => Array.from({ length: n }, () => collection.sample(0.01, 120 * MB))
+    // Quiet before any work: nothing to give back.
+    expect(quiet(8)).toEqual(Array(8).fill(undefined))
+    expect(collection.sample(0.6, 120 * MB)).toBeUndefined()
+    // 4 quiet seconds, then half-busy ones (between 5 and 20 %) count neither way, then a fifth quiet one.
+    expect(quiet(4)).toEqual(Array(4).fill(undefined))
+    expect(collection.sample(0.1, 120 * MB)).toBeUndefined()
+    expect(quiet(1)).toEqual(["idle"])
+    expect(quiet(10)).toEqual(Array(10).fill(undefined))
+    // Work interrupts a pause: the count starts again after it.
+    expect(collection.sample(0.6, 120 * MB)).toBeUndefined()
+    expect(quiet(3)).toEqual(Array(3).fill(undefined))
+    expect(collection.sample(0.6, 120 * MB)).toBeUndefined()
+    expect(quiet(5)).toEqual([undefined, undefined, undefined, undefined, "idle"])
   })
 
   it.live(
@@ -50,6 +69,7 @@ describe("EventLoop idle collection", () => {
             block(400)
           },
           quietSeconds: 1,
+          longQuietSeconds: 1,
           minGarbageBytes: 0
         })
         // The test's own start-up may count as work: let its collection pass first.
