@@ -185,6 +185,7 @@ interface Contender {
 const program = Effect.gen(function* () {
   const upstream = yield* Effect.promise(startUpstream)
   const dataDirs: Array<string> = []
+  const idleCollections: Array<number> = []
   const services: Array<{ readonly label: string; readonly url: string; readonly pid: number | undefined; readonly stop: () => Promise<void> }> = []
   for (const [i, entry] of serviceEntries.entries()) {
     if (!wanted("service")) break
@@ -252,6 +253,17 @@ const program = Effect.gen(function* () {
         })
       }
     }
+    // A full collection makes V8 optimise the service again (EventLoop.MIN_GARBAGE_BYTES): one
+    // between the warm-up and the last timed run would mean a run measured a re-warming service.
+    for (const service of services) {
+      const metrics = yield* Effect.promise(() => fetch(`${service.url}/metrics`).then((r) => r.text()).catch(() => ""))
+      const count = metrics
+        .split("\n")
+        .filter((l) => l.startsWith("pp_idle_collections_total"))
+        .reduce((n, l) => n + Number(l.slice(l.lastIndexOf(" ") + 1)), 0)
+      idleCollections.push(count)
+      console.log(`  ${service.label}: ${count} idle collection(s) over the whole bench`)
+    }
   } finally {
     for (const service of services) yield* Effect.promise(() => service.stop())
     yield* Effect.promise(() => upstream.stop())
@@ -305,7 +317,7 @@ const program = Effect.gen(function* () {
   mkdirSync(path.join(root, "bench-results"), { recursive: true })
   writeFileSync(
     path.join(root, "bench-results/http-latest.json"),
-    JSON.stringify({ at: new Date().toISOString(), node: process.version, cores: os.cpus().length, rows }, null, 2)
+    JSON.stringify({ at: new Date().toISOString(), node: process.version, cores: os.cpus().length, idleCollections, rows }, null, 2)
   )
 }).pipe(Effect.scoped)
 
