@@ -180,12 +180,27 @@ interface Contender {
   readonly measure: (run: string) => Effect.Effect<number>
   /** The CPU time its own process has used so far (µs), for a service in a process of its own. */
   readonly cpuUs?: () => number | undefined
+  /** The service's idle collections so far (`pp_idle_collections_total`, all reasons). */
+  readonly idleCollections?: () => Promise<number>
 }
+
+/**
+ * A full collection makes V8 optimise the service again (`EventLoop.MIN_GARBAGE_BYTES`): one during
+ * the timed runs means a run measured a re-warming service, so the count is printed with the results.
+ */
+const idleCollectionsOf = (url: string) => () =>
+  fetch(`${url}/metrics`)
+    .then((r) => r.text())
+    .then((text) =>
+      text
+        .split("\n")
+        .filter((l) => l.startsWith("pp_idle_collections_total"))
+        .reduce((n, l) => n + Number(l.slice(l.lastIndexOf(" ") + 1)), 0)
+    )
 
 const program = Effect.gen(function* () {
   const upstream = yield* Effect.promise(startUpstream)
   const dataDirs: Array<string> = []
-  const idleCollections: Array<number> = []
   const services: Array<{ readonly label: string; readonly url: string; readonly pid: number | undefined; readonly stop: () => Promise<void> }> = []
   for (const [i, entry] of serviceEntries.entries()) {
     if (!wanted("service")) break
@@ -212,7 +227,8 @@ const program = Effect.gen(function* () {
         ...services.map((service) => ({
           name: service.label,
           measure: (run: string) => Effect.promise(() => viaService(service.url, s, run)),
-          cpuUs: () => procCpuUs(service.pid)
+          cpuUs: () => procCpuUs(service.pid),
+          idleCollections: idleCollectionsOf(service.url)
         })),
         ...(wanted("engine") ? [{ name: "engine in-process (no HTTP, no DB)", measure: (run: string) => Effect.provide(viaEngine(s, run), engine) }] : []),
         ...(wanted("plimit") ? [{ name: "p-limit + undici", measure: (run: string) => Effect.promise(() => viaPLimit(upstream.url, s, run)) }] : []),
@@ -227,6 +243,7 @@ const program = Effect.gen(function* () {
       }
       const walls = contenders.map((): Array<number> => [])
       const cpus = contenders.map((): Array<number> => [])
+      const collectionsBefore = yield* Effect.promise(() => Promise.all(contenders.map((c) => c.idleCollections?.())))
       for (let r = 0; r < RUNS; r++) {
         for (const [c, contender] of contenders.entries()) {
           const before = contender.cpuUs?.()
@@ -235,6 +252,7 @@ const program = Effect.gen(function* () {
           if (before !== undefined && after !== undefined) cpus[c]?.push((after - before) / s.items)
         }
       }
+      const collectionsAfter = yield* Effect.promise(() => Promise.all(contenders.map((c) => c.idleCollections?.())))
       for (const [c, contender] of contenders.entries()) {
         const mine = walls[c] ?? []
         const cpu = cpus[c] ?? []
@@ -249,20 +267,12 @@ const program = Effect.gen(function* () {
           wallMs: Math.round(wall),
           ratio: Number((wall / ideal).toFixed(3)),
           runsMs: mine.map((w) => Math.round(w)).join(" / "),
-          ...(cpu.length === 0 ? {} : { cpuUsPerItem: Math.round(median(cpu)), cpuRunsUsPerItem: cpu.map((x) => Math.round(x)).join(" / ") })
+          ...(cpu.length === 0 ? {} : { cpuUsPerItem: Math.round(median(cpu)), cpuRunsUsPerItem: cpu.map((x) => Math.round(x)).join(" / ") }),
+          ...(collectionsBefore[c] === undefined || collectionsAfter[c] === undefined
+            ? {}
+            : { idleCollectionsInTimedRuns: (collectionsAfter[c] ?? 0) - (collectionsBefore[c] ?? 0) })
         })
       }
-    }
-    // A full collection makes V8 optimise the service again (EventLoop.MIN_GARBAGE_BYTES): one
-    // between the warm-up and the last timed run would mean a run measured a re-warming service.
-    for (const service of services) {
-      const metrics = yield* Effect.promise(() => fetch(`${service.url}/metrics`).then((r) => r.text()).catch(() => ""))
-      const count = metrics
-        .split("\n")
-        .filter((l) => l.startsWith("pp_idle_collections_total"))
-        .reduce((n, l) => n + Number(l.slice(l.lastIndexOf(" ") + 1)), 0)
-      idleCollections.push(count)
-      console.log(`  ${service.label}: ${count} idle collection(s) over the whole bench`)
     }
   } finally {
     for (const service of services) yield* Effect.promise(() => service.stop())
@@ -274,7 +284,8 @@ const program = Effect.gen(function* () {
   for (const r of rows) {
     console.log(
       `${String(r.scenario).padEnd(9)} ${String(r.contender).padEnd(38)} ${String(r.idealMs).padStart(8)} ${String(r.wallMs).padStart(9)} ${String(r.ratio).padStart(7)}   ${r.runsMs}` +
-        (r.cpuUsPerItem === undefined ? "" : `   [${r.cpuUsPerItem}: ${r.cpuRunsUsPerItem}]`)
+        (r.cpuUsPerItem === undefined ? "" : `   [${r.cpuUsPerItem}: ${r.cpuRunsUsPerItem}]`) +
+        (r.idleCollectionsInTimedRuns === undefined ? "" : `   idle collections in the timed runs: ${r.idleCollectionsInTimedRuns}`)
     )
   }
   for (const s of scenarios) {
@@ -317,7 +328,7 @@ const program = Effect.gen(function* () {
   mkdirSync(path.join(root, "bench-results"), { recursive: true })
   writeFileSync(
     path.join(root, "bench-results/http-latest.json"),
-    JSON.stringify({ at: new Date().toISOString(), node: process.version, cores: os.cpus().length, idleCollections, rows }, null, 2)
+    JSON.stringify({ at: new Date().toISOString(), node: process.version, cores: os.cpus().length, rows }, null, 2)
   )
 }).pipe(Effect.scoped)
 

@@ -58,6 +58,15 @@ describe("EventLoop idle collection", () => {
     expect(quiet(5)).toEqual([undefined, undefined, undefined, undefined, "idle"])
   })
 
+  it("a second with a job running here is work, however quiet the loop (slow upstream calls)", () => {
+    const collection = idleCollection({ quietSeconds: 2, longQuietSeconds: 4, minGarbageBytes: 256 * MB }, 25 * MB)
+    // A job waiting on slow calls: the loop idles, but nothing is collected under it, burst or not.
+    const waiting = Array.from({ length: 10 }, () => collection.sample(0.01, 500 * MB, true))
+    expect(waiting).toEqual(Array(10).fill(undefined))
+    // It ends: the quiet count starts then.
+    expect([0.01, 0.01].map((u) => collection.sample(u, 500 * MB, false))).toEqual([undefined, "burst"])
+  })
+
   it.live(
     "a collection that takes a while is not taken for work (no second collection while idle)",
     () =>

@@ -6,6 +6,7 @@
  * process cannot keep up with slows every job and every health check alike.
  */
 import { Config, Duration, Effect, Metric } from "effect"
+import { partsRunning } from "../jobs/JobRunner.js"
 import { Jobs } from "../jobs/Jobs.js"
 import type { JobView } from "../jobs/Model.js"
 import { Overloaded } from "./Api.js"
@@ -33,7 +34,8 @@ export class Admission extends Effect.Service<Admission>()("parallel-processor/A
   scoped: Effect.gen(function* () {
     const { maxPendingItems, maxDelay } = yield* config
     const maxDelayMs = Duration.toMillis(maxDelay)
-    const loop = yield* EventLoop.monitor
+    // Runs in this process (of jobs accepted anywhere): while one is under way the process is not idle.
+    const loop = yield* EventLoop.monitor(Effect.map(Metric.value(partsRunning), (running) => running.value > 0))
     const jobs = yield* Jobs
     const scope = yield* Effect.scope
     let pending = 0

@@ -167,7 +167,8 @@ export interface EventLoopMonitor {
 export const MIN_GARBAGE_BYTES = 256 * 1024 * 1024
 
 /**
- * When to collect: after a second of work (utilisation over 20 %) followed by quiet ones (under 5 %),
+ * When to collect: after a second of work (utilisation over 20 %, or `working`: a job runs here,
+ * however little it asks of the loop) followed by quiet ones (under 5 %, nothing running),
  * at most once per quiet spell: after `quietSeconds` when the heap in use is at least `minGarbage`
  * bytes above what the last collection left live (`live`: before the first one, the heap at start),
  * otherwise after `longQuietSeconds` whatever the heap holds. `sample` takes the last second's
@@ -181,8 +182,8 @@ export const idleCollection = (
   let busy = false
   let quiet = 0
   return {
-    sample: (utilization: number, heapUsed: number): "burst" | "idle" | undefined => {
-      if (utilization > 0.2) {
+    sample: (utilization: number, heapUsed: number, working = false): "burst" | "idle" | undefined => {
+      if (working || utilization > 0.2) {
         busy = true
         quiet = 0
         return undefined
@@ -215,6 +216,12 @@ export const monitorWith = (options: {
   readonly longQuietSeconds: number
   /** See `MIN_GARBAGE_BYTES` (the service's); 0 collects after every quiet spell of `quietSeconds`. */
   readonly minGarbageBytes: number
+  /**
+   * Whether work is under way here (a job's run): a second of it is never quiet. Slow upstream calls
+   * leave the loop under 5 % busy for seconds on end, and a collection there (150-400 ms, then V8's
+   * re-optimisation) would land in the middle of a job.
+   */
+  readonly working?: Effect.Effect<boolean>
 }): Effect.Effect<EventLoopMonitor, never, Scope.Scope> => Effect.gen(function* () {
   // Sampled every 50 ms: 20 samples a second are plenty for a p99 compared against
   // MAX_EVENT_LOOP_DELAY (1 s), and every sample is a wake-up of the event loop — at 10 ms they cost
@@ -225,12 +232,12 @@ export const monitorWith = (options: {
   const collection = idleCollection(options, process.memoryUsage().heapUsed)
   let elu = performance.eventLoopUtilization()
   yield* Effect.acquireRelease(Effect.sync(() => histogram.enable()), () => Effect.sync(() => histogram.disable()))
-  const idleCollect = Effect.suspend(() => {
+  const idleCollect = Effect.flatMap(options.working ?? Effect.succeed(false), (working) => {
     const now = performance.eventLoopUtilization()
     const utilization = performance.eventLoopUtilization(now, elu).utilization
     elu = now
     const before = process.memoryUsage().heapUsed
-    const reason = gc === undefined ? undefined : collection.sample(utilization, before)
+    const reason = gc === undefined ? undefined : collection.sample(utilization, before, working)
     if (gc === undefined || reason === undefined) return Effect.void
     gc()
     const after = process.memoryUsage().heapUsed
@@ -261,6 +268,13 @@ export const monitorWith = (options: {
 })
 
 /** The service's monitor: V8's collector when falling idle after work (see `monitorWith`). */
-export const monitor: Effect.Effect<EventLoopMonitor, never, Scope.Scope> = Effect.suspend(() =>
-  monitorWith({ collect: collector(), quietSeconds: QUIET_SECONDS, longQuietSeconds: LONG_QUIET_SECONDS, minGarbageBytes: MIN_GARBAGE_BYTES })
-)
+export const monitor = (working: Effect.Effect<boolean>): Effect.Effect<EventLoopMonitor, never, Scope.Scope> =>
+  Effect.suspend(() =>
+    monitorWith({
+      collect: collector(),
+      quietSeconds: QUIET_SECONDS,
+      longQuietSeconds: LONG_QUIET_SECONDS,
+      minGarbageBytes: MIN_GARBAGE_BYTES,
+      working
+    })
+  )

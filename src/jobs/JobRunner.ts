@@ -19,6 +19,7 @@ import { StorageHealth } from "./StorageHealth.js"
 import { Topology } from "./Topology.js"
 
 export { awaitWithin } from "./runner/Shutdown.js"
+export { partsRunning } from "./runner/RunRegistry.js"
 export type { RunOutcome } from "./runner/RunRegistry.js"
 
 export class JobRunner extends Effect.Service<JobRunner>()("parallel-processor/JobRunner", {
