@@ -110,8 +110,12 @@ export const modeOf = (where: Database.DatabaseLocation): Mode => (where.dialect
 
 /**
  * Whether the process runs on the time-sliced scheduler (5 ms slices, see `http/EventLoop.ts`): with
- * the embedded database. In a cluster it is off for now: under it a single instance did not come back
- * from a database restart (test/cluster.test.ts), not yet explained.
+ * the embedded database, whose synchronous statements otherwise keep Node from its sockets. In a
+ * cluster it is not needed: the same burst of 150 sync batches on one PostgreSQL instance keeps
+ * `/health` at p99 97–101 ms without it and 90 ms with it (test/overload.test.ts, session 14), since
+ * every database round trip hands the loop back. (It was first turned off because under it a single
+ * instance did not come back from a database restart; with the cluster watchdog since added,
+ * test/cluster.outage.test.ts passed 3 of 3 with it on.)
  */
 export const usesTimeSlicedScheduler = Effect.map(Database.location, (where) => modeOf(where) === "single-process")
 
