@@ -248,7 +248,7 @@ export const monitorWith = (options: {
     // an idle instance's CPU (bench-results/idle-cost/).
     elu = performance.eventLoopUtilization()
     return Metric.increment(Metric.tagged(idleCollections, "reason", reason)).pipe(
-      Effect.zipRight(Effect.logDebug(`idle (${reason}): collected garbage, heap in use ${Math.round(before / 1e6)} → ${Math.round(after / 1e6)} MB`))
+      Effect.zipRight(Effect.logDebug(`idle collection (${reason}): heap in use ${Math.round(before / 1e6)} → ${Math.round(after / 1e6)} MB`))
     )
   })
   yield* Effect.sync(() => {
