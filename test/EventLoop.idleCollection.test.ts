@@ -92,4 +92,29 @@ describe("EventLoop idle collection", () => {
       }).pipe(Effect.scoped),
     20_000
   )
+
+  it.live(
+    "the monitor asks whether work runs here: no collection under a quiet loop while it does, one after",
+    () =>
+      Effect.gen(function* () {
+        let collections = 0
+        let working = true
+        yield* monitorWith({
+          collect: () => {
+            collections++
+          },
+          quietSeconds: 1,
+          longQuietSeconds: 1,
+          minGarbageBytes: 0,
+          working: Effect.sync(() => working)
+        })
+        // A job waiting on slow calls: the loop is quiet, the job runs.
+        yield* Effect.sleep("3500 millis")
+        expect(collections).toBe(0)
+        working = false
+        yield* Effect.sleep("2500 millis")
+        expect(collections).toBe(1)
+      }).pipe(Effect.scoped),
+    20_000
+  )
 })
