@@ -82,8 +82,9 @@ const postsFor = (s: Scenario, run: string) =>
  * 450 → 405 µs over its first three such jobs, and a PostgreSQL instance's over 5–11), so the timed
  * runs measured a process still warming up, which a service running for months is not. In rounds,
  * not one contender after the other: a service that waited out the others' warm-ups sat idle for
- * 15–40 s in H2 (over a minute in H1), long enough for its idle collection (`EventLoop.LONG_QUIET_SECONDS`), and its first timed
- * run paid V8's re-optimisation after it.
+ * 15–40 s in H2 (over a minute in H1), long enough for its idle collection
+ * (`EventLoop.LONG_QUIET_SECONDS`), and its first timed run would pay V8's re-optimisation after it
+ * (session 13 measured that: 2 × the CPU per item, 1.3–1.4 × the wall).
  */
 const warmUp = <E, R>(measures: ReadonlyArray<(r: number) => Effect.Effect<number, E, R>>) =>
   Effect.gen(function* () {
