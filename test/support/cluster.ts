@@ -69,13 +69,19 @@ export const itemsRun = (instance: Service.ServiceProcess, processor: string) =>
  * server is the file's shared one, or one of the test's own when the test stops it (an outage) and
  * must not take the other tests' server down with it.
  */
-export const cluster = (server: PostgresServer, database: string, n = 3, extra: Readonly<Record<string, string>> = {}) =>
+export const cluster = (
+  server: PostgresServer,
+  database: string,
+  n = 3,
+  /** More environment for every instance, or per instance (by its index). */
+  extra: Readonly<Record<string, string>> | ((i: number) => Readonly<Record<string, string>>) = {}
+) =>
   Effect.gen(function* () {
     const url = yield* createDatabase(server.url, database)
     const sandbox = yield* Sandbox.Sandbox
     const instances = yield* Effect.forEach(
       Array.from({ length: n }, (_, i) => i),
-      () => instance(url, sandbox.url, extra),
+      (i) => instance(url, sandbox.url, typeof extra === "function" ? extra(i) : extra),
       // All at once, on an empty database: table creation must not race.
       { concurrency: "unbounded" }
     )
