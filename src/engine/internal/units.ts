@@ -7,7 +7,6 @@ import type * as Budget from "../Budget.js"
 import type { Permit } from "../CircuitBreaker.js"
 import type { TaskError } from "../Errors.js"
 import type * as RetryPolicy from "../RetryPolicy.js"
-import type { RunState } from "./state.js"
 
 /** One input item as the pool tracks it, from the moment it is taken until its result. */
 export interface Unit<I> {
@@ -51,8 +50,15 @@ export interface Slot<I> {
   rest: Effect.Effect<void> | undefined
 }
 
+/** What taking an item in needs of the run (`state.ts`'s `RunState`, named here without importing it). */
+interface Intake<I> {
+  nextIndex: number
+  outstanding: number
+  readonly options: { readonly idOf: ((item: I, index: number) => string) | undefined }
+}
+
 /** Takes the next input item into the run. */
-export const newUnit = <I, A, E>(run: RunState<I, A, E>, item: I): Unit<I> => {
+export const newUnit = <I>(run: Intake<I>, item: I): Unit<I> => {
   const index = run.nextIndex++
   run.outstanding++
   const idOf = run.options.idOf

@@ -15,7 +15,7 @@ import * as Instances from "../Instances.js"
 import * as JobNotifications from "../JobNotifications.js"
 import * as PartLocks from "../PartLocks.js"
 import { CoordinationStore } from "../store/Coordination.js"
-import type { TopologyShape } from "../Topology.js"
+import type { TopologyShape } from "./Shape.js"
 
 /**
  * How many parts a job of `items` items runs as: one per `JOB_MIN_ITEMS_PER_PART` (50) items, at

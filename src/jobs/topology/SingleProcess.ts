@@ -10,7 +10,7 @@ import * as Cluster from "../Cluster.js"
 import * as ClusterBudgets from "../ClusterBudgets.js"
 import * as Instances from "../Instances.js"
 import * as PartLocks from "../PartLocks.js"
-import type { TopologyShape } from "../Topology.js"
+import type { TopologyShape } from "./Shape.js"
 
 export const make: Effect.Effect<TopologyShape, never, SqlClient.SqlClient> = Effect.gen(function* () {
   const sql = yield* SqlClient.SqlClient
