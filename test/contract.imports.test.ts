@@ -2,10 +2,11 @@
  * The HTTP contract and the typed client are free of server code: every local module reachable from
  * `src/http/Api.ts` and `src/http/Client.ts` is the contract itself (`Api.ts`, `api/`, `Client.ts`) or
  * the domain (`src/domain/`), and the domain imports nothing but `effect`. Read with the TypeScript
- * compiler's own import scanner, so `export … from` and type-only imports count too.
+ * compiler's own import scanner, so `export … from` and type-only imports count too. And no module of
+ * `src/` imports itself through others, not even for types: a cycle is a seam in the wrong place.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { readFileSync } from "node:fs"
+import { readdirSync, readFileSync } from "node:fs"
 import { dirname, relative, resolve } from "node:path"
 import ts from "typescript"
 
@@ -64,5 +65,49 @@ describe("the contract's import graph", () => {
       "../engine/Budget.js",
       "../jobs/Jobs.js"
     ])
+  })
+})
+
+/** The cycles of a graph (each as the path that closes it), by depth-first search. */
+const cyclesOf = (graph: ReadonlyMap<string, ReadonlyArray<string>>): Array<string> => {
+  const cycles: Array<string> = []
+  const state = new Map<string, "open" | "done">()
+  const path: Array<string> = []
+  const visit = (node: string) => {
+    state.set(node, "open")
+    path.push(node)
+    for (const next of graph.get(node) ?? []) {
+      if (state.get(next) === "open") cycles.push([...path.slice(path.indexOf(next)), next].join(" → "))
+      else if (state.get(next) === undefined) visit(next)
+    }
+    path.pop()
+    state.set(node, "done")
+  }
+  for (const node of graph.keys()) if (state.get(node) === undefined) visit(node)
+  return cycles
+}
+
+describe("the source's import graph", () => {
+  it("has no cycles, type-only imports included", () => {
+    const files = readdirSync(resolve(root, "src"), { recursive: true, encoding: "utf8" })
+      .filter((f) => f.endsWith(".ts"))
+      .map((f) => resolve(root, "src", f))
+    const graph = new Map(
+      files.map((file) => [
+        relative(root, file),
+        importsOf(file).flatMap((s) => {
+          const local = resolveLocal(file, s)
+          return local === undefined ? [] : [relative(root, local)]
+        })
+      ] as const)
+    )
+    // Not vacuous: every module of src/ was read, and the imports between them were followed.
+    expect(graph.size).toBeGreaterThan(100)
+    expect([...graph.values()].flat().length).toBeGreaterThan(300)
+    expect(cyclesOf(graph)).toEqual([])
+  })
+
+  it("would notice a cycle", () => {
+    expect(cyclesOf(new Map([["a", ["b"]], ["b", ["c"]], ["c", ["a"]], ["d", ["a"]]]))).toEqual(["a → b → c → a"])
   })
 })
