@@ -79,7 +79,7 @@ it.effect(
             chain.push(`${at.name}@${instanceOf(at)}`)
             at = at.parentSpanId === undefined ? undefined : byId.get(at.parentSpanId)
           }
-          if (at === undefined) return chain.join(" ← ")
+          if (at === undefined || at.spanId !== request?.spanId) return chain.join(" ← ")
         }
         return undefined
       }
