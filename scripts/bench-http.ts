@@ -38,6 +38,7 @@ import { UpstreamConfig } from "../src/upstream/UpstreamConfig.js"
 import { fetchOne, login, pLimitUndici } from "./support/peers.js"
 import { procCpuUs } from "./support/procCpu.js"
 import { envOf, isSteady } from "./support/steady.js"
+import { sumSamples } from "../test/support/requests.js"
 import { decodeProfile, render, summarise } from "./support/profileSummary.js"
 import { root, startProcess, stop, unboundedBudgets, upstreamEnv } from "./support/processes.js"
 
@@ -192,12 +193,7 @@ interface Contender {
 const idleCollectionsOf = (url: string) => () =>
   fetch(`${url}/metrics`)
     .then((r) => r.text())
-    .then((text) =>
-      text
-        .split("\n")
-        .filter((l) => l.startsWith("pp_idle_collections_total"))
-        .reduce((n, l) => n + Number(l.slice(l.lastIndexOf(" ") + 1)), 0)
-    )
+    .then((text) => sumSamples(text, "pp_idle_collections_total"))
 
 const program = Effect.gen(function* () {
   const upstream = yield* Effect.promise(startUpstream)

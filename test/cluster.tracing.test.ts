@@ -9,7 +9,7 @@
 import { expect, it } from "@effect/vitest"
 import { Effect, Schema, TestServices } from "effect"
 import { cluster, env, itemsRun, posts, waitFor } from "./support/cluster.js"
-import { type OtlpSpan, receiver, SERVER } from "./support/otlp.js"
+import { attr, type OtlpSpan, receiver, SERVER } from "./support/otlp.js"
 import { postgres } from "./support/postgres.js"
 import { eventually, json, rawJson } from "./support/requests.js"
 
@@ -50,15 +50,13 @@ it.effect(
 
       const instanceOf = (span: OtlpSpan) =>
         received.resourceOf.get(span.spanId)?.find((kv) => kv.key === "service.instance.id")?.value.stringValue
-      const partSpans = () =>
-        received.spans.filter((s) => s.name === "JobRunner.execute" && s.attributes.some((kv) => kv.key === "job.id" && kv.value.stringValue === id))
+      const partSpans = () => received.spans.filter((s) => s.name === "JobRunner.execute" && attr(s, "job.id") === id)
       // Exported every 100 ms: wait until every part's span is in (24 parts: JOB_PARTITIONS in
       // test/support/cluster.ts, one item per part at least), and from both instances.
-      const partOf = (span: OtlpSpan) => span.attributes.find((kv) => kv.key === "job.part")?.value.intValue
       const parts = yield* eventually(
         Effect.suspend(() => {
           const found = partSpans()
-          return new Set(found.map(partOf)).size === PARTS && new Set(found.map(instanceOf)).size === 2
+          return new Set(found.map((s) => attr(s, "job.part"))).size === PARTS && new Set(found.map(instanceOf)).size === 2
             ? Effect.succeed(found)
             : Effect.fail("not exported yet")
         }),
@@ -89,7 +87,7 @@ it.effect(
       )
       expect(chain, "a part's spans whose ancestors stop short of the request").toBeUndefined()
       const counts = new Map<string, number>()
-      for (const part of parts) counts.set(instanceOf(part) ?? "?", (counts.get(instanceOf(part) ?? "?") ?? 0) + 1)
+      for (const name of parts.map((part) => instanceOf(part) ?? "?")) counts.set(name, (counts.get(name) ?? 0) + 1)
       console.log(`part spans by instance: ${JSON.stringify(Object.fromEntries(counts))}`)
     }).pipe(Effect.provide(env), Effect.scoped, TestServices.provideLive),
   180_000

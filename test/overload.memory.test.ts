@@ -9,7 +9,8 @@ import { Duration, Effect } from "effect"
 import * as fs from "node:fs"
 import * as Sandbox from "../src/sandbox/Sandbox.js"
 import * as Service from "./support/service.js"
-import { idOf, jobDone, request, startService, submit, until } from "./support/overload.js"
+import { idOf, jobDone, startService, submit, until } from "./support/overload.js"
+import { metric } from "./support/requests.js"
 
 const rssMb = (pid: number) =>
   Effect.sync(() => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? Number.NaN) / 1024)
@@ -49,11 +50,10 @@ it.live(
         Effect.catchAll(() => rssMb(service.pid))
       )
       // Which collections ran, for whoever reads a failure.
-      const collections = yield* request(`${service.url}/metrics`).pipe(
-        Effect.map((m) => m.body.split("\n").filter((l) => l.startsWith("pp_idle_collections_total")).join(", ")),
-        Effect.orElseSucceed(() => "unknown")
-      )
-      console.log(`RSS MB before ${before.toFixed(0)}, after 360 jobs ${peak.toFixed(0)}, idle ${after.toFixed(0)}; ${collections || "no idle collection"}`)
+      const collections = yield* Effect.forEach(["burst", "idle"], (reason) =>
+        Effect.map(metric(service.url, "pp_idle_collections_total", { reason }), (n) => `${reason} ${n}`)
+      ).pipe(Effect.map((counts) => counts.join(", ")), Effect.orElseSucceed(() => "unknown"))
+      console.log(`RSS MB before ${before.toFixed(0)}, after 360 jobs ${peak.toFixed(0)}, idle ${after.toFixed(0)}; idle collections: ${collections}`)
       expect(after).toBeLessThanOrEqual(before * 1.2)
     }).pipe(Effect.provide(Sandbox.layer({ seed: 11 })), Effect.scoped),
   600_000

@@ -236,9 +236,10 @@ export const monitorWith = (options: {
     const now = performance.eventLoopUtilization()
     const utilization = performance.eventLoopUtilization(now, elu).utilization
     elu = now
+    if (gc === undefined) return Effect.void
     const before = process.memoryUsage().heapUsed
-    const reason = gc === undefined ? undefined : collection.sample(utilization, before, working)
-    if (gc === undefined || reason === undefined) return Effect.void
+    const reason = collection.sample(utilization, before, working)
+    if (reason === undefined) return Effect.void
     gc()
     const after = process.memoryUsage().heapUsed
     collection.collected(after)

@@ -6,7 +6,6 @@
 import { Effect, Schema } from "effect"
 import * as http from "node:http"
 
-
 const AnyValue = Schema.Struct({
   stringValue: Schema.optional(Schema.String),
   intValue: Schema.optional(Schema.Union(Schema.Number, Schema.NumberFromString)),
